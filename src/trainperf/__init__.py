@@ -1,0 +1,47 @@
+"""trainperf: find out why a PyTorch training pipeline is slow, and fix it.
+
+``import trainperf`` is cheap on purpose: it loads no torch, numpy or rich. The
+public names below are imported from their modules on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from trainperf._version import __version__
+
+if TYPE_CHECKING:
+    from trainperf.errors import TrainperfError
+    from trainperf.fingerprint import Fingerprint, environment_fingerprint
+    from trainperf.resources import ResourceLimits, detect_resources
+
+__all__ = [
+    "Fingerprint",
+    "ResourceLimits",
+    "TrainperfError",
+    "__version__",
+    "detect_resources",
+    "environment_fingerprint",
+]
+
+_HOMES = {
+    "Fingerprint": "trainperf.fingerprint",
+    "ResourceLimits": "trainperf.resources",
+    "TrainperfError": "trainperf.errors",
+    "detect_resources": "trainperf.resources",
+    "environment_fingerprint": "trainperf.fingerprint",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'trainperf' has no attribute {name!r}")
+    value: object = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,8 @@
+"""``python -m trainperf``: the same command line as the ``trainperf`` script."""
+
+import sys
+
+from trainperf.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

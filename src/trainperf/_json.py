@@ -1,0 +1,96 @@
+"""JSON types and checked readers for records read back from disk.
+
+Records are plain JSON; reading one back goes through these helpers so that a
+malformed or foreign file fails with one clear :class:`RecordError` naming the key,
+instead of a ``KeyError`` deep inside.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
+from trainperf.errors import RecordError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "Json",
+    "JsonObject",
+    "as_object",
+    "opt_float",
+    "opt_int",
+    "opt_str",
+    "req_float",
+    "req_int",
+    "req_list",
+    "req_str",
+]
+
+Json: TypeAlias = "str | int | float | bool | list[Json] | dict[str, Json] | None"
+JsonObject: TypeAlias = "dict[str, Json]"
+
+
+def _missing(kind: str, key: str, value: Json) -> RecordError:
+    return RecordError(f"expected {kind} for {key!r}, got {value!r}")
+
+
+def opt_int(data: Mapping[str, Json], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _missing("an integer", key, value)
+    return value
+
+
+def req_int(data: Mapping[str, Json], key: str) -> int:
+    value = opt_int(data, key)
+    if value is None:
+        raise RecordError(f"missing key {key!r}")
+    return value
+
+
+def opt_float(data: Mapping[str, Json], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _missing("a number", key, value)
+    return float(value)
+
+
+def req_float(data: Mapping[str, Json], key: str) -> float:
+    value = opt_float(data, key)
+    if value is None:
+        raise RecordError(f"missing key {key!r}")
+    return value
+
+
+def opt_str(data: Mapping[str, Json], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _missing("a string", key, value)
+    return value
+
+
+def req_str(data: Mapping[str, Json], key: str) -> str:
+    value = opt_str(data, key)
+    if value is None:
+        raise RecordError(f"missing key {key!r}")
+    return value
+
+
+def req_list(data: Mapping[str, Json], key: str) -> list[Json]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise _missing("a list", key, value)
+    return value
+
+
+def as_object(value: Json, what: str) -> JsonObject:
+    if not isinstance(value, dict):
+        raise RecordError(f"expected an object for {what}, got {value!r}")
+    return value

@@ -1,0 +1,125 @@
+"""GPUs visible to this process: through NVML when installed, else through torch.
+
+NVML (``pip install "trainperf[gpu]"``) is asked first: it is cheap and does not
+create a CUDA context. NVML lists every GPU on the host, so the list is filtered by
+``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-`` UUID prefixes) the way CUDA would.
+
+torch is only imported to look for GPUs when it is already imported, or when a GPU
+driver is present (``/proc/driver/nvidia`` or ROCm's ``/dev/kfd``): importing torch
+costs seconds, and on a machine without a driver it could only answer "none".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from trainperf._json import JsonObject
+
+__all__ = ["GpuInfo", "detect_gpus", "filter_visible"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuInfo:
+    index: int
+    name: str
+    memory_total_bytes: int
+    uuid: str | None = None
+
+    def to_json(self) -> JsonObject:
+        return {
+            "index": self.index,
+            "name": self.name,
+            "memory_total_bytes": self.memory_total_bytes,
+            "uuid": self.uuid,
+        }
+
+
+def detect_gpus(
+    root: Path, environ: Mapping[str, str], warn: Callable[[str], None]
+) -> tuple[GpuInfo, ...]:
+    gpus = _from_nvml(warn)
+    if gpus is not None:
+        return filter_visible(gpus, environ.get("CUDA_VISIBLE_DEVICES"), warn)
+    driver = (root / "proc/driver/nvidia/gpus").is_dir() or (root / "dev/kfd").exists()
+    if "torch" in sys.modules or (driver and importlib.util.find_spec("torch") is not None):
+        return _from_torch()
+    return ()
+
+
+def filter_visible(
+    gpus: tuple[GpuInfo, ...], visible: str | None, warn: Callable[[str], None]
+) -> tuple[GpuInfo, ...]:
+    """Apply ``CUDA_VISIBLE_DEVICES`` to a host-wide list, renumbering as CUDA does."""
+    if visible is None:
+        return gpus
+    chosen: list[GpuInfo] = []
+    for token in (t.strip() for t in visible.split(",")):
+        if not token:
+            break
+        if token.lstrip("-").isdigit():
+            match = [g for g in gpus if g.index == int(token)]
+        elif token.startswith(("GPU-", "MIG-")):
+            match = [g for g in gpus if g.uuid and g.uuid.startswith(token)]
+        else:
+            warn(f"ignoring CUDA_VISIBLE_DEVICES={visible!r}: cannot read {token!r}")
+            return gpus
+        if not match:
+            break  # CUDA stops at the first entry that names no device
+        chosen.append(match[0])
+    return tuple(
+        GpuInfo(index=i, name=g.name, memory_total_bytes=g.memory_total_bytes, uuid=g.uuid)
+        for i, g in enumerate(chosen)
+    )
+
+
+def _from_nvml(warn: Callable[[str], None]) -> tuple[GpuInfo, ...] | None:
+    """All GPUs on the host, or ``None`` when NVML is missing or has no driver."""
+    if importlib.util.find_spec("pynvml") is None:
+        return None
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None  # no driver: the usual case on CPU machines
+    try:
+        gpus = []
+        for index in range(int(pynvml.nvmlDeviceGetCount())):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            name = pynvml.nvmlDeviceGetName(handle)
+            uuid = pynvml.nvmlDeviceGetUUID(handle)
+            gpus.append(
+                GpuInfo(
+                    index=index,
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    memory_total_bytes=int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
+                    uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
+                )
+            )
+        return tuple(gpus)
+    except pynvml.NVMLError as exc:
+        warn(f"NVML failed while listing GPUs ({exc}); asking torch instead")
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _from_torch() -> tuple[GpuInfo, ...]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return ()
+    gpus = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        gpus.append(
+            GpuInfo(index=index, name=props.name, memory_total_bytes=int(props.total_memory))
+        )
+    return tuple(gpus)
