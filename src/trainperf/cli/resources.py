@@ -65,7 +65,6 @@ def render_text(limits: ResourceLimits) -> str:
             f"max_batch_bytes={human_bytes(limits.max_batch_bytes, none='unknown')}",
         ),
     ]
-    rows.extend(("warning", w) for w in limits.warnings)
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 

@@ -1,0 +1,58 @@
+"""Helpers the tests share: fake /proc + /sys trees, and running the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+GIB = 1 << 30
+
+
+@dataclass
+class FakeSystem:
+    """A folder laid out like ``/``, holding only the files a test writes."""
+
+    root: Path
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def cpus(self, listing: str) -> None:
+        self.write("proc/self/status", f"Name:\tpython\nCpus_allowed_list:\t{listing}\n")
+
+    def meminfo(self, total: int, available: int) -> None:
+        self.write(
+            "proc/meminfo",
+            f"MemTotal:       {total // 1024} kB\nMemFree:  1 kB\n"
+            f"MemAvailable:   {available // 1024} kB\n",
+        )
+
+    def cgroup_v2(self, path: str = "/") -> Path:
+        """A pure v2 machine with the process in ``path``; returns that cgroup's folder."""
+        self.write("proc/self/cgroup", f"0::{path}\n")
+        self.write("sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory pids\n")
+        folder = self.root / "sys/fs/cgroup" / path.strip("/")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m trainperf ARGS`` in a fresh interpreter, as a user would run it.
+
+    The caller's ``TRAINPERF_*`` variables are dropped so that only ``env`` applies.
+    """
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPERF_")}
+    return subprocess.run(
+        [sys.executable, "-m", "trainperf", *args],
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        timeout=120,
+        check=False,
+    )
