@@ -1,56 +1,56 @@
 """The ``trainperf`` command line: a thin argparse layer over the library.
 
 Each command lives in its own module, imported only when that command runs, so
-``trainperf --help`` stays about as fast as starting Python. A command module
-exposes ``COMMAND = Command(configure=..., run=...)``; ``run`` returns the exit code:
-0 ok, 1 a finding (a regression, a budget exceeded), 2 a usage or input error.
+``trainperf --help`` costs little more than starting Python (see
+``benchmarks/cli_startup.py``); for the same reason this module avoids typing,
+dataclasses and logging at import time. A command module exposes
+``COMMAND = Command(configure, run)``; ``run`` returns the exit code: 0 ok, 1 a
+finding (a regression, a budget exceeded), 2 a usage or input error.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import difflib
 import importlib
-import logging
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
 
 from trainperf._version import __version__
 from trainperf.errors import TrainperfError, UsageError
 
+TYPE_CHECKING = False  # see trainperf/__init__.py: typing is not imported at run time
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
+    from contextlib import AbstractContextManager
+    from typing import NoReturn
 
-__all__ = ["Command", "main"]
+__all__ = ["EXIT_FINDING", "EXIT_OK", "EXIT_USAGE", "Command", "main"]
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
 
-@dataclass(frozen=True)
 class Command:
     """What a command module provides: its arguments and its body."""
 
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+    __slots__ = ("configure", "run")
+
+    def __init__(
+        self,
+        configure: Callable[[argparse.ArgumentParser], None],
+        run: Callable[[argparse.Namespace], int],
+    ) -> None:
+        self.configure = configure
+        self.run = run
 
 
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    module: str
-    summary: str
-
-
-# Only commands that work are listed; the order is the order of --help.
-_COMMANDS = (
-    _Entry(
+# (name, module, summary). Only commands that work are listed, in --help order.
+_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    (
         "resources",
         "trainperf.cli.resources",
         "the CPU, memory, /dev/shm and GPU budget this process really has",
     ),
 )
+_NAMES = tuple(name for name, _, _ in _COMMANDS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,27 +73,32 @@ def _build_parser(
     parser.add_argument("--version", action="version", version=f"trainperf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     chosen = None
-    for entry in _COMMANDS:
-        child = sub.add_parser(
-            entry.name, help=entry.summary, description=entry.summary, allow_abbrev=False
-        )
-        if entry.name == selected:
+    for name, module, summary in _COMMANDS:
+        child = sub.add_parser(name, help=summary, description=summary, allow_abbrev=False)
+        if name == selected:
             child.add_argument(
                 "--json", action="store_true", help="print machine-readable JSON on stdout"
             )
             child.add_argument(
                 "-v", "--verbose", action="store_true", help="also log progress lines to stderr"
             )
-            _load(entry).configure(child)
+            _load(module).configure(child)
             chosen = child
     return parser, chosen
 
 
-def _load(entry: _Entry) -> Command:
-    command = getattr(importlib.import_module(entry.module), "COMMAND", None)
+def _load(module: str) -> Command:
+    command = getattr(importlib.import_module(module), "COMMAND", None)
     if not isinstance(command, Command):
-        raise TypeError(f"{entry.module} defines no COMMAND")
+        raise TypeError(f"{module} defines no COMMAND")
     return command
+
+
+def _closest(word: str, choices: Sequence[str]) -> str:
+    import difflib
+
+    guess = difflib.get_close_matches(word, choices, n=1)
+    return f"did you mean '{guess[0]}'?" if guess else ""
 
 
 def _selected(argv: Sequence[str]) -> str | None:
@@ -102,12 +107,11 @@ def _selected(argv: Sequence[str]) -> str | None:
         if word == "--":
             return None
         if not word.startswith("-"):
-            names = [e.name for e in _COMMANDS]
-            if word not in names:
-                guess = difflib.get_close_matches(word, names, n=1)
-                hint = f"did you mean '{guess[0]}'? " if guess else ""
+            if word not in _NAMES:
+                hint = _closest(word, _NAMES)
                 raise UsageError(
-                    f"unknown command '{word}'; {hint}run 'trainperf --help' for the list"
+                    f"unknown command '{word}'; {hint + ' ' if hint else ''}"
+                    f"run 'trainperf --help' for the list"
                 )
             return word
     return None
@@ -115,29 +119,36 @@ def _selected(argv: Sequence[str]) -> str | None:
 
 def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
     message = f"unrecognized arguments: {' '.join(extra)}"
-    known = [o for action in parser._actions for o in action.option_strings]
-    guess = difflib.get_close_matches(extra[0], known, n=1) if extra[0].startswith("-") else []
-    if guess:
-        message += f" (did you mean '{guess[0]}'?)"
+    if extra[0].startswith("-"):
+        known = [o for action in parser._actions for o in action.option_strings]
+        hint = _closest(extra[0], known)
+        if hint:
+            message += f" ({hint})"
     return f"{message}; see '{parser.prog} --help'"
 
 
-@contextlib.contextmanager
-def _stderr_logging(verbose: bool) -> Iterator[None]:
+def _stderr_logging(verbose: bool) -> AbstractContextManager[None]:
     """Show trainperf's own log lines on stderr while a command runs, then restore."""
-    package = logging.getLogger("trainperf")
-    saved = (package.level, package.propagate)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("trainperf: %(levelname)s: %(message)s"))
-    package.addHandler(handler)
-    package.setLevel(logging.INFO if verbose else logging.WARNING)
-    package.propagate = False
-    try:
-        yield
-    finally:
-        package.removeHandler(handler)
-        package.setLevel(saved[0])
-        package.propagate = saved[1]
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def scope() -> Iterator[None]:
+        package = logging.getLogger("trainperf")
+        saved = (package.level, package.propagate)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("trainperf: %(levelname)s: %(message)s"))
+        package.addHandler(handler)
+        package.setLevel(logging.INFO if verbose else logging.WARNING)
+        package.propagate = False
+        try:
+            yield
+        finally:
+            package.removeHandler(handler)
+            package.setLevel(saved[0])
+            package.propagate = saved[1]
+
+    return scope()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,9 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = parser.parse_known_args(words)
         if extra:
             raise UsageError(_unrecognized(child, extra))
-        entry = next(e for e in _COMMANDS if e.name == selected)
+        module = next(m for name, m, _ in _COMMANDS if name == selected)
         with _stderr_logging(args.verbose):
-            return _load(entry).run(args)
+            return _load(module).run(args)
     except TrainperfError as exc:
         print(f"trainperf: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -83,4 +83,4 @@ def _cpu_ranges(cpus: tuple[int, ...]) -> str:
     return ",".join(ranges) or "none"
 
 
-COMMAND = Command(configure=configure, run=run)
+COMMAND = Command(configure, run)

@@ -1,12 +1,14 @@
 """GPUs visible to this process: through NVML when installed, else through torch.
 
-NVML (``pip install "trainperf[gpu]"``) is asked first: it is cheap and does not
-create a CUDA context. NVML lists every GPU on the host, so the list is filtered by
-``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-`` UUID prefixes) the way CUDA would.
+Nothing is probed unless a GPU driver shows itself (NVIDIA's ``/proc/driver/nvidia``
+or ``/dev/nvidiactl``, ROCm's ``/dev/kfd``) or torch is already imported: loading
+NVML's bindings costs ~20 ms and importing torch seconds, only to answer "none" on
+a CPU machine.
 
-torch is only imported to look for GPUs when it is already imported, or when a GPU
-driver is present (``/proc/driver/nvidia`` or ROCm's ``/dev/kfd``): importing torch
-costs seconds, and on a machine without a driver it could only answer "none".
+NVML (``pip install "trainperf[gpu]"``) is asked first: it is cheap and creates no
+CUDA context. It lists every GPU on the host, so the list is filtered by
+``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-``/``MIG-`` UUID prefixes) the way CUDA
+would. Without NVML, torch answers (and applies ``CUDA_VISIBLE_DEVICES`` itself).
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ class GpuInfo:
 def detect_gpus(
     root: Path, environ: Mapping[str, str], warn: Callable[[str], None]
 ) -> tuple[GpuInfo, ...]:
-    gpus = _from_nvml(warn)
-    if gpus is not None:
-        return filter_visible(gpus, environ.get("CUDA_VISIBLE_DEVICES"), warn)
-    driver = (root / "proc/driver/nvidia/gpus").is_dir() or (root / "dev/kfd").exists()
+    nvidia = (root / "proc/driver/nvidia").is_dir() or (root / "dev/nvidiactl").exists()
+    if nvidia:
+        gpus = _from_nvml(warn)
+        if gpus is not None:
+            return filter_visible(gpus, environ.get("CUDA_VISIBLE_DEVICES"), warn)
+    driver = nvidia or (root / "dev/kfd").exists()
     if "torch" in sys.modules or (driver and importlib.util.find_spec("torch") is not None):
         return _from_torch()
     return ()
