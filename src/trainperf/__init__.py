@@ -16,6 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from trainperf.errors import TrainperfError
     from trainperf.fingerprint import Fingerprint, environment_fingerprint
+    from trainperf.markers import mark
     from trainperf.resources import ResourceLimits, detect_resources
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "detect_resources",
     "environment_fingerprint",
+    "mark",
 ]
 
 _HOMES = {
@@ -33,6 +35,7 @@ _HOMES = {
     "TrainperfError": "trainperf.errors",
     "detect_resources": "trainperf.resources",
     "environment_fingerprint": "trainperf.fingerprint",
+    "mark": "trainperf.markers",
 }
 
 

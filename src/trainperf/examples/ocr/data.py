@@ -1,0 +1,152 @@
+"""Datasets, collate functions and the Lightning DataModule of the OCR example.
+
+Pages are rendered on demand from ``(seed, index)`` (the "decode" cost of a real
+dataset). Training samples carry their label maps, built in ``__getitem__``, so
+DataLoader workers share that work. Validation samples carry only the image and the
+word polygons; the naive validation collate rebuilds every page's label maps on
+every batch, as the seed project's ``db_collate_fn`` did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from trainperf.examples.ocr.labels import make_label_maps
+from trainperf.examples.ocr.synth import PageSpec, render_page
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from trainperf.examples.ocr.config import DataConfig
+
+__all__ = ["OCRDataModule", "PageDataset", "PageSample", "collate_pages"]
+
+# Validation pages are drawn from a seed range no training page uses.
+_VAL_SEED_OFFSET = 1_000_000
+
+
+@dataclass(frozen=True)
+class PageSample:
+    image: torch.Tensor  # 3 x H x W float32 in [0, 1]
+    polygons: tuple[NDArray[np.float32], ...]
+    maps: dict[str, torch.Tensor] | None  # H x W each, when built per sample
+
+
+class PageDataset(Dataset[PageSample]):
+    """``count`` synthetic pages; page ``i`` is always the same picture."""
+
+    def __init__(
+        self, *, count: int, seed: int, spec: PageSpec, with_maps: bool, fast_maps: bool
+    ) -> None:
+        self.count = count
+        self.seed = seed
+        self.spec = spec
+        self.with_maps = with_maps
+        self.fast_maps = fast_maps
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> PageSample:
+        if not 0 <= index < self.count:
+            raise IndexError(f"page {index} out of range 0..{self.count - 1}")
+        page = render_page(self.spec, self.seed * 7_919 + index)
+        image = torch.tensor(page.image).permute(2, 0, 1).float().div_(255.0)
+        maps = None
+        if self.with_maps:
+            built = make_label_maps(
+                page.polygons, self.spec.height, self.spec.width, fast=self.fast_maps
+            )
+            maps = {k: torch.from_numpy(v) for k, v in built.as_dict().items()}
+        return PageSample(image, page.polygons, maps)
+
+
+@dataclass  # not frozen: Lightning moves batches to the device field by field
+class PageBatch:
+    images: torch.Tensor  # N x 3 x H x W
+    polygons: tuple[tuple[NDArray[np.float32], ...], ...]
+    maps: dict[str, torch.Tensor]  # N x H x W each
+
+    def pin_memory(self) -> PageBatch:
+        """Lets ``DataLoader(pin_memory=True)`` pin a custom batch type."""
+        return PageBatch(
+            self.images.pin_memory(),
+            self.polygons,
+            {k: v.pin_memory() for k, v in self.maps.items()},
+        )
+
+
+def collate_pages(samples: list[PageSample], *, fast_maps: bool = False) -> PageBatch:
+    """Stack samples; pages without maps get them built here, on every call."""
+    images = torch.stack([s.image for s in samples])
+    height, width = images.shape[-2:]
+    per_page = []
+    for sample in samples:
+        if sample.maps is not None:
+            per_page.append(sample.maps)
+        else:
+            built = make_label_maps(sample.polygons, height, width, fast=fast_maps)
+            per_page.append({k: torch.from_numpy(v) for k, v in built.as_dict().items()})
+    maps = {key: torch.stack([m[key] for m in per_page]) for key in per_page[0]}
+    return PageBatch(images, tuple(s.polygons for s in samples), maps)
+
+
+class _Collate:
+    """A picklable collate function (DataLoader workers may be spawned)."""
+
+    def __init__(self, fast_maps: bool) -> None:
+        self.fast_maps = fast_maps
+
+    def __call__(self, samples: list[PageSample]) -> PageBatch:
+        return collate_pages(samples, fast_maps=self.fast_maps)
+
+
+class OCRDataModule(L.LightningDataModule):
+    def __init__(self, config: DataConfig) -> None:
+        super().__init__()
+        self.config = config
+        spec = PageSpec(
+            height=config.height,
+            width=config.width,
+            min_words=config.min_words,
+            max_words=config.max_words,
+        )
+        self.train_set = PageDataset(
+            count=config.train_pages,
+            seed=config.seed,
+            spec=spec,
+            with_maps=True,
+            fast_maps=config.fast_maps,
+        )
+        self.val_set = PageDataset(
+            count=config.val_pages,
+            seed=config.seed + _VAL_SEED_OFFSET,
+            spec=spec,
+            with_maps=False,
+            fast_maps=config.fast_maps,
+        )
+
+    def _loader(self, dataset: PageDataset, *, shuffle: bool) -> DataLoader[PageSample]:
+        workers = self.config.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            collate_fn=_Collate(self.config.fast_maps),
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> DataLoader[PageSample]:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[PageSample]:
+        return self._loader(self.val_set, shuffle=False)
