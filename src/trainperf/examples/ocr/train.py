@@ -12,6 +12,7 @@ second instead of after the whole ML stack has loaded). Examples::
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -23,7 +24,11 @@ from trainperf.examples.ocr.config import OCRConfig, register, validate
 register()
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+# An absolute path: Hydra resolves a relative one against the module that *runs* main,
+# which differs for the eager twin and under `trainperf run`.
+@hydra.main(
+    version_base="1.3", config_path=str(Path(__file__).parent / "conf"), config_name="config"
+)
 def main(cfg: DictConfig) -> None:
     config = OmegaConf.to_object(cfg)
     if not isinstance(config, OCRConfig):
