@@ -70,6 +70,17 @@ def test_unknown_flag_names_it_and_suggests() -> None:
     )
 
 
+def test_command_option_before_the_command_says_where_it_goes() -> None:
+    assert_one_line_error(run_cli("-v", "resources"), "-v belongs after the command")
+
+
+def test_output_the_terminal_cannot_encode_is_escaped(fake_system: FakeSystem) -> None:
+    fake_system.write("proc/cpuinfo", "model name\t: Prozessor \u00e9\u2122\n")
+    proc = run_cli("resources", "--root", str(fake_system.root), env={"PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0, proc.stderr
+    assert "Prozessor \\xe9\\u2122" in proc.stdout
+
+
 def test_unknown_top_level_flag() -> None:
     assert_one_line_error(run_cli("--frobnicate"), "--frobnicate")
 

@@ -71,6 +71,35 @@ def test_free_memory_does_not_change_it(fake_system) -> None:
     assert before.describe_diff(after) == "same environment"
 
 
+def test_a_few_pages_more_or_less_of_ram_do_not_change_it(fake_system) -> None:
+    before = environment_fingerprint(detect_resources(root=fake_system.root, environ={}))
+    fake_system.meminfo(16 * GIB + 12 * 4096, 12 * GIB)
+    after = environment_fingerprint(detect_resources(root=fake_system.root, environ={}))
+    assert before == after
+
+
+def test_components_cover_what_makes_runs_comparable(fake_system) -> None:
+    components = environment_fingerprint(detect_resources(root=fake_system.root, environ={}))
+    assert set(components.components) == {
+        "cpu_model",
+        "host_cpus",
+        "cpu_budget",
+        "cgroup_cpu_quota",
+        "memory_total",
+        "memory_limit",
+        "os",
+        "machine",
+        "python",
+        "torch",
+        "cuda",
+        "gpus",
+        "local_world_size",
+        "world_size",
+    }
+    assert components.components["cpu_model"] == "Fake CPU @ 3.0GHz"
+    assert components.components["memory_total"] == 16 * GIB
+
+
 def test_rank_layout_changes_it(fake_system) -> None:
     one = environment_fingerprint(detect_resources(root=fake_system.root, environ={}))
     two = environment_fingerprint(

@@ -36,8 +36,26 @@ def test_formats_each_kind_of_value() -> None:
     )
 )
 def test_parse_inverts_format_for_strings(fields) -> None:
-    fields = {k: v for k, v in fields.items() if v not in ("none", "true", "false")}
-    assert parse_kv(format_kv("event", fields)) == ("event", fields)
+    line = format_kv("event", fields)
+    assert "\n" not in line
+    assert parse_kv(line) == ("event", fields)
+
+
+def test_strings_that_look_like_none_or_booleans_are_quoted() -> None:
+    line = format_kv("e", {"a": "none", "b": None, "c": "true", "d": True})
+    assert line == 'e a="none" b=none c="true" d=true'
+
+
+def test_whole_floats_print_as_integers() -> None:
+    assert format_kv("e", {"big": 1e6, "small": 0.25, "nan": float("nan")}) == (
+        "e big=1000000 small=0.25 nan=nan"
+    )
+
+
+@pytest.mark.parametrize("line", ['e a="open', "e novalue", 'e a="x\\'])
+def test_parse_rejects_malformed_lines(line) -> None:
+    with pytest.raises(ValueError, match="not a key=value log line"):
+        parse_kv(line)
 
 
 @pytest.mark.parametrize("event", ["", "two words"])

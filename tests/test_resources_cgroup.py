@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from _support import GIB, FakeSystem
 from trainperf.resources import detect_resources
 
@@ -187,7 +191,7 @@ def test_missing_proc_files_fall_back(tmp_path) -> None:
 
     limits = detect_resources(root=root, environ={})
 
-    assert limits.cpu_budget >= 1  # from the kernel's own affinity mask
+    assert limits.cpu_budget == len(os.sched_getaffinity(0))  # the kernel's own mask
     assert limits.memory_total_bytes is None
     assert limits.memory_available_bytes is None
     assert limits.max_batch_bytes is None
@@ -200,3 +204,89 @@ def test_trainperf_cpus_only_lowers_the_budget(fake_system: FakeSystem) -> None:
     assert detect(fake_system, TRAINPERF_CPUS="1.25").cpu_budget == 1.25
     assert detect(fake_system, TRAINPERF_CPUS="64").cpu_budget == 2.0
     assert detect(fake_system, TRAINPERF_CPUS="64").cpu_override == 64.0
+
+
+def test_headroom_is_the_smallest_over_ancestors(fake_system: FakeSystem) -> None:
+    ctr = fake_system.cgroup_v2("/pod/ctr")
+    (ctr / "memory.max").write_text(f"{4 * GIB}\n")
+    (ctr / "memory.current").write_text(f"{1 * GIB}\n")  # 3 GiB left here
+    (ctr.parent / "memory.max").write_text(f"{3 * GIB}\n")
+    (ctr.parent / "memory.current").write_text(f"{2560 << 20}\n")  # 0.5 GiB left here
+
+    limits = detect(fake_system)
+
+    assert limits.memory_limit_bytes == 3 * GIB
+    assert limits.memory_available_bytes == 512 << 20
+
+
+def test_a_limit_without_usage_still_caps_available_memory(fake_system: FakeSystem) -> None:
+    ctr = fake_system.cgroup_v2("/job")
+    (ctr / "memory.max").write_text(f"{2 * GIB}\n")  # no memory.current at all
+
+    assert detect(fake_system).memory_available_bytes == 2 * GIB
+
+
+def test_v1_headroom_discounts_total_inactive_file(fake_system: FakeSystem) -> None:
+    fake_system.write("proc/self/cgroup", "4:memory:/\n")
+    fake_system.write("sys/fs/cgroup/memory/memory.limit_in_bytes", f"{2 * GIB}\n")
+    fake_system.write("sys/fs/cgroup/memory/memory.usage_in_bytes", f"{1 * GIB}\n")
+    fake_system.write("sys/fs/cgroup/memory/memory.stat", f"total_inactive_file {256 << 20}\n")
+
+    assert detect(fake_system).memory_available_bytes == 2 * GIB - (768 << 20)
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({"cpu.cfs_quota_us": "50000", "cpu.cfs_period_us": "25000"}, 2.0),
+        ({"cpu.cfs_quota_us": "50000"}, 0.5),  # period missing: the kernel default 100 ms
+    ],
+)
+def test_v1_period(fake_system: FakeSystem, files, quota) -> None:
+    fake_system.write("proc/self/cgroup", "3:cpu:/\n")
+    for name, value in files.items():
+        fake_system.write(f"sys/fs/cgroup/cpu/{name}", value + "\n")
+
+    assert detect(fake_system).cgroup_cpu_quota == quota
+
+
+def test_v2_cpu_max_without_period_uses_the_default(fake_system: FakeSystem) -> None:
+    ctr = fake_system.cgroup_v2("/job")
+    (ctr / "cpu.max").write_text("50000\n")
+
+    assert detect(fake_system).cgroup_cpu_quota == 0.5
+
+
+def test_sub_tree_mount_maps_the_process_path_below_it(fake_system: FakeSystem) -> None:
+    # The mount shows /kubepods/pod1 at /sys/fs/cgroup; the process is in its child ctr,
+    # whose own quota is tighter than the pod's.
+    fake_system.write("proc/self/cgroup", "0::/kubepods/pod1/ctr\n")
+    fake_system.write(
+        "proc/self/mountinfo",
+        "30 25 0:26 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+    )
+    fake_system.write("sys/fs/cgroup/cpu.max", "200000 100000\n")
+    fake_system.write("sys/fs/cgroup/ctr/cpu.max", "50000 100000\n")
+
+    assert detect(fake_system).cgroup_cpu_quota == 0.5
+
+
+def test_mountinfo_escapes_are_decoded(fake_system: FakeSystem) -> None:
+    fake_system.write("proc/self/cgroup", "0::/\n")
+    fake_system.write(
+        "proc/self/mountinfo", "40 1 0:38 / /mnt/a\\134b\\011c rw - cgroup2 cgroup2 rw\n"
+    )
+    fake_system.write("mnt/a\\b\tc/cpu.max", "300000 100000\n")
+
+    assert detect(fake_system).cgroup_cpu_quota == 3.0
+
+
+def test_a_path_outside_the_namespace_never_climbs_out_of_the_mount(fake_system) -> None:
+    fake_system.cgroup_v2("/")
+    fake_system.write("proc/self/cgroup", "0::/../../../etc\n")
+    fake_system.write("etc/cpu.max", "50000 100000\n")  # must not be read
+
+    limits = detect(fake_system)
+
+    assert limits.cgroup_cpu_quota is None
+    assert any("outside the visible cgroup tree" in w for w in limits.warnings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 
 import pytest
@@ -132,3 +133,77 @@ def test_no_contents_crash_detection(tmp_path_factory, writes) -> None:
     assert limits.cpu_budget > 0
     assert 1 <= limits.optimal_threads + limits.optimal_workers <= max(1, len(limits.cpu_affinity))
     shutil.rmtree(root)
+
+
+@pytest.mark.parametrize(
+    ("relative", "content", "named"),
+    [
+        ("sys/fs/cgroup/job/cpu.max", "9" * 400 + " 100000\n", "cpu.max"),
+        ("proc/meminfo", "MemTotal: " + "9" * 320 + " kB\n", "meminfo"),
+        ("proc/meminfo", "MemTotal: -5 kB\nMemAvailable: -1 kB\n", "meminfo"),
+        ("proc/self/status", "Cpus_allowed_list:\t0-30000000\n", "status"),
+    ],
+)
+def test_absurd_numbers_are_garbage_not_crashes(fake_system, relative, content, named) -> None:
+    fake_system.cgroup_v2("/job")
+    fake_system.write(relative, content)
+
+    limits = detect_resources(root=fake_system.root, environ={})
+
+    assert any(named in w for w in limits.warnings), limits.warnings
+    assert limits.optimal_threads <= len(os.sched_getaffinity(0)) or limits.optimal_threads <= 4
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"LOCAL_WORLD_SIZE": "²"},
+        {"WORLD_SIZE": "٣"},
+        {"SLURM_LOCALID": "0", "SLURM_NODEID": "²", "SLURM_TASKS_PER_NODE": "2(x2)"},
+        {"CUDA_VISIBLE_DEVICES": "²"},
+    ],
+)
+def test_unicode_digits_in_launcher_variables(fake_system, env) -> None:
+    limits = detect_resources(root=fake_system.root, environ=env)
+    assert limits.local_world_size >= 1
+
+
+_env_value = st.one_of(_text, st.integers(min_value=-(10**30), max_value=10**30).map(str))
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    env=st.dictionaries(
+        st.sampled_from(
+            [
+                "LOCAL_WORLD_SIZE",
+                "WORLD_SIZE",
+                "LOCAL_RANK",
+                "OMPI_COMM_WORLD_LOCAL_SIZE",
+                "SLURM_LOCALID",
+                "SLURM_NODEID",
+                "SLURM_TASKS_PER_NODE",
+                "SLURM_STEP_TASKS_PER_NODE",
+                "SLURM_NTASKS_PER_NODE",
+                "CUDA_VISIBLE_DEVICES",
+            ]
+        ),
+        _env_value,
+        max_size=5,
+    ),
+    big=st.integers(min_value=0, max_value=10**400).map(str),
+)
+def test_no_environment_or_huge_number_crashes_detection(fake_system, env, big) -> None:
+    ctr = fake_system.root / "sys/fs/cgroup/job"
+    fake_system.cgroup_v2("/job")
+    (ctr / "memory.max").write_text(big)
+    (ctr / "memory.current").write_text(big)
+    (ctr / "cpu.max").write_text(f"{big} {big}")
+
+    limits = detect_resources(root=fake_system.root, environ=env)
+
+    assert limits.cpu_budget > 0
+    assert limits.local_world_size >= 1
+    assert limits.max_batch_bytes is None or limits.max_batch_bytes >= 0

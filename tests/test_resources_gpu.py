@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from trainperf.resources import GpuInfo, detect_resources
-from trainperf.resources.gpu import detect_gpus, filter_visible
+from trainperf.resources.gpu import filter_visible
 
 HOST = (
     GpuInfo(index=0, name="A", memory_total_bytes=1, uuid="GPU-aaaa-1111"),
@@ -24,8 +26,11 @@ HOST = (
         ("-1", []),
         ("2,0", ["C", "A"]),
         ("1,7,2", ["B"]),  # CUDA stops at the first device that does not exist
+        ("2,0,2,1", ["C", "A"]),  # ... and at the first repeated one
         ("GPU-cccc", ["C"]),
         ("GPU-bbbb-2222,GPU-aaaa", ["B", "A"]),
+        ("GPU-", []),  # a prefix of every UUID names no single device
+        ("0, 1", ["A", "B"]),
     ],
 )
 def test_visible_devices_filter_and_renumber(visible, names) -> None:
@@ -36,26 +41,33 @@ def test_visible_devices_filter_and_renumber(visible, names) -> None:
     assert warnings == []
 
 
-def test_unreadable_visible_devices_warns_and_keeps_all() -> None:
+@pytest.mark.parametrize(("visible", "names"), [("first", []), ("0,foo,1", ["A"]), ("²", [])])
+def test_unreadable_entries_end_the_list_with_a_warning(visible, names) -> None:
     warnings: list[str] = []
-    assert filter_visible(HOST, "first", warnings.append) == HOST
-    assert "CUDA_VISIBLE_DEVICES='first'" in warnings[0]
+    assert [g.name for g in filter_visible(HOST, visible, warnings.append)] == names
+    assert len(warnings) == 1
+    assert f"CUDA_VISIBLE_DEVICES={visible!r}" in warnings[0]
 
 
 def test_fake_roots_never_report_the_hosts_gpus(fake_system) -> None:
     assert detect_resources(root=fake_system.root, environ={}).gpus == ()
 
 
-def _cuda_devices() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+def _has_gpu_driver() -> bool:
+    return Path("/proc/driver/nvidia").is_dir() or Path("/dev/nvidiactl").exists()
 
 
-def test_real_probe_agrees_with_torch() -> None:
-    warnings: list[str] = []
-    found = detect_gpus(Path("/"), {}, warnings.append)
-    assert len(found) == _cuda_devices()
+def test_without_a_driver_nothing_is_probed_and_torch_stays_unloaded() -> None:
+    if _has_gpu_driver():
+        pytest.skip("this machine has an NVIDIA driver")
+    code = (
+        "import sys; from pathlib import Path; from trainperf.resources.gpu import detect_gpus;"
+        "print(detect_gpus(Path('/'), {}, print), 'torch' in sys.modules, 'pynvml' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["()", "False", "False"]
 
 
 @pytest.mark.gpu

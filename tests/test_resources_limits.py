@@ -42,6 +42,7 @@ def limits(**overrides) -> ResourceLimits:
         (16.0, 4, 4, 2, 2),
         (8.0, 8, 1, 1, 0),
         (2.0, 4, 1, 1, 0),
+        (1.9999999, 1, 2, 2, 0),  # float noise in a quota is not a lost CPU
     ],
 )
 def test_envelope(budget, ranks, usable, threads, workers) -> None:
@@ -75,6 +76,10 @@ def test_max_batch_bytes_rule() -> None:
     # No workers, no /dev/shm traffic: only memory counts.
     two = limits(cpu_budget=2.0, memory_available_bytes=8 * GIB, shm_free_bytes=1)
     assert two.max_batch_bytes == 2 * GIB
+
+    # Two ranks with two workers each queue 8 batches in the node's /dev/shm.
+    shared = limits(cpu_budget=8.0, local_world_size=2, world_size=2, shm_free_bytes=GIB)
+    assert shared.max_batch_bytes == GIB // 8
 
     # Two ranks share the node's memory.
     ranks = limits(cpu_budget=2.0, memory_available_bytes=8 * GIB, local_world_size=2, world_size=2)
@@ -146,6 +151,14 @@ def test_json_has_the_documented_keys() -> None:
         {"cpu_budget": "lots"},
         {"cpu_budget": 1, "cpu_affinity": [0], "host_cpus": 1, "cpu_model": 3},
         {"cpu_budget": 1, "cpu_affinity": [0], "host_cpus": 1, "cpu_model": "x", "gpus": [1]},
+        {"cpu_budget": 1, "cpu_affinity": [True], "host_cpus": 1, "cpu_model": "x"},
+        {
+            "cpu_budget": 1,
+            "cpu_affinity": [0],
+            "host_cpus": 1,
+            "cpu_model": "x",
+            "local_world_size": 0,
+        },
     ],
 )
 def test_from_json_rejects_foreign_records(broken) -> None:
@@ -164,3 +177,14 @@ def test_detection_logs_one_key_value_line(fake_system, caplog) -> None:
     assert fields["cpu_budget"] == "4"
     assert fields["optimal_workers"] == str(result.optimal_workers)
     assert fields["memory_available_mb"] == str(12 * 1024)
+
+
+def test_small_shm_advice() -> None:
+    from trainperf.resources import shm_advice
+
+    assert shm_advice(None) is None
+    assert shm_advice(8 * GIB) is None
+    advice = shm_advice(64 << 20)
+    assert advice is not None
+    assert "/dev/shm is only 64 MiB" in advice
+    assert "--shm-size" in advice

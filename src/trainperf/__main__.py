@@ -2,7 +2,7 @@
 
 import sys
 
-from trainperf.cli import main
+from trainperf.cli import console
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

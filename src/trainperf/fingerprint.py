@@ -112,7 +112,7 @@ def environment_fingerprint(resources: ResourceLimits | None = None) -> Fingerpr
         "host_cpus": limits.host_cpus,
         "cpu_budget": limits.cpu_budget,
         "cgroup_cpu_quota": limits.cgroup_cpu_quota,
-        "memory_total": None if memory is None else round(memory / _MEMORY_GRAIN) * _MEMORY_GRAIN,
+        "memory_total": None if memory is None else _nearest(memory, _MEMORY_GRAIN),
         "memory_limit": limits.memory_limit_bytes,
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
@@ -124,6 +124,11 @@ def environment_fingerprint(resources: ResourceLimits | None = None) -> Fingerpr
         "world_size": limits.world_size,
     }
     return Fingerprint(components)
+
+
+def _nearest(value: int, grain: int) -> int:
+    """``value`` rounded to a multiple of ``grain`` (integers: no float overflow)."""
+    return (value + grain // 2) // grain * grain
 
 
 def _distribution_version(name: str) -> str | None:

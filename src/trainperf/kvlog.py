@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Scalar", "format_kv", "log_kv", "parse_kv"]
 
+# Strings spelled like the unquoted forms of None and booleans are quoted, so that
+# a reader can tell the string "none" from None.
+_RESERVED = frozenset({"none", "true", "false"})
+
 Scalar = str | int | float | bool | None
 """A value a log field can hold."""
 
@@ -32,7 +36,8 @@ def _format_value(value: Scalar) -> str:
         return f"{value:.6g}"
     if isinstance(value, int):
         return str(value)
-    if value and not any(c.isspace() or c in '"=\\' for c in value):
+    plain = value not in _RESERVED and not any(c.isspace() or c in '"=\\' for c in value)
+    if value and plain:
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
@@ -51,7 +56,17 @@ def format_kv(event: str, fields: Mapping[str, Scalar]) -> str:
 
 
 def parse_kv(line: str) -> tuple[str, dict[str, str]]:
-    """Inverse of :func:`format_kv`, for tests and log readers (values stay strings)."""
+    """Inverse of :func:`format_kv`, for tests and log readers (values stay strings).
+
+    Raises ``ValueError`` naming the position when the line is not ``key=value`` pairs.
+    """
+    try:
+        return _parse(line)
+    except (IndexError, ValueError):
+        raise ValueError(f"not a key=value log line: {line[:80]!r}") from None
+
+
+def _parse(line: str) -> tuple[str, dict[str, str]]:
     event, _, rest = line.partition(" ")
     fields: dict[str, str] = {}
     i = 0

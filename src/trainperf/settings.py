@@ -1,7 +1,9 @@
 """Every ``TRAINPERF_*`` environment variable is read here, and only here.
 
 A bad value is a :class:`~trainperf.errors.UsageError` naming the variable, the
-value and the fix; an unset or empty variable means "use the default".
+value and the fix; an unset or empty variable means "use the default". Values are
+checked when read, except the home folder, which is resolved only by the commands
+that keep state (so a bad ``TRAINPERF_HOME`` cannot break ``trainperf resources``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from trainperf.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Settings"]
+__all__ = ["HOME_DIRNAME", "Settings"]
 
 HOME_DIRNAME = ".trainperf"
 
@@ -26,26 +28,48 @@ HOME_DIRNAME = ".trainperf"
 class Settings:
     """Settings taken from the environment.
 
-    ``home``: where project state lives (``TRAINPERF_HOME``, default ``./.trainperf``).
+    ``home_variable``: ``TRAINPERF_HOME`` as given (see :meth:`home`).
     ``cpus``: an upper bound on the CPU budget (``TRAINPERF_CPUS``, a positive number;
     it can only lower what the machine allows, never raise it).
     ``no_color``: the ``NO_COLOR`` convention (any non-empty value).
     """
 
-    home: Path
+    home_variable: str | None = None
     cpus: float | None = None
     no_color: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cpus is not None and not (math.isfinite(self.cpus) and self.cpus > 0):
+            raise UsageError(
+                f"TRAINPERF_CPUS must be a positive number of CPUs such as 4 or 1.5, "
+                f"got {self.cpus}; fix or unset it"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        home_raw = env.get("TRAINPERF_HOME", "")
-        home = Path(home_raw).expanduser() if home_raw else Path.cwd() / HOME_DIRNAME
         return cls(
-            home=home,
+            home_variable=env.get("TRAINPERF_HOME") or None,
             cpus=_positive_float(env, "TRAINPERF_CPUS"),
             no_color=bool(env.get("NO_COLOR", "")),
         )
+
+    def home(self) -> Path:
+        """Project state: ``TRAINPERF_HOME``, else ``.trainperf`` in the working folder."""
+        try:
+            if self.home_variable:
+                return Path(self.home_variable).expanduser()
+            return Path.cwd() / HOME_DIRNAME
+        except RuntimeError as exc:  # "~nosuchuser/..."
+            raise UsageError(
+                f"TRAINPERF_HOME={self.home_variable!r} cannot be used ({exc}); "
+                f"set it to a folder path"
+            ) from None
+        except OSError as exc:  # the working folder was deleted
+            raise UsageError(
+                f"the working folder is gone ({exc.strerror or exc}); cd into a project "
+                f"folder or set TRAINPERF_HOME"
+            ) from None
 
 
 def _positive_float(env: Mapping[str, str], name: str) -> float | None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from typing import NoReturn
 
-__all__ = ["EXIT_FINDING", "EXIT_OK", "EXIT_USAGE", "Command", "main"]
+__all__ = ["EXIT_FINDING", "EXIT_OK", "EXIT_USAGE", "Command", "console", "main"]
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE = 0, 1, 2
 
@@ -121,6 +121,8 @@ def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
     message = f"unrecognized arguments: {' '.join(extra)}"
     if extra[0].startswith("-"):
         known = [o for action in parser._actions for o in action.option_strings]
+        if extra[0] in known:  # a command's option given before the command's name
+            return f"{extra[0]} belongs after the command: '{parser.prog} {extra[0]} ...'"
         hint = _closest(extra[0], known)
         if hint:
             message += f" ({hint})"
@@ -149,6 +151,19 @@ def _stderr_logging(verbose: bool) -> AbstractContextManager[None]:
             package.propagate = saved[1]
 
     return scope()
+
+
+def console() -> int:
+    """The ``trainperf`` script: :func:`main`, printing whatever the terminal can show.
+
+    A CPU model or path the terminal's encoding cannot represent is escaped rather
+    than crashing the command (``PYTHONIOENCODING=ascii``, a C locale).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

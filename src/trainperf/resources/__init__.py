@@ -35,6 +35,7 @@ __all__ = [
     "RankLayout",
     "ResourceLimits",
     "detect_resources",
+    "shm_advice",
 ]
 
 logger = logging.getLogger("trainperf.resources")
@@ -62,7 +63,8 @@ def detect_resources(
     host = read_host(reader)
     cgroup = read_cgroup_limits(reader)
     ranks = read_rank_layout(env, reader.warn)
-    found_gpus = detect_gpus(base, env, reader.warn) if gpus and base == Path("/") else ()
+    real_machine = os.path.realpath(base) == "/"
+    found_gpus = detect_gpus(base, env, reader.warn) if gpus and real_machine else ()
 
     cpu_budget = float(len(host.cpu_affinity))
     for bound in (cgroup.cpu_quota, settings.cpus):
@@ -71,12 +73,9 @@ def detect_resources(
 
     available_sources = [host.memory_available_bytes, cgroup.memory_headroom_bytes]
     available = min((v for v in available_sources if v is not None), default=None)
-    if host.shm_bytes is not None and host.shm_bytes < SMALL_SHM_BYTES:
-        reader.warn(
-            f"/dev/shm is only {host.shm_bytes >> 20} MiB: DataLoader workers may die with "
-            f"'Bus error'; give the container more (docker run --shm-size=8g, or a "
-            f"memory-backed emptyDir on Kubernetes)"
-        )
+    advice = shm_advice(host.shm_bytes)
+    if advice:
+        reader.warn(advice)
 
     limits = ResourceLimits(
         cpu_budget=cpu_budget,
@@ -101,15 +100,36 @@ def detect_resources(
     return limits
 
 
+def shm_advice(shm_bytes: int | None) -> str | None:
+    """A warning when ``/dev/shm`` is too small for DataLoader workers, else ``None``."""
+    if shm_bytes is None or shm_bytes >= SMALL_SHM_BYTES:
+        return None
+    return (
+        f"/dev/shm is only {shm_bytes >> 20} MiB: DataLoader workers may die with "
+        f"'Bus error'; give the container more (docker run --shm-size=8g, or a "
+        f"memory-backed emptyDir on Kubernetes)"
+    )
+
+
 def _check_root(base: Path) -> None:
-    if not base.is_dir():
+    try:
+        entries = set(os.listdir(base))
+    except FileNotFoundError:
         raise EnvironmentProbeError(
-            f"root {str(base)!r} is not a readable folder; pass the folder that holds "
+            f"root {str(base)!r} does not exist; pass the folder that holds proc/ and "
+            f"sys/ (the default is /)"
+        ) from None
+    except NotADirectoryError:
+        raise EnvironmentProbeError(
+            f"root {str(base)!r} is a file, not a folder; pass the folder that holds "
             f"proc/ and sys/ (the default is /)"
-        )
-    if not os.access(base, os.R_OK | os.X_OK):
-        raise EnvironmentProbeError(f"root {str(base)!r} cannot be read; check its permissions")
-    if not ((base / "proc").is_dir() or (base / "sys").is_dir()):
+        ) from None
+    except OSError as exc:
+        raise EnvironmentProbeError(
+            f"root {str(base)!r} cannot be read ({exc.strerror or exc}); check its "
+            f"permissions, or pass another folder that holds proc/ and sys/"
+        ) from None
+    if not entries & {"proc", "sys"}:
         raise EnvironmentProbeError(
             f"root {str(base)!r} holds neither proc/ nor sys/; pass the folder that "
             f"holds them (the default is /)"

@@ -8,14 +8,17 @@ warning and then ignored, so the caller falls back to the next source.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
-__all__ = ["SystemReader"]
+__all__ = ["MAX_COUNTER", "SystemReader"]
 
 logger = logging.getLogger("trainperf.resources")
 
 # A limit file is a few bytes; anything longer than this is not what we expect.
 _MAX_FILE_BYTES = 1 << 20
+# The kernel's counters are 64-bit: a number at or past this is not a real reading.
+MAX_COUNTER = 1 << 64
 
 
 class SystemReader:
@@ -46,16 +49,40 @@ class SystemReader:
             return None
         return data.decode("utf-8", errors="replace")
 
+    # os.path's probes return False on any OSError (an unreadable folder, a loop), where
+    # Path.is_dir() raises PermissionError: detection must not crash on either.
+    @staticmethod
+    def is_dir(path: Path) -> bool:
+        return os.path.isdir(path)
+
+    @staticmethod
+    def is_file(path: Path) -> bool:
+        return os.path.isfile(path)
+
+    def children(self, path: Path) -> list[Path]:
+        """Sub-folders of ``path``, sorted; unreadable means none (with a warning)."""
+        try:
+            names = sorted(os.listdir(path))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self.warn(f"cannot list {self.show(path)}: {exc.strerror or exc}; ignoring it")
+            return []
+        return [path / name for name in names if os.path.isdir(path / name)]
+
     def integer(self, path: Path, *, fallback: str) -> int | None:
         """A file holding one integer; garbage gives a warning and ``None``."""
         raw = self.text(path)
         if raw is None:
             return None
         try:
-            return int(raw.strip())
+            value = int(raw.strip())
+            if abs(value) >= MAX_COUNTER:
+                raise ValueError
         except ValueError:
             self.garbage(path, raw, "an integer", fallback)
             return None
+        return value
 
     def garbage(self, path: Path, raw: str, expected: str, fallback: str) -> None:
         shown = raw.strip()

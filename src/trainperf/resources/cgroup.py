@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from trainperf.resources._reader import MAX_COUNTER
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -70,14 +72,14 @@ def read_cgroup_limits(reader: SystemReader) -> CgroupLimits:
     limits: list[int] = []
     headrooms: list[int] = []
     if v2_mounts:
-        for level in _levels(v2_mounts[0], v2_path or "/"):
+        for level in _levels(reader, v2_mounts[0], v2_path or "/"):
             _add(quotas, _v2_cpu(reader, level))
             _memory_level(reader, level, "v2", limits, headrooms)
     for controller in ("cpu", "memory"):
         v1_mount = next((m for m in v1_mounts if controller in m.controllers), None)
         if v1_mount is None:
             continue
-        for level in _levels(v1_mount, v1_paths.get(controller, "/")):
+        for level in _levels(reader, v1_mount, v1_paths.get(controller, "/")):
             if controller == "cpu":
                 _add(quotas, _v1_cpu(reader, level))
             else:
@@ -152,7 +154,7 @@ def _parse_mountinfo(reader: SystemReader, text: str) -> list[_Mount]:
         point = reader.path(_unescape(fields[4]))
         controllers = frozenset() if fstype == "cgroup2" else frozenset(super_options.split(","))
         mounts.append(_Mount(_unescape(fields[3]), point, controllers, fstype == "cgroup2"))
-    return [m for m in mounts if m.point.is_dir()]
+    return [m for m in mounts if reader.is_dir(m.point)]
 
 
 def _unescape(field: str) -> str:
@@ -163,22 +165,30 @@ def _unescape(field: str) -> str:
 
 
 def _conventional_mounts(reader: SystemReader) -> list[_Mount]:
-    """The usual layout, for systems (and fake trees) without a usable mountinfo."""
+    """The usual layout, where ``/proc/self/mountinfo`` is missing or lists no cgroup
+    (some sandboxes, such as gVisor, and minimal containers)."""
     base = reader.path("sys/fs/cgroup")
-    if (base / "cgroup.controllers").is_file():
+    if reader.is_file(base / "cgroup.controllers"):
         return [_Mount("/", base, frozenset(), True)]
     mounts: list[_Mount] = []
-    if (base / "unified" / "cgroup.controllers").is_file():
+    if reader.is_file(base / "unified" / "cgroup.controllers"):
         mounts.append(_Mount("/", base / "unified", frozenset(), True))
-    if base.is_dir():
-        for child in sorted(base.iterdir()):
-            if child.is_dir() and child.name not in ("unified", "systemd"):
-                mounts.append(_Mount("/", child, frozenset(child.name.split(",")), False))
+    for child in reader.children(base):
+        if child.name not in ("unified", "systemd"):
+            mounts.append(_Mount("/", child, frozenset(child.name.split(",")), False))
     return mounts
 
 
-def _levels(mount: _Mount, cgroup_path: str) -> list[Path]:
+def _levels(reader: SystemReader, mount: _Mount, cgroup_path: str) -> list[Path]:
     """The process's cgroup directory, then each ancestor up to the mount point."""
+    if ".." in cgroup_path.split("/"):
+        # The kernel writes "/../x" for a process outside its cgroup namespace; that
+        # cgroup is not visible here, and the path must not climb out of the mount.
+        reader.warn(
+            f"the process's cgroup {cgroup_path!r} lies outside the visible cgroup tree; "
+            f"reading limits at {reader.show(mount.point)} only"
+        )
+        return [mount.point]
     relative = cgroup_path
     inside = relative == mount.fs_root or relative.startswith(mount.fs_root.rstrip("/") + "/")
     if mount.fs_root != "/" and inside:
@@ -188,7 +198,7 @@ def _levels(mount: _Mount, cgroup_path: str) -> list[Path]:
     path = mount.point / relative.strip("/") if relative.strip("/") else mount.point
     levels: list[Path] = []
     while True:
-        if path.is_dir():
+        if reader.is_dir(path):
             levels.append(path)
         if path == mount.point or mount.point not in path.parents:
             break
@@ -216,10 +226,10 @@ def _v2_cpu(reader: SystemReader, level: Path) -> float | None:
         quota = int(parts[0])
         if quota <= 0:
             raise ValueError
-    except ValueError:
+        return quota / period
+    except (ValueError, OverflowError):
         reader.garbage(path, raw, "'max PERIOD' or 'QUOTA PERIOD'", _FALLBACK)
         return None
-    return quota / period
 
 
 def _v1_cpu(reader: SystemReader, level: Path) -> float | None:
@@ -231,7 +241,11 @@ def _v1_cpu(reader: SystemReader, level: Path) -> float | None:
         shown = f"quota {quota}, period {period}"
         reader.garbage(level / "cpu.cfs_quota_us", shown, "a positive quota and period", _FALLBACK)
         return None
-    return quota / (period or _DEFAULT_PERIOD_US)
+    try:
+        return quota / (period or _DEFAULT_PERIOD_US)
+    except OverflowError:
+        reader.garbage(level / "cpu.cfs_quota_us", str(quota), "a CPU quota", _FALLBACK)
+        return None
 
 
 # --- memory ---------------------------------------------------------------------------
@@ -257,7 +271,9 @@ def _memory_level(
     if limit is None:
         return
     limits.append(limit)
-    if usage is not None:
+    if usage is None:
+        headrooms.append(limit)  # usage unknown: at most the limit is left
+    else:
         working_set = max(0, usage - _stat(reader, level / "memory.stat", inactive_key))
         headrooms.append(max(0, limit - working_set))
 
@@ -268,7 +284,7 @@ def _v2_bytes(reader: SystemReader, path: Path) -> int | None:
         return None
     try:
         value = int(raw.strip())
-        if value < 0:
+        if not 0 <= value < MAX_COUNTER:
             raise ValueError
     except ValueError:
         reader.garbage(path, raw, "'max' or a number of bytes", _FALLBACK)

@@ -3,7 +3,9 @@
 Sources, first match wins: torchrun/torch.distributed.run (``LOCAL_WORLD_SIZE``),
 Open MPI (``OMPI_COMM_WORLD_LOCAL_SIZE``), then Slurm -- but only for a task that
 ``srun`` started (``SLURM_LOCALID`` set): a batch script that itself runs torchrun
-is one process, whatever ``--ntasks-per-node`` says.
+is one process, whatever ``--ntasks-per-node`` says. For Slurm the step's own layout
+(``SLURM_STEP_TASKS_PER_NODE``) wins over the job's (``SLURM_TASKS_PER_NODE``), and
+both over ``SLURM_NTASKS_PER_NODE``, which is only the request sbatch was given.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RankLayout", "read_rank_layout"]
 
-_SLURM_TASKS = re.compile(r"^(\d+)(?:\(x(\d+)\))?$")
+_SLURM_TASKS = re.compile(r"^([0-9]+)(?:\(x([0-9]+)\))?$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,46 +29,53 @@ class RankLayout:
     local_rank: int | None = None
 
 
+def _whole(raw: str) -> int | None:
+    # isdecimal, not isdigit: "²" is a digit that int() rejects.
+    return int(raw) if raw.isascii() and raw.isdecimal() else None
+
+
 def read_rank_layout(environ: Mapping[str, str], warn: Callable[[str], None]) -> RankLayout:
     def number(name: str) -> int | None:
         raw = environ.get(name, "").strip()
         if not raw:
             return None
-        if raw.isdigit() and int(raw) >= 0:
-            return int(raw)
-        warn(f"ignoring {name}={raw!r}: expected a whole number; assuming 1 rank")
-        return None
+        value = _whole(raw)
+        if value is None:
+            warn(f"ignoring {name}={raw!r}: expected a whole number; assuming 1 rank")
+        return value
 
     local = number("LOCAL_WORLD_SIZE") or number("OMPI_COMM_WORLD_LOCAL_SIZE")
     local_rank = number("LOCAL_RANK")
     if local_rank is None:
         local_rank = number("OMPI_COMM_WORLD_LOCAL_RANK")
-    if local is None and environ.get("SLURM_LOCALID"):
-        local = number("SLURM_NTASKS_PER_NODE") or _slurm_tasks_on_node(environ, warn)
-        local_rank = number("SLURM_LOCALID")
     world = number("WORLD_SIZE") or number("OMPI_COMM_WORLD_SIZE")
-    if world is None and environ.get("SLURM_LOCALID"):
-        world = number("SLURM_NTASKS")
+    if local is None and environ.get("SLURM_LOCALID"):
+        local = (
+            _slurm_tasks_on_node(environ, "SLURM_STEP_TASKS_PER_NODE", warn)
+            or _slurm_tasks_on_node(environ, "SLURM_TASKS_PER_NODE", warn)
+            or number("SLURM_NTASKS_PER_NODE")
+        )
+        local_rank = number("SLURM_LOCALID")
+        if world is None:
+            world = number("SLURM_STEP_NUM_TASKS") or number("SLURM_NTASKS")
     local = max(1, local or 1)
     return RankLayout(
         local_world_size=local, world_size=max(local, world or 1), local_rank=local_rank
     )
 
 
-def _slurm_tasks_on_node(environ: Mapping[str, str], warn: Callable[[str], None]) -> int | None:
-    """``SLURM_TASKS_PER_NODE="2(x3),1"`` means nodes 0-2 run 2 tasks and node 3 runs 1."""
-    raw = environ.get("SLURM_TASKS_PER_NODE", "").strip()
+def _slurm_tasks_on_node(
+    environ: Mapping[str, str], name: str, warn: Callable[[str], None]
+) -> int | None:
+    """``"2(x3),1"`` means nodes 0-2 run 2 tasks and node 3 runs 1."""
+    raw = environ.get(name, "").strip()
     if not raw:
         return None
-    node_raw = environ.get("SLURM_NODEID", "0").strip()
-    node = int(node_raw) if node_raw.isdigit() else 0
+    node = _whole(environ.get("SLURM_NODEID", "0").strip()) or 0
     for part in raw.split(","):
         match = _SLURM_TASKS.match(part.strip())
         if match is None:
-            warn(
-                f"ignoring SLURM_TASKS_PER_NODE={raw!r}: expected a form like '2(x3),1'; "
-                f"assuming 1 rank"
-            )
+            warn(f"ignoring {name}={raw!r}: expected a form like '2(x3),1'; assuming 1 rank")
             return None
         tasks, repeat = int(match[1]), int(match[2] or 1)
         if node < repeat:

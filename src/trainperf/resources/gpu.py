@@ -7,13 +7,21 @@ a CPU machine.
 
 NVML (``pip install "trainperf[gpu]"``) is asked first: it is cheap and creates no
 CUDA context. It lists every GPU on the host, so the list is filtered by
-``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-``/``MIG-`` UUID prefixes) the way CUDA
-would. Without NVML, torch answers (and applies ``CUDA_VISIBLE_DEVICES`` itself).
+``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-`` UUID prefixes) the way CUDA does:
+devices in the order listed, up to the first entry that is invalid, unknown or
+repeated. NVML numbers GPUs in PCI bus order; CUDA does too only with
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (its default puts the fastest first), so on a host
+with mixed GPU models the indices may differ from CUDA's.
+
+torch answers instead when NVML is missing, and when ``CUDA_VISIBLE_DEVICES`` names
+MIG instances (NVML lists their parent GPUs, not the instances). torch reads the
+real process environment and applies ``CUDA_VISIBLE_DEVICES`` itself.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,12 +54,13 @@ class GpuInfo:
 def detect_gpus(
     root: Path, environ: Mapping[str, str], warn: Callable[[str], None]
 ) -> tuple[GpuInfo, ...]:
-    nvidia = (root / "proc/driver/nvidia").is_dir() or (root / "dev/nvidiactl").exists()
-    if nvidia:
+    nvidia = os.path.isdir(root / "proc/driver/nvidia") or os.path.exists(root / "dev/nvidiactl")
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if nvidia and not (visible and "MIG-" in visible):
         gpus = _from_nvml(warn)
         if gpus is not None:
-            return filter_visible(gpus, environ.get("CUDA_VISIBLE_DEVICES"), warn)
-    driver = nvidia or (root / "dev/kfd").exists()
+            return filter_visible(gpus, visible, warn)
+    driver = nvidia or os.path.exists(root / "dev/kfd")
     if "torch" in sys.modules or (driver and importlib.util.find_spec("torch") is not None):
         return _from_torch()
     return ()
@@ -65,17 +74,16 @@ def filter_visible(
         return gpus
     chosen: list[GpuInfo] = []
     for token in (t.strip() for t in visible.split(",")):
-        if not token:
-            break
-        if token.lstrip("-").isdigit():
+        if token.isascii() and token.isdecimal():
             match = [g for g in gpus if g.index == int(token)]
-        elif token.startswith(("GPU-", "MIG-")):
+        elif token.startswith("GPU-"):
             match = [g for g in gpus if g.uuid and g.uuid.startswith(token)]
         else:
-            warn(f"ignoring CUDA_VISIBLE_DEVICES={visible!r}: cannot read {token!r}")
-            return gpus
-        if not match:
-            break  # CUDA stops at the first entry that names no device
+            if token and not token.lstrip("-").isdecimal():  # "-1" is the usual "none"
+                warn(f"CUDA_VISIBLE_DEVICES={visible!r}: {token!r} names no GPU; CUDA stops there")
+            break
+        if len(match) != 1 or match[0] in chosen:
+            break  # CUDA stops at the first unknown, ambiguous or repeated entry
         chosen.append(match[0])
     return tuple(
         GpuInfo(index=i, name=g.name, memory_total_bytes=g.memory_total_bytes, uuid=g.uuid)

@@ -7,10 +7,16 @@ import platform
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from trainperf.resources._reader import MAX_COUNTER
+
 if TYPE_CHECKING:
     from trainperf.resources._reader import SystemReader
 
-__all__ = ["HostFacts", "parse_cpu_list", "read_host"]
+__all__ = ["MAX_CPU_ID", "HostFacts", "parse_cpu_list", "read_host"]
+
+# Linux's CONFIG_NR_CPUS tops out at 8192; a list naming ids far past that is garbage,
+# and expanding it would take seconds and gigabytes.
+MAX_CPU_ID = 1 << 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +51,7 @@ def parse_cpu_list(text: str) -> tuple[int, ...]:
     for part in text.strip().split(","):
         first, dash, last = part.partition("-")
         start, stop = int(first), int(last) if dash else int(first)
-        if start < 0 or stop < start:
+        if start < 0 or stop < start or stop >= MAX_CPU_ID:
             raise ValueError(part)
         cpus.update(range(start, stop + 1))
     return tuple(sorted(cpus))
@@ -101,7 +107,10 @@ def _meminfo(reader: SystemReader) -> tuple[int | None, int | None]:
         if key in ("MemTotal", "MemAvailable"):
             number, _, unit = rest.strip().partition(" ")
             try:
-                values[key] = int(number) * (1024 if unit.strip() == "kB" else 1)
+                value = int(number) * (1024 if unit.strip() == "kB" else 1)
+                if not 0 <= value < MAX_COUNTER:
+                    raise ValueError
+                values[key] = value
             except ValueError:
                 reader.garbage(path, line, "'MemTotal: N kB'", "ignoring that line")
     return values.get("MemTotal"), values.get("MemAvailable")

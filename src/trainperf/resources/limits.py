@@ -17,22 +17,22 @@ from trainperf._json import (
     req_list,
     req_str,
 )
-from trainperf.errors import UsageError
+from trainperf.errors import RecordError, UsageError
 from trainperf.resources.gpu import GpuInfo
 
 if TYPE_CHECKING:
     from trainperf.kvlog import Scalar
 
 __all__ = [
-    "BATCH_MEMORY_FRACTION",
+    "BATCH_MEMORY_SHARE",
     "DEFAULT_PREFETCH_FACTOR",
     "SMALL_SHM_BYTES",
     "ResourceLimits",
 ]
 
-# Share of a rank's available memory that batches in flight may take; the rest is
-# left to the model, activations, optimizer state and the workers' own heaps.
-BATCH_MEMORY_FRACTION = 0.25
+# Batches in flight may take 1/BATCH_MEMORY_SHARE of a rank's available memory; the
+# rest is left to the model, activations, optimizer state and the workers' own heaps.
+BATCH_MEMORY_SHARE = 4
 # torch.utils.data.DataLoader's default: batches each worker prepares ahead.
 DEFAULT_PREFETCH_FACTOR = 2
 # Below this, DataLoader workers passing image batches through /dev/shm die with
@@ -61,7 +61,7 @@ class ResourceLimits:
     * ``optimal_threads`` = ``usable_cpus - optimal_workers``: intra-op threads of the
       main process, each worker keeping one, so threads + workers never exceed the
       budget.
-    * ``max_batch_bytes`` = ``BATCH_MEMORY_FRACTION`` of the rank's available memory,
+    * ``max_batch_bytes`` = ``1 / BATCH_MEMORY_SHARE`` of the rank's available memory,
       shared by the batches alive at once (``workers * DEFAULT_PREFETCH_FACTOR`` queued
       plus the one in the step); with workers it is also capped by free ``/dev/shm``
       divided by the batches queued in it on this node.
@@ -130,7 +130,7 @@ class ResourceLimits:
         if memory is None:
             return None
         queued = self.optimal_workers * DEFAULT_PREFETCH_FACTOR
-        cap = int(memory * BATCH_MEMORY_FRACTION) // (queued + 1)
+        cap = memory // BATCH_MEMORY_SHARE // (queued + 1)
         if queued and self.shm_free_bytes is not None:
             cap = min(cap, self.shm_free_bytes // (queued * self.local_world_size))
         return cap
@@ -178,26 +178,33 @@ class ResourceLimits:
                     uuid=opt_str(gpu, "uuid"),
                 )
             )
-        affinity = [c for c in req_list(data, "cpu_affinity") if isinstance(c, int)]
-        return cls(
-            cpu_budget=req_float(data, "cpu_budget"),
-            cpu_affinity=tuple(affinity),
-            host_cpus=req_int(data, "host_cpus"),
-            cpu_model=req_str(data, "cpu_model"),
-            cgroup_version=opt_str(data, "cgroup_version"),
-            cgroup_cpu_quota=opt_float(data, "cgroup_cpu_quota"),
-            cpu_override=opt_float(data, "cpu_override"),
-            memory_total_bytes=opt_int(data, "memory_total_bytes"),
-            memory_limit_bytes=opt_int(data, "memory_limit_bytes"),
-            memory_available_bytes=opt_int(data, "memory_available_bytes"),
-            shm_bytes=opt_int(data, "shm_bytes"),
-            shm_free_bytes=opt_int(data, "shm_free_bytes"),
-            gpus=tuple(gpus),
-            local_world_size=opt_int(data, "local_world_size") or 1,
-            world_size=opt_int(data, "world_size") or 1,
-            local_rank=opt_int(data, "local_rank"),
-            warnings=tuple(str(w) for w in req_list(data, "warnings")),
-        )
+        affinity = req_list(data, "cpu_affinity")
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in affinity):
+            raise RecordError(f"expected CPU ids for 'cpu_affinity', got {affinity!r}")
+        local_world_size = opt_int(data, "local_world_size")
+        world_size = opt_int(data, "world_size")
+        try:
+            return cls(
+                cpu_budget=req_float(data, "cpu_budget"),
+                cpu_affinity=tuple(c for c in affinity if isinstance(c, int)),
+                host_cpus=req_int(data, "host_cpus"),
+                cpu_model=req_str(data, "cpu_model"),
+                cgroup_version=opt_str(data, "cgroup_version"),
+                cgroup_cpu_quota=opt_float(data, "cgroup_cpu_quota"),
+                cpu_override=opt_float(data, "cpu_override"),
+                memory_total_bytes=opt_int(data, "memory_total_bytes"),
+                memory_limit_bytes=opt_int(data, "memory_limit_bytes"),
+                memory_available_bytes=opt_int(data, "memory_available_bytes"),
+                shm_bytes=opt_int(data, "shm_bytes"),
+                shm_free_bytes=opt_int(data, "shm_free_bytes"),
+                gpus=tuple(gpus),
+                local_world_size=1 if local_world_size is None else local_world_size,
+                world_size=1 if world_size is None else world_size,
+                local_rank=opt_int(data, "local_rank"),
+                warnings=tuple(str(w) for w in req_list(data, "warnings")),
+            )
+        except UsageError as exc:
+            raise RecordError(f"not a valid resources record: {exc}") from None
 
     def log_fields(self) -> dict[str, Scalar]:
         """The one ``key=value`` line logged at detection."""
