@@ -1,10 +1,10 @@
-"""The seed write-ups' three problems, measured on the bundled OCR example.
+"""Three classic pipeline problems, measured on the bundled OCR example.
 
 1. Start-up: time until a bad override (``trainer.max_epochs=abc``) is reported, by
-   the eager twin (heavy imports first) and by the lazy entry point (seed 000: 26x).
+   the eager twin (heavy imports first) and by the lazy entry point.
 2. Label maps: the reference border map vs the fast one on the same pages, at the
    example's page size and at a seed-like 640 x 640 with 20-40 words.
-3. Validation vs training cost per sample with the naive settings (seed 002: ~10x).
+3. Validation vs training cost per sample with the naive settings.
 
     python benchmarks/examples.py [--repeat 7] [--pages 64]
 

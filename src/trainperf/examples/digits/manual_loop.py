@@ -1,7 +1,7 @@
 """The "legacy" trainer: a hand-written loop with a tqdm bar updated on every batch.
 
-This is seed 004's before-picture, kept honest: the same model, data, optimizer and
-number of steps as the Lightning trainer, so the two can be compared side by side.
+Many projects start from such a loop. It is kept honest: the same model, data,
+optimizer and number of steps as the Lightning trainer, so the two compare side by side.
 """
 
 from __future__ import annotations

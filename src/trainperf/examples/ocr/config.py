@@ -27,7 +27,7 @@ class DataConfig:
     batch_size: int = 8
     num_workers: int = 0
     # Naive on purpose: the reference border map, and validation label maps rebuilt
-    # in the collate function on every batch (the seed write-ups' problem).
+    # in the collate function on every batch, as a typical DBNet pipeline does.
     fast_maps: bool = False
     seed: int = 0
 

@@ -4,7 +4,7 @@ Pages are rendered on demand from ``(seed, index)`` (the "decode" cost of a real
 dataset). Training samples carry their label maps, built in ``__getitem__``, so
 DataLoader workers share that work. Validation samples carry only the image and the
 word polygons; the naive validation collate rebuilds every page's label maps on
-every batch, as the seed project's ``db_collate_fn`` did.
+every batch, as DBNet-style ``db_collate_fn`` implementations do.
 """
 
 from __future__ import annotations

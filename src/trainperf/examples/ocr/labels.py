@@ -10,7 +10,7 @@ The border map has two implementations with the same output:
 
 * :func:`border_map_reference` - per polygon, the distance from every pixel of the
   band's bounding box to every edge segment, as the DB authors' code computes it.
-  This is the "expensive map_synthesis" of the seed write-ups.
+  This is the expensive "map synthesis" step of DBNet pipelines.
 * :func:`border_map_fast` - the polygon's edges rasterised into the same window and
   one exact Euclidean distance transform (OpenCV, in C++) instead of a pass over
   the window per edge. It differs from the reference only by rasterising the edges

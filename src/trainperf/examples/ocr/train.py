@@ -1,7 +1,7 @@
 """Train the OCR example: ``python -m trainperf.examples.ocr.train [hydra overrides]``.
 
 Only Hydra is imported before the configuration is validated; torch and Lightning
-load afterwards (seed 000's fix: a typo in an override fails in a fraction of a
+load afterwards (the lazy-import fix: a typo in an override fails in a fraction of a
 second instead of after the whole ML stack has loaded). Examples::
 
     python -m trainperf.examples.ocr.train trainer.max_steps=3
