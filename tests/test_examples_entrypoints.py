@@ -43,12 +43,19 @@ def imported(stderr: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_ocr_trains_a_few_steps_and_leaves_no_files(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "switches",
+    [
+        ("data.num_workers=1",),
+        ("data.fast_maps=true", "data.cache=true", "trainer.limit_val_batches=1"),
+    ],
+)
+def test_ocr_trains_a_few_steps_and_leaves_no_files(tmp_path, switches) -> None:
     markers = tmp_path.parent / f"{tmp_path.name}-markers.jsonl"
     proc = run_module(
         "trainperf.examples.ocr.train",
         "trainer.max_steps=3",
-        "data.num_workers=1",
+        *switches,
         *OCR_TINY,
         cwd=tmp_path,
         env={MARKERS_VARIABLE: str(markers)},
@@ -126,6 +133,22 @@ def test_digits_manual_loop_with_workers_learns(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     accuracy = float(re.search(r"test accuracy=(\d\.\d+) \(loop=manual\)", proc.stdout)[1])
     assert accuracy > 0.7
+
+
+@pytest.mark.slow
+def test_digits_manual_loop_without_an_epoch_limit_stops_at_max_steps(tmp_path) -> None:
+    proc = run_module(
+        "trainperf.examples.digits.train",
+        "loop=manual",
+        "data.num_workers=0",
+        "trainer.max_epochs=-1",
+        "trainer.max_steps=60",
+        "trainer.enable_progress_bar=false",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    accuracy = float(re.search(r"test accuracy=(\d\.\d+)", proc.stdout)[1])
+    assert accuracy > 0.5
 
 
 @pytest.mark.slow

@@ -63,6 +63,10 @@ def test_threshold_map_peaks_on_the_edges_and_fades_over_d(fast: bool) -> None:
 def test_tiny_or_degenerate_words_are_ignored_not_learned(polygon) -> None:
     maps = make_label_maps([RECT, polygon], 100, 160)
     assert maps.shrink_mask[int(polygon[:, 1].mean()), int(polygon[:, 0].mean())] == 0.0
+    # ... and get no border band either: only the real word's band is there.
+    alone = make_label_maps([RECT], 100, 160)
+    assert np.array_equal(maps.threshold_mask, alone.threshold_mask)
+    assert np.array_equal(maps.threshold, alone.threshold)
     assert maps.shrink_mask[50, 70] == 1.0  # the real word still counts
     assert maps.shrink[50, 70] == 1.0
 
@@ -81,7 +85,7 @@ def test_fast_border_map_matches_the_reference_on_real_pages() -> None:
         assert diff.mean() < 0.01
         assert np.quantile(diff, 0.999) < 0.1
         worst.append(diff.max())
-    assert max(worst) < 0.2
+    assert max(worst) < 0.15
 
 
 def test_no_polygons_gives_empty_maps() -> None:

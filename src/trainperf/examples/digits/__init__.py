@@ -5,4 +5,7 @@ Two trainers share the model and data, for a side-by-side comparison: a Lightnin
 (``loop=lightning``, the default) and a manual loop with a per-batch tqdm bar and
 ``num_workers=4`` (``loop=manual``, the "legacy" code). Run
 ``python -m trainperf.examples.digits.train [hydra overrides]``.
+
+With the defaults both trainers reach 0.978 test accuracy in under 10 s on 2 CPU
+cores (``benchmarks/example_training.py``).
 """

@@ -71,6 +71,8 @@ def validate(config: DigitsConfig) -> None:
             config.data.test_fraction,
         ),
         (config.model.channels >= 1, "model.channels must be >= 1", config.model.channels),
+        (config.model.hidden >= 1, "model.hidden must be >= 1", config.model.hidden),
+        (config.data.seed >= 0, "data.seed must be >= 0", config.data.seed),
         (config.model.lr > 0, "model.lr must be > 0", config.model.lr),
         (
             config.trainer.max_epochs >= 1 or config.trainer.max_steps >= 1,

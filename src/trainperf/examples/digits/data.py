@@ -45,5 +45,5 @@ def _loader(
         drop_last=train,
         num_workers=config.num_workers,
         persistent_workers=config.num_workers > 0,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available(),  # both trainers use the GPU when there is one
     )

@@ -6,6 +6,7 @@ optimizer and number of steps as the Lightning trainer, so the two compare side 
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,7 +32,11 @@ def train_manual(config: DigitsConfig) -> float:
     optimizer = torch.optim.Adam(model.parameters(), lr=config.model.lr)
     max_steps = config.trainer.max_steps if config.trainer.max_steps > 0 else None
     steps = 0
-    for epoch in range(config.trainer.max_epochs):
+    # max_epochs = -1 means "no epoch limit", as in Lightning (max_steps then stops).
+    epochs = (
+        itertools.count() if config.trainer.max_epochs < 0 else range(config.trainer.max_epochs)
+    )
+    for epoch in epochs:
         model.train()
         bar = tqdm(
             train_loader,

@@ -8,6 +8,7 @@ imported; :func:`validate` then checks the ranges that types cannot express.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -24,11 +25,19 @@ class DataConfig:
     width: int = 256
     min_words: int = 3
     max_words: int = 8
+    min_font: int = 14
+    max_font: int = 32
+    max_angle: float = 20.0
+    noise: float = 12.0
     batch_size: int = 8
     num_workers: int = 0
     # Naive on purpose: the reference border map, and validation label maps rebuilt
     # in the collate function on every batch, as a typical DBNet pipeline does.
     fast_maps: bool = False
+    # Keep each validation page's label maps after the first epoch builds them. For
+    # now an in-process store (per DataLoader worker, kept with persistent workers);
+    # the persistent, shared preprocessing cache replaces it when it lands.
+    cache: bool = False
     seed: int = 0
 
 
@@ -46,18 +55,22 @@ class TrainerConfig:
 
     max_epochs: int = 5
     max_steps: int = -1
-    limit_train_batches: float = 1.0
-    limit_val_batches: float = 1.0
+    # Any: Lightning reads an int as a number of batches and a float as a fraction
+    # (1 is one batch, 1.0 is all of them); OmegaConf has no int-or-float type.
+    limit_train_batches: Any = 1.0
+    limit_val_batches: Any = 1.0
     check_val_every_n_epoch: int = 1
     num_sanity_val_steps: int = 0
     log_every_n_steps: int = 10
     accelerator: str = "auto"
-    devices: str = "auto"
+    # One device unless asked: "auto" would start DDP on a multi-GPU machine. Any, as
+    # Lightning takes an int, a list of ids or a string here.
+    devices: Any = 1
     precision: str = "32-true"
     enable_progress_bar: bool = True
     enable_checkpointing: bool = False
     logger: bool = False
-    deterministic: bool = False
+    deterministic: Any = False  # True, False or "warn"
 
 
 @dataclass
@@ -78,11 +91,24 @@ def register() -> None:
 
 def validate(config: OCRConfig) -> None:
     """Ranges and relations the types cannot say; raises :class:`UsageError`."""
-    data = config.data
+    data, model, trainer = config.data, config.model, config.trainer
     checks = [
         (data.train_pages >= 1, "data.train_pages must be >= 1", data.train_pages),
         (data.val_pages >= 1, "data.val_pages must be >= 1", data.val_pages),
         (data.batch_size >= 1, "data.batch_size must be >= 1", data.batch_size),
+        (
+            data.train_pages >= data.batch_size,
+            "data.train_pages must be >= data.batch_size (the last partial batch is dropped)",
+            (data.train_pages, data.batch_size),
+        ),
+        (data.seed >= 0 and config.seed >= 0, "seeds must be >= 0", (data.seed, config.seed)),
+        (
+            6 <= data.min_font <= data.max_font,
+            "need 6 <= data.min_font <= data.max_font",
+            (data.min_font, data.max_font),
+        ),
+        (0 <= data.max_angle <= 90, "data.max_angle must be 0..90 degrees", data.max_angle),
+        (data.noise >= 0, "data.noise must be >= 0", data.noise),
         (data.num_workers >= 0, "data.num_workers must be >= 0", data.num_workers),
         (
             data.height % 32 == 0 and data.height >= 64,
@@ -99,14 +125,32 @@ def validate(config: OCRConfig) -> None:
             "need 1 <= data.min_words <= data.max_words",
             (data.min_words, data.max_words),
         ),
-        (len(config.model.widths) == 4, "model.widths must list 4 widths", config.model.widths),
-        (config.model.lr > 0, "model.lr must be > 0", config.model.lr),
         (
-            config.trainer.max_epochs >= 1 or config.trainer.max_steps >= 1,
+            len(model.widths) == 4 and min(model.widths, default=0) >= 1,
+            "model.widths must list 4 positive widths",
+            model.widths,
+        ),
+        (model.neck >= 4, "model.neck must be >= 4", model.neck),
+        (model.lr > 0, "model.lr must be > 0", model.lr),
+        (
+            trainer.max_epochs >= 1 or trainer.max_steps >= 1,
             "trainer.max_epochs or trainer.max_steps must be >= 1",
-            (config.trainer.max_epochs, config.trainer.max_steps),
+            (trainer.max_epochs, trainer.max_steps),
+        ),
+        (
+            _is_limit(trainer.limit_train_batches) and _is_limit(trainer.limit_val_batches),
+            "trainer.limit_*_batches must be a count (int >= 0) or a fraction (0.0..1.0)",
+            (trainer.limit_train_batches, trainer.limit_val_batches),
         ),
     ]
     for ok, rule, value in checks:
         if not ok:
             raise UsageError(f"{rule}, got {value}")
+
+
+def _is_limit(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, float) and 0.0 <= value <= 1.0

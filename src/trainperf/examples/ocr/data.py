@@ -42,13 +42,23 @@ class PageDataset(Dataset[PageSample]):
     """``count`` synthetic pages; page ``i`` is always the same picture."""
 
     def __init__(
-        self, *, count: int, seed: int, spec: PageSpec, with_maps: bool, fast_maps: bool
+        self,
+        *,
+        count: int,
+        seed: int,
+        spec: PageSpec,
+        with_maps: bool,
+        fast_maps: bool,
+        keep_maps: bool = False,
     ) -> None:
         self.count = count
         self.seed = seed
         self.spec = spec
         self.with_maps = with_maps
         self.fast_maps = fast_maps
+        # Label maps kept per page index (keep_maps=True): valid because a page's maps
+        # depend only on its index. Process-local: each DataLoader worker keeps its own.
+        self.kept_maps: dict[int, dict[str, torch.Tensor]] | None = {} if keep_maps else None
 
     def __len__(self) -> int:
         return self.count
@@ -60,10 +70,14 @@ class PageDataset(Dataset[PageSample]):
         image = torch.tensor(page.image).permute(2, 0, 1).float().div_(255.0)
         maps = None
         if self.with_maps:
-            built = make_label_maps(
-                page.polygons, self.spec.height, self.spec.width, fast=self.fast_maps
-            )
-            maps = {k: torch.from_numpy(v) for k, v in built.as_dict().items()}
+            maps = self.kept_maps.get(index) if self.kept_maps is not None else None
+            if maps is None:
+                built = make_label_maps(
+                    page.polygons, self.spec.height, self.spec.width, fast=self.fast_maps
+                )
+                maps = {k: torch.from_numpy(v) for k, v in built.as_dict().items()}
+                if self.kept_maps is not None:
+                    self.kept_maps[index] = maps
         return PageSample(image, page.polygons, maps)
 
 
@@ -116,6 +130,10 @@ class OCRDataModule(L.LightningDataModule):
             width=config.width,
             min_words=config.min_words,
             max_words=config.max_words,
+            min_font=config.min_font,
+            max_font=config.max_font,
+            max_angle=config.max_angle,
+            noise=config.noise,
         )
         self.train_set = PageDataset(
             count=config.train_pages,
@@ -128,8 +146,9 @@ class OCRDataModule(L.LightningDataModule):
             count=config.val_pages,
             seed=config.seed + _VAL_SEED_OFFSET,
             spec=spec,
-            with_maps=False,
+            with_maps=config.cache,
             fast_maps=config.fast_maps,
+            keep_maps=config.cache,
         )
 
     def _loader(self, dataset: PageDataset, *, shuffle: bool) -> DataLoader[PageSample]:
@@ -141,9 +160,13 @@ class OCRDataModule(L.LightningDataModule):
             num_workers=workers,
             collate_fn=_Collate(self.config.fast_maps),
             persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=self._on_gpu(),
             drop_last=shuffle,
         )
+
+    def _on_gpu(self) -> bool:
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader[PageSample]:
         return self._loader(self.train_set, shuffle=True)

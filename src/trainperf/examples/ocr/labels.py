@@ -87,17 +87,20 @@ def make_label_maps(
 ) -> LabelMaps:
     shrink = np.zeros((height, width), dtype=np.float32)
     shrink_mask = np.ones((height, width), dtype=np.float32)
+    kept = []
     for polygon in polygons:
         size = polygon.max(axis=0) - polygon.min(axis=0)
         shrunk = None
         if min(size) >= MIN_TEXT_SIZE and abs(_signed_area(polygon)) >= 1:
             shrunk = shrink_polygon(polygon, offset_distance(polygon))
         if shrunk is None:
+            # Ignored: neither taught as text nor as background, and no border band.
             cv2.fillPoly(shrink_mask, [_pixels(polygon)], 0.0)
         else:
             cv2.fillPoly(shrink, [_pixels(shrunk)], 1.0)
+            kept.append(polygon)
     border = border_map_fast if fast else border_map_reference
-    threshold, threshold_mask = border(polygons, height, width)
+    threshold, threshold_mask = border(kept, height, width)
     return LabelMaps(shrink, shrink_mask, threshold, threshold_mask)
 
 

@@ -48,7 +48,9 @@ class DBModule(L.LightningModule):
     def validation_step(self, batch: PageBatch, batch_idx: int) -> None:
         out = self(batch.images)
         losses = db_loss(out, batch.maps)
-        self.log("val/loss", losses["loss"], batch_size=len(batch.images))
+        # In eval mode the model predicts only the probability map, so this is the
+        # shrink-map term of the loss, not the full training loss.
+        self.log("val/loss_shrink", losses["shrink"], batch_size=len(batch.images))
         probability = out["probability"][:, 0].detach().cpu().numpy().astype(np.float32)
         for page_map, expected in zip(probability, batch.polygons, strict=True):
             found = [d.polygon for d in detect_words(page_map)]

@@ -42,7 +42,11 @@ def _balanced_bce(pred: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
     negative = (1 - gt) * mask
     n_pos = int(positive.sum().item())
     n_neg = min(int(negative.sum().item()), max(n_pos, 1) * NEGATIVE_RATIO)
-    loss = F.binary_cross_entropy(pred.clamp(_EPS, 1 - _EPS), gt, reduction="none")
+    # binary_cross_entropy refuses to run under CUDA autocast: compute it in float32.
+    with torch.autocast(pred.device.type, enabled=False):
+        loss = F.binary_cross_entropy(
+            pred.float().clamp(_EPS, 1 - _EPS), gt.float(), reduction="none"
+        )
     pos_loss = (loss * positive).sum()
     neg_loss, _ = torch.topk((loss * negative).flatten(), n_neg)
     return (pos_loss + neg_loss.sum()) / (n_pos + n_neg + _EPS)

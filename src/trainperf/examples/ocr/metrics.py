@@ -3,6 +3,8 @@
 Predictions and ground-truth words are matched one-to-one, greedily by descending
 IoU, when IoU >= ``IOU_THRESHOLD`` (0.5, as in the ICDAR protocols). Counts add up
 over pages before the ratios are taken, so large pages weigh more, as in ICDAR.
+There are no "don't care" regions: every synthetic word is legible, so even the few
+too small to shrink for training (see ``labels.MIN_TEXT_SIZE``) count as expected.
 """
 
 from __future__ import annotations

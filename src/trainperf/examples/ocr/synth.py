@@ -121,7 +121,9 @@ def _place_word(
     for _ in range(_MAX_TRIES):
         cx = float(rng.uniform(span[0] / 2 + 2, spec.width - span[0] / 2 - 2))
         cy = float(rng.uniform(span[1] / 2 + 2, spec.height - span[1] / 2 - 2))
-        quad = (rotated + np.array([cx, cy])).astype(np.float32)
+        # PIL's pixel i covers [i, i+1); OpenCV, which rasterises the labels, puts pixel
+        # centres on integers: shift by half a pixel so labels sit on the ink.
+        quad = (rotated + np.array([cx - 0.5, cy - 0.5])).astype(np.float32)
         x0, y0 = np.floor(quad.min(axis=0)).astype(int) - 2
         x1, y1 = np.ceil(quad.max(axis=0)).astype(int) + 2
         x0, y0 = max(x0, 0), max(y0, 0)
