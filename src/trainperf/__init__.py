@@ -16,6 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from trainperf.errors import TrainperfError
     from trainperf.fingerprint import Fingerprint, environment_fingerprint
+    from trainperf.lazy import lazy_import
     from trainperf.markers import mark
     from trainperf.resources import ResourceLimits, detect_resources
 
@@ -26,6 +27,7 @@ __all__ = [
     "__version__",
     "detect_resources",
     "environment_fingerprint",
+    "lazy_import",
     "mark",
 ]
 
@@ -35,6 +37,7 @@ _HOMES = {
     "TrainperfError": "trainperf.errors",
     "detect_resources": "trainperf.resources",
     "environment_fingerprint": "trainperf.fingerprint",
+    "lazy_import": "trainperf.lazy",
     "mark": "trainperf.markers",
 }
 

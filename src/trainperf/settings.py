@@ -19,7 +19,9 @@ from trainperf.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["HOME_DIRNAME", "Settings"]
+__all__ = ["EAGER_IMPORTS_VARIABLE", "HOME_DIRNAME", "Settings", "eager_imports"]
+
+EAGER_IMPORTS_VARIABLE = "TRAINPERF_EAGER_IMPORTS"
 
 HOME_DIRNAME = ".trainperf"
 
@@ -70,6 +72,17 @@ class Settings:
                 f"the working folder is gone ({exc.strerror or exc}); cd into a project "
                 f"folder or set TRAINPERF_HOME"
             ) from None
+
+
+def eager_imports(environ: Mapping[str, str] | None = None) -> bool:
+    """``TRAINPERF_EAGER_IMPORTS=1``: make every ``lazy_import`` eager (for tests)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(EAGER_IMPORTS_VARIABLE, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise UsageError(f"{EAGER_IMPORTS_VARIABLE} must be 1 or 0, got {raw!r}; fix or unset it")
 
 
 def _positive_float(env: Mapping[str, str], name: str) -> float | None:

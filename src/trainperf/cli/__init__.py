@@ -45,6 +45,11 @@ class Command:
 # (name, module, summary). Only commands that work are listed, in --help order.
 _COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
+        "imports",
+        "trainperf.cli.imports",
+        "what importing an entry point costs, blamed on your own import lines",
+    ),
+    (
         "resources",
         "trainperf.cli.resources",
         "the CPU, memory, /dev/shm and GPU budget this process really has",

@@ -1,0 +1,50 @@
+"""Measure what deferring a statement really saves, to check the prediction.
+
+For each chosen statement, the target is loaded repeatedly in fresh interpreters,
+alternating the original and a variant in which that one statement binds lazy
+proxies instead of importing (:mod:`._defer`); the saving is the difference of the
+median load times.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import TYPE_CHECKING
+
+from trainperf.startup.probe import run_probe
+from trainperf.startup.report import Verification
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from trainperf.startup.probe import Target
+    from trainperf.startup.report import LineCost
+
+__all__ = ["verify_lines"]
+
+# Loads the deferral machinery without deferring anything, so that the baseline
+# pays the same fixed cost as the variants.
+_NOTHING = (("", 0),)
+
+
+def verify_lines(
+    target: Target,
+    lines: Sequence[LineCost],
+    *,
+    repeat: int,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Verification, ...]:
+    out = []
+    for cost in lines:
+        base: list[float] = []
+        deferred: list[float] = []
+        for i in range(repeat):
+            if progress is not None:
+                progress(f"verifying {cost.where} ({i + 1}/{repeat})")
+            base.append(run_probe(target, trace=False, defer=_NOTHING).elapsed_s)
+            deferred.append(
+                run_probe(target, trace=False, defer=((cost.file, cost.line),)).elapsed_s
+            )
+        measured = statistics.median(base) - statistics.median(deferred)
+        out.append(Verification(cost.file, cost.line, cost.exclusive_s, measured))
+    return tuple(out)
