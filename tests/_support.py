@@ -56,3 +56,51 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         timeout=120,
         check=False,
     )
+
+
+BUSY = """\
+import time as _time
+_end = _time.perf_counter() + {seconds}
+while _time.perf_counter() < _end:  # a module that costs {seconds} s to import
+    pass
+"""
+
+
+def write_startup_project(base: Path) -> tuple[Path, Path]:
+    """A project whose entry point imports "libraries" of known import cost.
+
+    Returns (entry script, libraries folder); the libraries live outside the project,
+    as installed packages do, and must be put on PYTHONPATH.
+    """
+    libs = base / "libs"
+    project = base / "project"
+    for name, seconds, imports in (
+        ("heavy_a", 0.30, "import common\n"),
+        ("heavy_b", 0.15, "import common\n"),
+        ("heavy_c", 0.08, ""),
+        ("common", 0.06, ""),
+        ("light", 0.0, ""),
+    ):
+        path = libs / f"{name}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(imports + (BUSY.format(seconds=seconds) if seconds else ""))
+    (project / "pkg").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    (project / "pkg" / "__init__.py").write_text("")
+    (project / "pkg" / "models.py").write_text("import heavy_c\n\nVALUE = 1\n")
+    entry = project / "train.py"
+    entry.write_text(
+        "from __future__ import annotations\n"  # 1
+        "import heavy_a\n"  # 2
+        "import heavy_b\n"  # 3
+        "import light\n"  # 4
+        "import common\n"  # 5
+        "from pkg import models\n"  # 6
+        "\n"
+        "def main():\n"
+        "    open('main-ran', 'w').close()\n"
+        "\n"
+        "if __name__ == '__main__':\n"
+        "    main()\n"
+    )
+    return entry, libs

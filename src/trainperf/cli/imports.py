@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(render_text(report, top=args.top, root=Path.cwd()))
         for reason in reasons:
             print(f"over budget: {reason}")
-    return EXIT_FINDING if reasons else EXIT_OK
+    # A target that fails to load is a finding: its costs stop where it failed.
+    return EXIT_FINDING if reasons or report.error else EXIT_OK
 
 
 COMMAND = Command(configure, run)

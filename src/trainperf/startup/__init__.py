@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from trainperf.errors import UsageError
 from trainperf.startup.blame import analyze
 from trainperf.startup.probe import resolve_target, run_probe
 from trainperf.startup.report import ImportReport, LineCost, PackageCost, Verification
@@ -45,6 +46,12 @@ def measure_imports(
     for i in range(repeat):
         say(f"timing imports of {where.label} ({i + 1}/{repeat})")
         timing.append(run_probe(where, trace=False))
+        missing = f"ModuleNotFoundError: No module named '{where.value.split('.')[0]}"
+        if where.kind == "module" and (timing[-1].error or "").startswith(missing):
+            raise UsageError(
+                f"no module named {where.value!r} here; check the name, the working "
+                f"folder, or the environment it is installed in"
+            )
     say(f"tracing imports of {where.label}")
     trace = run_probe(where, trace=True)
     report = analyze(where, timing, trace)

@@ -26,7 +26,7 @@ from trainperf.startup.report import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from trainperf.startup.importtime import ImportNode
     from trainperf.startup.probe import ProbeRun, Target
@@ -90,7 +90,7 @@ def _fold(node: ImportNode, total: float) -> TreeNode:
 
 def _build_graph(
     target: Target,
-    nesting: object,
+    nesting: Iterable[tuple[str, str]],
     loaded: set[str],
     trace: ProbeRun | None,
 ) -> ImportGraph:
@@ -109,8 +109,17 @@ def _build_graph(
             if owner is None and target.kind == "module":
                 continue  # a stray line from outside the target (e.g. site hooks)
         graph.add_edge(source, imported)
-    for parent, child in nesting:  # type: ignore[attr-defined]  # iterable of pairs
-        graph.add_edge(parent, child)
+    # -X importtime's nesting adds the imports the tracer cannot see (importlib calls),
+    # except under the user's modules, whose statements are traced line by line: an
+    # edge from the module itself would bypass them.
+    user_modules = {
+        file_module[split_line_node(s)[0]]
+        for s, _ in edges
+        if is_line_node(s) and split_line_node(s)[0] in file_module
+    }
+    for parent, child in nesting:
+        if parent not in user_modules:
+            graph.add_edge(parent, child)
     for name in loaded:
         if "." in name:
             graph.add_edge(name, name.rsplit(".", 1)[0])

@@ -1,0 +1,123 @@
+"""`trainperf imports` from the command line: output, gates, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from _support import run_cli, write_startup_project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return write_startup_project(tmp_path_factory.mktemp("cli-imports"))
+
+
+def imports(*args: str, project=None):
+    env = {}
+    if project is not None:
+        env["PYTHONPATH"] = str(project[1])
+    return run_cli("imports", *args, env=env)
+
+
+def test_json_has_the_documented_keys(project) -> None:
+    entry, _ = project
+    proc = imports(str(entry), "--repeat", "1", "--json", project=project)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert {"total_s", "modules", "lines", "packages"} <= set(data)
+    top = data["lines"][0]
+    assert {"file", "line", "statement", "exclusive_s", "cumulative_s"} <= set(top)
+    assert (top["line"], top["statement"]) == (2, "import heavy_a")
+    assert {"name", "cumulative_s"} <= set(data["packages"][0])
+    assert data["over_budget"] == []
+
+
+def test_text_names_the_lines_and_writes_html(project, tmp_path) -> None:
+    entry, _ = project
+    page = tmp_path / "imports.html"
+    proc = imports(str(entry), "--repeat", "1", "--html", str(page), project=project)
+    assert proc.returncode == 0, proc.stderr
+    assert "train.py:2  import heavy_a" in proc.stdout
+    assert "deferred together" in proc.stdout
+    html = page.read_text()
+    assert html.startswith("<!doctype html>")
+    assert "import heavy_a" in html
+    assert "http" not in html.replace("http-equiv", "")  # self-contained: no links out
+
+
+def test_budget_gate_exits_1_and_names_the_chain(project) -> None:
+    entry, _ = project
+    proc = imports(str(entry), "--repeat", "1", "--budget", "0.2", project=project)
+    assert proc.returncode == 1
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("over budget:"))
+    assert "> 0.2 s" in line
+    assert "heaviest: " in line
+
+
+def test_module_count_gate(project) -> None:
+    entry, _ = project
+    proc = imports(str(entry), "--repeat", "1", "--max-modules", "2", "--json", project=project)
+    assert proc.returncode == 1
+    (reason,) = json.loads(proc.stdout)["over_budget"]
+    assert re.match(r"\d+ modules > 2; heaviest: ", reason)
+
+
+def test_code_target() -> None:
+    proc = imports("-c", "import json", "--repeat", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["target"] == "-c CODE"
+    assert any(p["name"] == "json" for p in data["packages"])
+
+
+def test_a_script_that_raises_is_a_finding(tmp_path) -> None:
+    script = tmp_path / "broken.py"
+    script.write_text("import json\nraise RuntimeError('config missing')\n")
+    proc = imports(str(script), "--repeat", "1")
+    assert proc.returncode == 1
+    assert "RuntimeError: config missing" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["no_such_module_xyz", "--repeat", "1"], "no module named 'no_such_module_xyz'"),
+        (["missing/script.py"], "no such script: missing/script.py"),
+        (["not a module"], "neither a script path nor a module name"),
+        (["json", "-c", "pass"], "either TARGET or -c CODE"),
+        (["json", "--repeat", "0"], "--repeat must be >= 1, got 0"),
+        (["json", "--budget", "-1", "--repeat", "1"], "--budget must be > 0 seconds"),
+        ([], "give a module name, a script path, or -c CODE"),
+    ],
+)
+def test_bad_input_is_one_line(args, fragment) -> None:
+    proc = imports(*args)
+    assert proc.returncode == 2, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert fragment in lines[0]
+
+
+@pytest.mark.slow
+def test_lightning_total_matches_plain_importtime() -> None:
+    proc = imports("lightning", "--repeat", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    reported = json.loads(proc.stdout)["total_s"]
+    plain = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import lightning"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONIMPORTTIME"},
+    )
+    from trainperf.startup.importtime import parse_importtime
+
+    tree = parse_importtime(plain.stderr)
+    lightning = next(r for r in tree.roots if r.name == "lightning")
+    assert abs(reported - lightning.cumulative_us / 1e6) < 0.25 * reported
