@@ -50,6 +50,16 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "what importing an entry point costs, blamed on your own import lines",
     ),
     (
+        "lint-imports",
+        "trainperf.cli.lint_imports",
+        "heavy module-level imports in entry points, found without running them",
+    ),
+    (
+        "startup",
+        "trainperf.cli.startup",
+        "time a command to its phase markers, first training step and exit",
+    ),
+    (
         "resources",
         "trainperf.cli.resources",
         "the CPU, memory, /dev/shm and GPU budget this process really has",

@@ -1,0 +1,96 @@
+"""Loaded by ``trainperf startup`` into the command it times (via PYTHONPATH).
+
+It marks three moments without touching the user's code: ``interpreter_ready``
+(now), ``first_step`` (the first optimizer step, through torch's global optimizer
+hook, installed only if and when ``torch.optim`` is imported), and ``exit_start``
+(when the interpreter begins to shut down). Then it runs the environment's own
+sitecustomize, if there is one, which this file would otherwise hide.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # no typing import in someone else's process
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
+_HERE = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100, PTH120 - no pathlib here
+
+
+def _mark(name: str) -> None:
+    from trainperf.markers import mark
+
+    mark(name)
+
+
+class _WatchOptim:
+    """Installs the step hook right after ``torch.optim`` is imported (never imports it)."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != "torch.optim":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec: ModuleSpec | None = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                original = spec.loader.exec_module
+
+                def exec_module(module: ModuleType, original: object = original) -> None:
+                    original(module)  # type: ignore[operator]  # the loader's own method
+                    _install_step_hook()
+
+                spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+                return spec
+        return None
+
+
+def _install_step_hook() -> None:
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    def first_step(*_: object) -> None:
+        _mark("first_step")
+        handle.remove()
+
+    handle = register_optimizer_step_post_hook(first_step)
+
+
+def _chain_site_customization() -> None:
+    """Run the sitecustomize this one shadows, as Python would have."""
+    import importlib.machinery
+    import importlib.util
+
+    rest = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]  # noqa: PTH100
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    spec.loader.exec_module(module)
+
+
+def _at_shutdown() -> None:
+    # threading's hook runs first in interpreter shutdown, before non-daemon threads
+    # are joined and before every atexit handler; atexit's, registered this early,
+    # would run last.
+    import threading
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(_mark, "exit_start")
+    else:
+        import atexit
+
+        atexit.register(_mark, "exit_start")
+
+
+_mark("interpreter_ready")
+sys.meta_path.insert(0, _WatchOptim())
+_at_shutdown()
+_chain_site_customization()
