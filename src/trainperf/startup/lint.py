@@ -77,6 +77,7 @@ class _Import:
     module: str  # absolute dotted name
     names: tuple[str, ...]  # names it binds
     guarded: bool  # inside try/except ImportError
+    submodules: tuple[str, ...] = ()  # "from pkg import mod": pkg.mod, which may be a module
 
 
 @dataclass
@@ -132,6 +133,10 @@ class _Linter:
         def resolve(name: str) -> Path | None:
             return _resolve(name, root, entry.parent)
 
+        def user_targets(imported: _Import) -> list[Path]:
+            found = [resolve(n) for n in (imported.module, *imported.submodules)]
+            return [p for p in found if p is not None]
+
         def deferrable(module: _Module, imported: _Import) -> bool:
             return not imported.guarded and not set(imported.names) & module.module_level_names
 
@@ -146,12 +151,12 @@ class _Linter:
             for imported in module.imports:
                 if deferrable(module, imported):
                     continue
-                target = resolve(imported.module)
-                if target is not None:
+                targets = user_targets(imported)
+                for target in targets:
                     if target not in unavoidable:
                         unavoidable[target] = path
                         queue.append(target)
-                elif (package := self._third_party(imported.module)) is not None:
+                if not targets and (package := self._third_party(imported.module)) is not None:
                     required |= {package, *self.cost_of(package).loads}
 
         closure: dict[Path, set[str]] = {}
@@ -162,11 +167,11 @@ class _Linter:
                 return closure[path]
             found: set[str] = set()
             for imported in module_at(path).imports:
-                target = resolve(imported.module)
-                if target is not None:
+                targets = user_targets(imported)
+                for target in targets:
                     if target not in seen:
                         found |= heavy_of(target, seen | {path})
-                elif (package := self._third_party(imported.module)) is not None:
+                if not targets and (package := self._third_party(imported.module)) is not None:
                     found |= {package, *self.cost_of(package).loads}
             closure[path] = found
             return found
@@ -181,7 +186,7 @@ class _Linter:
                     chain,
                     root,
                     required,
-                    resolve,
+                    user_targets(imported),
                     heavy_of,
                     deferrable(module, imported),
                 )
@@ -193,18 +198,19 @@ class _Linter:
         chain: tuple[str, ...],
         root: Path,
         required: set[str],
-        resolve: Callable[[str], Path | None],
+        targets: list[Path],
         heavy_of: Callable[[Path], set[str]],
         can_defer: bool,
     ) -> None:
-        target = resolve(imported.module)
-        if target is not None:
-            packages = heavy_of(target)
+        if targets:
+            packages = set().union(*(heavy_of(t) for t in targets))
         elif (package := self._third_party(imported.module)) is not None:
             packages = {package}
         else:
             return
-        costs = {p: self.cost_of(p).cost_s for p in packages - required}
+        # A guarded import runs whatever happens, so it is judged on all it loads.
+        candidates = packages if imported.guarded else packages - required
+        costs = {p: self.cost_of(p).cost_s for p in candidates}
         heavy = sorted((p for p in costs if costs[p] >= self.threshold_s), key=lambda p: -costs[p])
         if not heavy:
             return
@@ -225,7 +231,7 @@ class _Linter:
             fix = f"move the import into {function}() (first use, line {line})"
         else:
             fix = "nothing at module level uses it: import it where it is needed, or drop it"
-        via = "" if target is None else f" loads {listed};"
+        via = f" loads {listed};" if targets else ""
         self.findings.append(
             Finding(
                 file=_show(module.path, root),
@@ -329,7 +335,8 @@ def _walk_module_level(
                 parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 base = f"{parent}.{base}" if base else parent
             names = tuple(a.asname or a.name for a in node.names)
-            module.imports.append(_Import(path, node.lineno, base, names, guarded))
+            submodules = tuple(f"{base}.{a.name}" for a in node.names if a.name != "*")
+            module.imports.append(_Import(path, node.lineno, base, names, guarded, submodules))
         elif isinstance(node, ast.If):
             if _is_type_checking(node.test):
                 _walk_module_level(node.orelse, module, path, package, guarded=guarded)
