@@ -20,11 +20,29 @@ if TYPE_CHECKING:
     from trainperf.startup.probe import Target
     from trainperf.startup.report import LineCost
 
-__all__ = ["verify_lines"]
+__all__ = ["measure_saving", "verify_lines"]
 
 # Loads the deferral machinery without deferring anything, so that the baseline
 # pays the same fixed cost as the variants.
 _NOTHING = (("", 0),)
+
+
+def measure_saving(
+    target: Target,
+    defer: tuple[tuple[str, int], ...],
+    *,
+    repeat: int,
+    progress: Callable[[str], None] | None = None,
+) -> float:
+    """Median load time of the target minus that with the ``defer`` statements lazy."""
+    base: list[float] = []
+    deferred: list[float] = []
+    for i in range(repeat):
+        if progress is not None:
+            progress(f"verifying {len(defer)} statement(s) ({i + 1}/{repeat})")
+        base.append(run_probe(target, trace=False, defer=_NOTHING).elapsed_s)
+        deferred.append(run_probe(target, trace=False, defer=defer).elapsed_s)
+    return statistics.median(base) - statistics.median(deferred)
 
 
 def verify_lines(
@@ -34,17 +52,12 @@ def verify_lines(
     repeat: int,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Verification, ...]:
-    out = []
-    for cost in lines:
-        base: list[float] = []
-        deferred: list[float] = []
-        for i in range(repeat):
-            if progress is not None:
-                progress(f"verifying {cost.where} ({i + 1}/{repeat})")
-            base.append(run_probe(target, trace=False, defer=_NOTHING).elapsed_s)
-            deferred.append(
-                run_probe(target, trace=False, defer=((cost.file, cost.line),)).elapsed_s
-            )
-        measured = statistics.median(base) - statistics.median(deferred)
-        out.append(Verification(cost.file, cost.line, cost.exclusive_s, measured))
-    return tuple(out)
+    return tuple(
+        Verification(
+            cost.file,
+            cost.line,
+            cost.exclusive_s,
+            measure_saving(target, ((cost.file, cost.line),), repeat=repeat, progress=progress),
+        )
+        for cost in lines
+    )
