@@ -25,6 +25,10 @@ _PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 
 TargetKind = Literal["module", "path", "code"]
 
+# From CPython 3.14, "=2" also logs modules that were already loaded (folded by the
+# parser), which shows nesting the plain log hides.
+_IMPORTTIME = "importtime=2" if sys.version_info >= (3, 14) else "importtime"
+
 
 @dataclass(frozen=True)
 class Target:
@@ -108,7 +112,7 @@ def run_probe(
         ]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONIMPORTTIME"}
         proc = subprocess.run(
-            [python, "-X", "importtime", str(_PROBE), *argv],
+            [python, "-X", _IMPORTTIME, str(_PROBE), *argv],
             capture_output=True,
             text=True,
             env=env,

@@ -9,6 +9,6 @@ trains it with Hydra overrides; ``train_eager`` is the same entry point with eve
 heavy import at the top, kept as the "before" of the start-up benchmarks.
 
 With the defaults (``python -m trainperf.examples.ocr.train``: 5 epochs of 256 pages
-of 256 x 256, naive settings) it reaches hmean 0.979 on 64 held-out pages in 50 s on
+of 256 x 256, naive settings) it reaches hmean 0.975 on 64 held-out pages in 55 s on
 2 CPU cores (``benchmarks/example_training.py``).
 """
