@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
 
-from trainperf.errors import UsageError
+from trainperf.examples._entry import first_failure
 
 __all__ = ["DigitsConfig", "LoopConfig", "register", "validate"]
 
@@ -80,6 +80,4 @@ def validate(config: DigitsConfig) -> None:
             (config.trainer.max_epochs, config.trainer.max_steps),
         ),
     ]
-    for ok, rule, value in checks:
-        if not ok:
-            raise UsageError(f"{rule}, got {value}")
+    first_failure(checks)

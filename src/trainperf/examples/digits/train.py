@@ -9,15 +9,16 @@ Like the OCR entry point, only Hydra loads before the configuration is validated
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
 
-import trainperf
-from trainperf.errors import UsageError
+from trainperf.examples._entry import validated
 from trainperf.examples.digits.config import DigitsConfig, register, validate
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 register()
 
@@ -28,15 +29,7 @@ register()
     version_base="1.3", config_path=str(Path(__file__).parent / "conf"), config_name="config"
 )
 def main(cfg: DictConfig) -> None:
-    config = OmegaConf.to_object(cfg)
-    if not isinstance(config, DigitsConfig):
-        raise TypeError(f"expected a DigitsConfig, got {type(config).__name__}")
-    try:
-        validate(config)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    trainperf.mark("config_validated")
+    config = validated(cfg, DigitsConfig, validate)
 
     from trainperf.examples.digits.fit import fit  # torch and Lightning load here
 

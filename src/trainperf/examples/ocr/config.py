@@ -12,7 +12,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from trainperf.errors import UsageError
+from trainperf.examples._entry import first_failure
 
 __all__ = ["DataConfig", "ModelSchema", "OCRConfig", "TrainerConfig", "register", "validate"]
 
@@ -143,9 +143,7 @@ def validate(config: OCRConfig) -> None:
             (trainer.limit_train_batches, trainer.limit_val_batches),
         ),
     ]
-    for ok, rule, value in checks:
-        if not ok:
-            raise UsageError(f"{rule}, got {value}")
+    first_failure(checks)
 
 
 def _is_limit(value: object) -> bool:

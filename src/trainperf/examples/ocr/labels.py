@@ -20,6 +20,7 @@ The border map has two implementations with the same output:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -107,27 +108,22 @@ def make_label_maps(
 def border_map_reference(
     polygons: tuple[Polygon, ...] | list[Polygon], height: int, width: int
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    canvas = np.zeros((height, width), dtype=np.float32)
-    mask = np.zeros((height, width), dtype=np.float32)
-    for polygon in polygons:
-        distance = offset_distance(polygon)
-        padded = _offset(polygon, distance)
-        if distance <= 0 or padded is None:
-            continue
-        cv2.fillPoly(mask, [_pixels(padded)], 1.0)
-        x0, y0 = np.floor(padded.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(padded.max(axis=0)).astype(int)
-        ys, xs = np.mgrid[y0 : y1 + 1, x0 : x1 + 1].astype(np.float32)
-        nearest = np.full(xs.shape, np.inf, dtype=np.float32)
-        for start, end in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
-            nearest = np.minimum(nearest, _segment_distance(xs, ys, start, end))
-        _fmax_into(canvas, (1.0 - np.clip(nearest / distance, 0.0, 1.0)).astype(np.float32), x0, y0)
-    return _rescale(canvas), mask
+    return _border_map(polygons, height, width, _nearest_edge_reference)
 
 
 def border_map_fast(
     polygons: tuple[Polygon, ...] | list[Polygon], height: int, width: int
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    return _border_map(polygons, height, width, _nearest_edge_fast)
+
+
+NearestEdge = Callable[[Polygon, int, int, int, int], NDArray[np.float32]]
+
+
+def _border_map(
+    polygons: tuple[Polygon, ...] | list[Polygon], height: int, width: int, nearest: NearestEdge
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """The band of each word, dilated by ``D``, filled with ``1 - d / D`` (max over words)."""
     canvas = np.zeros((height, width), dtype=np.float32)
     mask = np.zeros((height, width), dtype=np.float32)
     for polygon in polygons:
@@ -136,16 +132,31 @@ def border_map_fast(
         if distance <= 0 or padded is None:
             continue
         cv2.fillPoly(mask, [_pixels(padded)], 1.0)
-        x0, y0 = np.floor(padded.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(padded.max(axis=0)).astype(int)
-        # Edges drawn as zeros in a window around the band; one exact Euclidean
-        # distance transform then gives every pixel its distance to the nearest edge.
-        edges = np.full((y1 - y0 + 1, x1 - x0 + 1), 255, dtype=np.uint8)
-        cv2.polylines(edges, [_pixels(polygon - [x0, y0])], isClosed=True, color=0)
-        nearest = cv2.distanceTransform(edges, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        closeness = (1.0 - np.clip(nearest / distance, 0.0, 1.0)).astype(np.float32)
-        _fmax_into(canvas, closeness, x0, y0)
+        x0, y0 = (int(v) for v in np.floor(padded.min(axis=0)))
+        x1, y1 = (int(v) for v in np.ceil(padded.max(axis=0)))
+        closeness = 1.0 - np.clip(nearest(polygon, x0, y0, x1, y1) / distance, 0.0, 1.0)
+        _fmax_into(canvas, closeness.astype(np.float32), x0, y0)
     return _rescale(canvas), mask
+
+
+def _nearest_edge_reference(
+    polygon: Polygon, x0: int, y0: int, x1: int, y1: int
+) -> NDArray[np.float32]:
+    """Distance of each pixel of the window to the nearest edge: one pass per edge."""
+    ys, xs = np.mgrid[y0 : y1 + 1, x0 : x1 + 1].astype(np.float32)
+    nearest = np.full(xs.shape, np.inf, dtype=np.float32)
+    for start, end in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
+        nearest = np.minimum(nearest, _segment_distance(xs, ys, start, end))
+    return nearest
+
+
+def _nearest_edge_fast(polygon: Polygon, x0: int, y0: int, x1: int, y1: int) -> NDArray[np.float32]:
+    """The same from the edges drawn as zeros and one exact Euclidean distance transform."""
+    edges = np.full((y1 - y0 + 1, x1 - x0 + 1), 255, dtype=np.uint8)
+    shifted = (polygon - np.array([x0, y0], dtype=np.float32)).astype(np.float32)
+    cv2.polylines(edges, [_pixels(shifted)], isClosed=True, color=0)
+    found = cv2.distanceTransform(edges, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return np.asarray(found, dtype=np.float32)
 
 
 def _fmax_into(canvas: NDArray[np.float32], window: NDArray[np.float32], x0: int, y0: int) -> None:

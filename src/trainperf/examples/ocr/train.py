@@ -11,15 +11,16 @@ second instead of after the whole ML stack has loaded). Examples::
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
 
-import trainperf
-from trainperf.errors import UsageError
+from trainperf.examples._entry import validated
 from trainperf.examples.ocr.config import OCRConfig, register, validate
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 register()
 
@@ -30,15 +31,7 @@ register()
     version_base="1.3", config_path=str(Path(__file__).parent / "conf"), config_name="config"
 )
 def main(cfg: DictConfig) -> None:
-    config = OmegaConf.to_object(cfg)
-    if not isinstance(config, OCRConfig):
-        raise TypeError(f"expected an OCRConfig, got {type(config).__name__}")
-    try:
-        validate(config)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    trainperf.mark("config_validated")
+    config = validated(cfg, OCRConfig, validate)
 
     from trainperf.examples.ocr.fit import fit  # torch and Lightning load here
 
