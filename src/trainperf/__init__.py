@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from trainperf.fingerprint import Fingerprint, environment_fingerprint
     from trainperf.lazy import lazy_import
     from trainperf.markers import mark
+    from trainperf.monitoring.session import monitor
     from trainperf.resources import ResourceLimits, detect_resources
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "environment_fingerprint",
     "lazy_import",
     "mark",
+    "monitor",
 ]
 
 _HOMES = {
@@ -39,6 +41,7 @@ _HOMES = {
     "environment_fingerprint": "trainperf.fingerprint",
     "lazy_import": "trainperf.lazy",
     "mark": "trainperf.markers",
+    "monitor": "trainperf.monitoring.session",
 }
 
 

@@ -1,0 +1,178 @@
+"""Pure functions from a run's periods to shares, throughput and a verdict.
+
+Rules, with their thresholds (a verdict needs at least ``MIN_STEPS`` training steps;
+the first step of each epoch is left out of the shares, as worker start-up and
+warm-up are reported on their own):
+
+* ``validation-bound``: validation takes at least ``VALIDATION_SHARE`` of the time.
+* ``startup-bound``: the time before the first step is at least ``STARTUP_SHARE``.
+* ``input-bound``: the median step waits for data at least ``INPUT_SHARE`` of its time.
+* ``compute-bound``: the median step waits for data at most ``COMPUTE_SHARE``.
+* ``balanced``: none of the above.
+
+Each finding states its evidence, the fix, and the gain if the cause were removed
+(e.g. input-bound with a data-wait share ``w`` gains at most ``1 / (1 - w) - 1``).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from trainperf._json import JsonObject
+    from trainperf.monitoring.records import Period
+
+__all__ = ["Finding", "RunSummary", "summarize"]
+
+MIN_STEPS = 5
+VALIDATION_SHARE = 0.5
+STARTUP_SHARE = 0.5
+INPUT_SHARE = 0.3
+COMPUTE_SHARE = 0.1
+EPOCH_START_SPIKE = 5.0  # first batch of an epoch waits this many times the median
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    evidence: dict[str, float]
+    fix: str
+    gain: str
+
+    def to_json(self) -> JsonObject:
+        return {
+            "kind": self.kind,
+            "evidence": dict(self.evidence),
+            "fix": self.fix,
+            "gain": self.gain,
+        }
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    steps: int
+    samples: int | None
+    train_s: float
+    val_s: float
+    startup_s: float
+    samples_per_s: float | None
+    step_median_s: float | None
+    shares: dict[str, float]
+    primary: str
+    findings: tuple[Finding, ...]
+
+    def to_json(self) -> JsonObject:
+        return {
+            "steps": self.steps,
+            "samples": self.samples,
+            "train_s": self.train_s,
+            "val_s": self.val_s,
+            "startup_s": self.startup_s,
+            "samples_per_s": self.samples_per_s,
+            "step_median_s": self.step_median_s,
+            "shares": dict(self.shares),
+            "verdict": {
+                "primary": self.primary,
+                "findings": [f.to_json() for f in self.findings],
+            },
+        }
+
+
+def summarize(periods: Sequence[Period], *, startup_s: float = 0.0) -> RunSummary:
+    train = [p for p in periods if p.kind == "train"]
+    val = [p for p in periods if p.kind == "val"]
+    train_s = sum(p.wall_s for p in train)
+    val_s = sum(p.wall_s for p in val)
+    steady = [p for p in train if not p.first_of_epoch and p.wall_s > 0] or train
+    counted = [p.samples for p in train if p.samples is not None]
+    samples = sum(counted) if counted else None
+    total = train_s + val_s + startup_s
+    wait_shares = [p.data_wait_s / p.wall_s for p in steady if p.wall_s > 0]
+    data_share = statistics.median(wait_shares) if wait_shares else 0.0
+    shares = {
+        "data_wait": data_share * train_s / total if total else 0.0,
+        "compute": (1 - data_share) * train_s / total if total else 0.0,
+        "validation": val_s / total if total else 0.0,
+        "startup": startup_s / total if total else 0.0,
+    }
+    findings: list[Finding] = []
+    primary = "insufficient-data"
+    if len(train) >= MIN_STEPS:
+        primary = _primary(shares, data_share, findings)
+        _epoch_spikes(train, findings)
+    return RunSummary(
+        steps=len(train),
+        samples=samples,
+        train_s=train_s,
+        val_s=val_s,
+        startup_s=startup_s,
+        samples_per_s=samples / train_s if samples and train_s else None,
+        step_median_s=statistics.median(p.wall_s for p in steady) if steady else None,
+        shares=shares,
+        primary=primary,
+        findings=tuple(findings),
+    )
+
+
+def _gain(share: float) -> str:
+    return f"+{1 / (1 - share) - 1:.0%}" if share < 1 else "unbounded"
+
+
+def _primary(shares: dict[str, float], data_share: float, findings: list[Finding]) -> str:
+    if shares["validation"] >= VALIDATION_SHARE:
+        findings.append(
+            Finding(
+                "validation-bound",
+                {"validation_share": shares["validation"]},
+                "validate less often, on fewer batches, or cache its deterministic "
+                "preprocessing (label maps, decoded images)",
+                f"if validation were free: {_gain(shares['validation'])} wall time saved",
+            )
+        )
+        return "validation-bound"
+    if shares["startup"] >= STARTUP_SHARE:
+        findings.append(
+            Finding(
+                "startup-bound",
+                {"startup_share": shares["startup"]},
+                "defer heavy imports behind config validation (trainperf imports)",
+                f"if start-up were free: {_gain(shares['startup'])}",
+            )
+        )
+        return "startup-bound"
+    if data_share >= INPUT_SHARE:
+        findings.append(
+            Finding(
+                "input-bound",
+                {"data_wait_share_of_step": data_share},
+                "more DataLoader workers, cheaper per-sample work, or cache it "
+                "(trainperf calibrate measures the loader settings)",
+                f"if input were free: {_gain(data_share)} samples/s",
+            )
+        )
+        return "input-bound"
+    if data_share <= COMPUTE_SHARE:
+        return "compute-bound"
+    return "balanced"
+
+
+def _epoch_spikes(train: Sequence[Period], findings: list[Finding]) -> None:
+    firsts = [p.data_wait_s for p in train if p.first_of_epoch and p.index > 0]
+    others = [p.data_wait_s for p in train if not p.first_of_epoch]
+    if not firsts or not others:
+        return
+    typical = statistics.median(others)
+    spike = statistics.median(firsts)
+    if spike > EPOCH_START_SPIKE * max(typical, 1e-4):
+        findings.append(
+            Finding(
+                "epoch-start-spike",
+                {"first_batch_wait_s": spike, "median_batch_wait_s": typical},
+                "keep workers alive between epochs (persistent_workers=True)",
+                f"{spike - typical:.3f} s per epoch",
+            )
+        )

@@ -1,0 +1,198 @@
+"""Turn DataLoader fetches and optimizer steps into training steps and validation periods.
+
+The recorder is fed by hooks (:mod:`.hooks`) and keeps no torch objects. Rules:
+
+* A training step ends at each optimizer step (torch's global post-step hook). With
+  no optimizer at all, each ``backward()`` ends a step instead. Backward boundaries
+  are held back until either an optimizer step shows they were accumulation
+  micro-steps (they are then merged into that step) or ``TENTATIVE_LIMIT`` of them
+  pass with no optimizer step: a manual loop, whose steps are then written as they
+  come.
+* The *training loader* is the one whose batches precede optimizer steps, known by
+  its dataset (loops often build a new DataLoader every epoch over the same
+  dataset). Fetches from any other dataset between two training steps open a
+  validation period, which
+  ends when the training loader is fetched again (or monitoring stops); its time is
+  not counted in the training step around it.
+* Data wait is the time spent inside the iterator's ``__next__``: what the loop was
+  blocked on, not what prefetching hid. A new iterator of the training loader starts
+  an epoch; its first fetch (worker start-up) is flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from trainperf.monitoring.records import Period
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["TENTATIVE_LIMIT", "StepRecorder"]
+
+# More backward() calls than this without an optimizer step: not gradient accumulation.
+TENTATIVE_LIMIT = 32
+
+
+@dataclass
+class _Open:
+    """A period being accumulated."""
+
+    start: float
+    data_wait: float = 0.0
+    samples: int | None = None
+    first_of_epoch: bool = False
+
+    def add(self, waited: float, samples: int | None) -> None:
+        self.data_wait += waited
+        if samples is not None:
+            self.samples = (self.samples or 0) + samples
+
+
+@dataclass
+class StepRecorder:
+    clock: Callable[[], float]
+    emit: Callable[[Period], None]
+    origin: float = field(default=0.0)
+    train_loader: int | None = None
+    epoch: int = 0
+    steps: int = 0
+    validations: int = 0
+    optimizer_seen: bool = False
+    manual_loop: bool = False
+    _step: _Open | None = None
+    _val: _Open | None = None
+    _last_loader: int | None = None
+    _last_iterator: int | None = None
+    _val_loader: int | None = None
+    _last_val_end: float = 0.0
+    _train_iterator: int | None = None
+    _tentative: list[Period] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.origin = self.clock()
+
+    def fetched(
+        self, loader: int, iterator: int, started: float, ended: float, samples: int | None
+    ) -> None:
+        waited = ended - started
+        self._last_loader = loader
+        self._last_iterator = iterator
+        if self.train_loader is not None and loader != self.train_loader:
+            if self._val is not None and loader != self._val_loader:
+                self._close_val(started)  # another loader: another period
+            if self._val is None:
+                self._val = _Open(started)
+                self._val_loader = loader
+            self._val.add(waited, samples)
+            return
+        if self._val is not None:
+            self._close_val(started)
+            if self._step is not None:
+                self._step.start = started  # validation is not part of this step
+        new_epoch = self.train_loader is not None and iterator != self._train_iterator
+        if self.train_loader is not None:
+            self._train_iterator = iterator
+        if new_epoch:
+            self.epoch += 1
+        if self._step is None:
+            self._step = _Open(started, first_of_epoch=new_epoch or self.steps == 0)
+        elif new_epoch:
+            self._step.first_of_epoch = True
+        self._step.add(waited, samples)
+
+    def optimizer_step(self) -> None:
+        now = self.clock()
+        if self._val is not None:
+            # The "validation" fetches fed an optimizer step: a new training loader (a
+            # loop that builds its DataLoader every epoch). They belong to this step.
+            val, self._val = self._val, None
+            self.train_loader, self._train_iterator = self._last_loader, self._last_iterator
+            self.epoch += 1
+            if self._step is None:
+                self._step = _Open(val.start)
+            self._step.start = max(self._step.start, self._last_val_end, val.start)
+            self._step.first_of_epoch = True
+            self._step.add(val.data_wait, val.samples)
+        if not self.optimizer_seen:
+            self.optimizer_seen = True
+            self.manual_loop = False
+            if self._tentative:
+                # Steps ended by backward() before the first optimizer step were
+                # accumulation micro-steps: one step, from the first one's start.
+                first = self._tentative[0]
+                self._step = _Open(first.start_s + self.origin, first_of_epoch=first.first_of_epoch)
+                for period in self._tentative:
+                    self._step.add(period.data_wait_s, period.samples)
+                self._tentative.clear()
+                self.steps = 0
+        self._end_step(now)
+
+    def backward(self) -> None:
+        if self.optimizer_seen:
+            return
+        if self.manual_loop:
+            self._end_step(self.clock())
+            return
+        self._end_step(self.clock(), tentative=True)
+        if len(self._tentative) >= TENTATIVE_LIMIT:
+            self.manual_loop = True
+            for period in self._tentative:
+                self.emit(period)
+            self._tentative.clear()
+
+    def explicit_step(self) -> None:
+        """``run.step()``: the user's own boundary, for loops the hooks cannot see."""
+        self._end_step(self.clock())
+
+    def close(self) -> None:
+        now = self.clock()
+        if self._val is not None:
+            self._close_val(now)
+        if self._tentative:
+            for period in self._tentative:
+                self.emit(period)
+            self._tentative.clear()
+
+    def _end_step(self, now: float, *, tentative: bool = False) -> None:
+        if self.train_loader is None and self._last_loader is not None:
+            self.train_loader = self._last_loader
+            self._train_iterator = self._last_iterator
+        # A loop without a DataLoader: the first step starts when monitoring did.
+        step = self._step or _Open(self.origin if self.steps == 0 else now)
+        period = Period(
+            kind="train",
+            index=self.steps,
+            epoch=self.epoch,
+            start_s=step.start - self.origin,
+            wall_s=max(now - step.start, 0.0),
+            data_wait_s=step.data_wait,
+            samples=step.samples,
+            first_of_epoch=step.first_of_epoch,
+        )
+        self.steps += 1
+        if tentative:
+            self._tentative.append(period)
+        else:
+            self.emit(period)
+        self._step = _Open(now)
+
+    def _close_val(self, now: float) -> None:
+        val = self._val
+        if val is None:
+            return
+        self.emit(
+            Period(
+                kind="val",
+                index=self.validations,
+                epoch=self.epoch,
+                start_s=val.start - self.origin,
+                wall_s=max(now - val.start, 0.0),
+                data_wait_s=val.data_wait,
+                samples=val.samples,
+            )
+        )
+        self.validations += 1
+        self._val = None
+        self._last_val_end = now

@@ -1,0 +1,122 @@
+"""The records of a monitored run: plain data, JSON both ways, one folder per run.
+
+``runs/<id>/meta.json`` (what ran, where), ``steps.jsonl`` (one line per training
+step or validation period, appended and flushed as the run goes, so a killed run
+is still readable) and ``summary.json`` (written at the end).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from trainperf._json import as_object, opt_int, req_float, req_int, req_str
+from trainperf.errors import RecordError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from trainperf._json import JsonObject
+
+__all__ = ["Period", "RunMeta", "read_periods"]
+
+RECORD_SCHEMA = 1
+PeriodKind = Literal["train", "val"]
+
+
+@dataclass(frozen=True)
+class Period:
+    """One training step, or one stretch of validation between training steps.
+
+    Times are seconds from the start of monitoring. ``data_wait_s`` is the time the
+    loop was blocked waiting for batches (what prefetching did not hide).
+    """
+
+    kind: PeriodKind
+    index: int
+    epoch: int
+    start_s: float
+    wall_s: float
+    data_wait_s: float
+    samples: int | None
+    first_of_epoch: bool = False
+
+    def to_json(self) -> JsonObject:
+        return {
+            "kind": self.kind,
+            "index": self.index,
+            "epoch": self.epoch,
+            "start_s": round(self.start_s, 7),
+            "wall_s": round(self.wall_s, 7),
+            "data_wait_s": round(self.data_wait_s, 7),
+            "samples": self.samples,
+            "first_of_epoch": self.first_of_epoch,
+        }
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> Period:
+        kind = req_str(data, "kind")
+        if kind not in ("train", "val"):
+            raise RecordError(f"unknown period kind {kind!r}")
+        return cls(
+            kind="train" if kind == "train" else "val",
+            index=req_int(data, "index"),
+            epoch=req_int(data, "epoch"),
+            start_s=req_float(data, "start_s"),
+            wall_s=req_float(data, "wall_s"),
+            data_wait_s=req_float(data, "data_wait_s"),
+            samples=opt_int(data, "samples"),
+            first_of_epoch=bool(data.get("first_of_epoch", False)),
+        )
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    run_id: str
+    command: str
+    started_at: float  # wall-clock seconds since the epoch
+    pid: int
+    rank: int | None
+    fingerprint: JsonObject
+
+    def to_json(self) -> JsonObject:
+        return {
+            "schema": RECORD_SCHEMA,
+            "run_id": self.run_id,
+            "command": self.command,
+            "started_at": self.started_at,
+            "pid": self.pid,
+            "rank": self.rank,
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> RunMeta:
+        if data.get("schema") != RECORD_SCHEMA:
+            raise RecordError(
+                f"run record schema {data.get('schema')!r} is not {RECORD_SCHEMA}; "
+                f"it was written by another trainperf version"
+            )
+        return cls(
+            run_id=req_str(data, "run_id"),
+            command=req_str(data, "command"),
+            started_at=req_float(data, "started_at"),
+            pid=req_int(data, "pid"),
+            rank=opt_int(data, "rank"),
+            fingerprint=as_object(data.get("fingerprint"), "fingerprint"),
+        )
+
+
+def read_periods(path: Path) -> list[Period]:
+    """Periods from a ``steps.jsonl``; a torn last line (a killed writer) is skipped."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    periods = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            periods.append(Period.from_json(as_object(json.loads(line), "a period")))
+        except (ValueError, RecordError) as exc:
+            if number == len(lines):
+                break
+            raise RecordError(f"{path}:{number}: not a trainperf step record ({exc})") from None
+    return periods

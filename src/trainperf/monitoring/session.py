@@ -1,0 +1,122 @@
+"""``trainperf.monitor()``: watch a training loop in this process, with no other change.
+
+    with trainperf.monitor() as run:
+        train()                      # any loop using DataLoader + an optimizer
+    print(run.summary.primary)       # e.g. "input-bound"
+
+The run is recorded in ``.trainperf/runs/<id>/`` as it goes (``steps.jsonl`` is
+flushed every ``FLUSH_EVERY_S``), so a killed run can still be reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, TextIO
+
+from trainperf.monitoring.analyze import RunSummary, summarize
+from trainperf.monitoring.capture import StepRecorder
+from trainperf.monitoring.records import Period, RunMeta
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+    from pathlib import Path
+    from types import TracebackType
+
+__all__ = ["FLUSH_EVERY_S", "Run", "monitor"]
+
+FLUSH_EVERY_S = 2.0
+
+
+class Run:
+    """A monitored run: use as a context manager; ``summary`` once it has ended."""
+
+    def __init__(self, folder: Path, *, clock: Callable[[], float]) -> None:
+        self.path = folder
+        self.clock = clock
+        self.summary: RunSummary | None = None
+        self._periods: list[Period] = []
+        self._pending: list[str] = []
+        self._file: TextIO | None = None
+        self._last_flush = 0.0
+        self._recorder: StepRecorder | None = None
+        self._hooks: AbstractContextManager[None] | None = None
+
+    def step(self) -> None:
+        """Mark the end of a training step yourself (loops the hooks cannot see)."""
+        if self._recorder is not None:
+            self._recorder.explicit_step()
+
+    def _emit(self, period: Period) -> None:
+        self._periods.append(period)
+        self._pending.append(json.dumps(period.to_json()))
+        now = self.clock()
+        if now - self._last_flush >= FLUSH_EVERY_S:
+            self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        if self._file is not None and self._pending:
+            self._file.write("\n".join(self._pending) + "\n")
+            self._file.flush()  # in the OS's hands: survives the process being killed
+            self._pending.clear()
+        self._last_flush = now
+
+    def __enter__(self) -> Run:
+        from trainperf.fingerprint import environment_fingerprint
+        from trainperf.monitoring.hooks import instrument
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        rank = os.environ.get("RANK")
+        meta = RunMeta(
+            run_id=self.path.name,
+            command=" ".join(sys.argv),
+            started_at=time.time(),
+            pid=os.getpid(),
+            rank=int(rank) if rank and rank.isdecimal() else None,
+            fingerprint=environment_fingerprint().to_json(),
+        )
+        (self.path / "meta.json").write_text(json.dumps(meta.to_json(), indent=1), "utf-8")
+        self._file = (self.path / "steps.jsonl").open("a", encoding="utf-8")
+        self._recorder = StepRecorder(clock=self.clock, emit=self._emit)
+        self._last_flush = self.clock()
+        self._hooks = instrument(self._recorder, self.clock)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._hooks is not None:
+                self._hooks.__exit__(kind, value, traceback)
+        finally:
+            if self._recorder is not None:
+                self._recorder.close()
+            self._flush(self.clock())
+            if self._file is not None:
+                self._file.close()
+            self.summary = summarize(self._periods)
+            summary = json.dumps(self.summary.to_json(), indent=1)
+            (self.path / "summary.json").write_text(summary, encoding="utf-8")
+
+
+def monitor(
+    *, out: str | os.PathLike[str] | None = None, clock: Callable[[], float] = time.perf_counter
+) -> Run:
+    """A :class:`Run` recording into ``out`` (default: a new folder under ``.trainperf/runs``)."""
+    from pathlib import Path
+
+    from trainperf.settings import Settings
+
+    if out is not None:
+        folder = Path(out)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = Settings.from_env().home() / "runs" / f"{stamp}-{os.getpid()}"
+    return Run(folder, clock=clock)

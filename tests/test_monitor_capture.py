@@ -1,0 +1,137 @@
+"""The step recorder on a fake clock: exact periods for known event sequences."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainperf.monitoring.capture import StepRecorder
+from trainperf.monitoring.records import Period
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rec():
+    clock = Clock()
+    periods: list[Period] = []
+    recorder = StepRecorder(clock=clock, emit=periods.append)
+    return recorder, clock, periods
+
+
+def fetch(recorder, clock, *, loader=1, iterator=10, wait=0.0, samples=8, then=0.0):
+    start = clock.now
+    clock.now += wait
+    recorder.fetched(loader, iterator, start, clock.now, samples)
+    clock.now += then
+
+
+def step(recorder, clock, *, compute=0.0):
+    clock.now += compute
+    recorder.optimizer_step()
+
+
+def test_steps_split_into_data_wait_and_compute(rec) -> None:
+    recorder, clock, periods = rec
+    clock.now += 1.0  # setup before the first fetch is not part of a step
+    fetch(recorder, clock, wait=0.25)
+    step(recorder, clock, compute=0.5)
+    fetch(recorder, clock, wait=0.125)
+    step(recorder, clock, compute=0.5)
+    assert [(p.start_s, p.wall_s, p.data_wait_s, p.samples) for p in periods] == [
+        (1.0, 0.75, 0.25, 8),
+        (1.75, 0.625, 0.125, 8),
+    ]
+    assert periods[0].first_of_epoch
+    assert not periods[1].first_of_epoch
+
+
+def test_validation_between_steps_is_its_own_period(rec) -> None:
+    recorder, clock, periods = rec
+    fetch(recorder, clock, wait=0.25)
+    step(recorder, clock, compute=0.25)  # step 0: 0.5 s
+    clock.now += 0.125  # end-of-epoch bookkeeping
+    fetch(recorder, clock, loader=2, iterator=20, wait=0.5, samples=4, then=0.25)
+    fetch(recorder, clock, loader=2, iterator=20, wait=0.5, samples=4, then=0.25)
+    fetch(recorder, clock, iterator=11, wait=0.25)  # the next epoch's training
+    step(recorder, clock, compute=0.25)
+    recorder.close()
+    kinds = [(p.kind, p.wall_s, p.data_wait_s, p.samples, p.epoch) for p in periods]
+    assert kinds == [
+        ("train", 0.5, 0.25, 8, 0),
+        ("val", 1.5, 1.0, 8, 0),
+        ("train", 0.5, 0.25, 8, 1),  # validation is not counted in the step
+    ]
+    assert periods[2].first_of_epoch
+
+
+def test_a_loader_rebuilt_every_epoch_stays_training(rec) -> None:
+    recorder, clock, periods = rec
+    fetch(recorder, clock, loader=1, iterator=10, wait=0.25)
+    step(recorder, clock, compute=0.25)
+    fetch(recorder, clock, loader=3, iterator=30, wait=0.5)  # a new DataLoader and dataset
+    step(recorder, clock, compute=0.25)
+    fetch(recorder, clock, loader=3, iterator=30, wait=0.25)
+    step(recorder, clock, compute=0.25)
+    assert [(p.kind, p.wall_s, p.data_wait_s, p.epoch) for p in periods] == [
+        ("train", 0.5, 0.25, 0),
+        ("train", 0.75, 0.5, 1),
+        ("train", 0.5, 0.25, 1),
+    ]
+
+
+def test_backward_ends_steps_when_there_is_no_optimizer(rec) -> None:
+    recorder, clock, periods = rec
+    for _ in range(3):
+        clock.now += 0.25
+        recorder.backward()
+    recorder.close()
+    assert [(p.index, p.start_s, p.wall_s) for p in periods] == [
+        (0, 0.0, 0.25),
+        (1, 0.25, 0.25),
+        (2, 0.5, 0.25),
+    ]
+
+
+def test_gradient_accumulation_counts_optimizer_steps(rec) -> None:
+    recorder, clock, periods = rec
+    for _ in range(2):  # two optimizer steps of four micro-batches each
+        for _ in range(4):
+            fetch(recorder, clock, wait=0.125, samples=2)
+            clock.now += 0.125
+            recorder.backward()
+        step(recorder, clock)
+    assert [(p.wall_s, p.data_wait_s, p.samples) for p in periods] == [
+        (1.0, 0.5, 8),
+        (1.0, 0.5, 8),
+    ]
+
+
+def test_explicit_steps(rec) -> None:
+    recorder, clock, periods = rec
+    clock.now += 0.5
+    recorder.explicit_step()
+    clock.now += 0.25
+    recorder.explicit_step()
+    assert [p.wall_s for p in periods] == [0.5, 0.25]
+
+
+def test_a_long_run_of_backward_calls_is_a_manual_loop_written_as_it_goes(rec) -> None:
+    from trainperf.monitoring.capture import TENTATIVE_LIMIT
+
+    recorder, clock, periods = rec
+    for _ in range(TENTATIVE_LIMIT - 1):
+        clock.now += 0.25
+        recorder.backward()
+    assert periods == []  # could still be gradient accumulation
+    clock.now += 0.25
+    recorder.backward()
+    assert len(periods) == TENTATIVE_LIMIT
+    clock.now += 0.25
+    recorder.backward()
+    assert len(periods) == TENTATIVE_LIMIT + 1  # written at once from now on

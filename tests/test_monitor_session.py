@@ -1,0 +1,171 @@
+"""trainperf.monitor() on real loops: planted bottlenecks get the right verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torch.utils.data.dataloader import _BaseDataLoaderIter  # noqa: E402
+
+import trainperf  # noqa: E402
+from trainperf.monitoring.records import RunMeta, read_periods  # noqa: E402
+
+
+class Busy(Dataset):
+    """Each sample costs ``cost`` seconds of CPU (a stand-in for decoding/augmenting)."""
+
+    def __init__(self, n: int, cost: float) -> None:
+        self.n, self.cost = n, cost
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        end = time.perf_counter() + self.cost
+        while time.perf_counter() < end:
+            pass
+        return torch.ones(32), torch.zeros(1)
+
+
+def train(loader, model, *, epochs=1, val_loader=None, work=0):
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(epochs):
+        for x, y in loader:
+            opt.zero_grad()
+            out = model(x)
+            for _ in range(work):  # extra compute per step
+                out = out + model(x) * 0
+            torch.nn.functional.mse_loss(out, y).backward()
+            opt.step()
+        if val_loader is not None:
+            with torch.no_grad():
+                for x, _ in val_loader:
+                    model(x)
+
+
+def test_input_bound_loop_with_worker_processes(tmp_path) -> None:
+    loader = DataLoader(Busy(48, 0.004), batch_size=4, num_workers=2)
+    with trainperf.monitor(out=tmp_path / "run") as run:
+        train(loader, torch.nn.Linear(32, 1))
+    summary = run.summary
+    assert summary is not None
+    assert summary.steps == 12
+    assert summary.samples == 48
+    assert summary.primary == "input-bound"
+    assert summary.findings[0].evidence["data_wait_share_of_step"] > 0.5
+
+
+def test_compute_bound_loop(tmp_path) -> None:
+    big = torch.nn.Sequential(torch.nn.Linear(32, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1))
+    loader = DataLoader(Busy(64, 0.0), batch_size=8)
+    with trainperf.monitor(out=tmp_path / "run") as run:
+        train(loader, big, work=20)
+    assert run.summary is not None
+    assert run.summary.primary == "compute-bound"
+
+
+def test_validation_bound_loop(tmp_path) -> None:
+    train_set, val_set = Busy(16, 0.0), Busy(64, 0.004)
+    with trainperf.monitor(out=tmp_path / "run") as run:
+        train(
+            DataLoader(train_set, batch_size=4),
+            torch.nn.Linear(32, 1),
+            epochs=2,
+            val_loader=DataLoader(val_set, batch_size=4),
+        )
+    summary = run.summary
+    assert summary is not None
+    assert summary.steps == 8
+    assert summary.primary == "validation-bound"
+    periods = read_periods(tmp_path / "run" / "steps.jsonl")
+    assert [p.kind for p in periods].count("val") == 2
+
+
+def test_manual_sgd_without_optimizer_or_loader_counts_steps(tmp_path) -> None:
+    w = torch.zeros(4, requires_grad=True)
+    with trainperf.monitor(out=tmp_path / "run") as run:
+        for _ in range(7):
+            loss = ((w - 1) ** 2).sum()
+            loss.backward()
+            with torch.no_grad():
+                w -= 0.1 * w.grad
+                w.grad.zero_()
+    assert run.summary is not None
+    assert run.summary.steps == 7
+
+
+def test_hooks_are_restored_even_when_the_loop_raises(tmp_path) -> None:
+    from torch.optim import optimizer as optim_module
+
+    before = (
+        _BaseDataLoaderIter.__next__,
+        torch.Tensor.backward,
+        dict(optim_module._global_optimizer_post_hooks),
+    )
+    with pytest.raises(RuntimeError, match="boom"), trainperf.monitor(out=tmp_path / "run"):
+        raise RuntimeError("boom")
+    after = (
+        _BaseDataLoaderIter.__next__,
+        torch.Tensor.backward,
+        dict(optim_module._global_optimizer_post_hooks),
+    )
+    assert after == before
+    assert (tmp_path / "run" / "summary.json").exists()
+
+
+def test_records_on_disk(tmp_path) -> None:
+    with trainperf.monitor(out=tmp_path / "run"):
+        train(DataLoader(Busy(16, 0.0), batch_size=4), torch.nn.Linear(32, 1))
+    folder = tmp_path / "run"
+    meta = RunMeta.from_json(json.loads((folder / "meta.json").read_text()))
+    assert meta.pid == os.getpid()
+    assert meta.fingerprint["digest"] == trainperf.environment_fingerprint().digest
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["steps"] == 4
+    assert set(summary["shares"]) == {"data_wait", "compute", "validation", "startup"}
+    assert {"primary", "findings"} <= set(summary["verdict"])
+
+
+KILLED = textwrap.dedent(
+    """
+    import sys, time, torch, trainperf
+    w = torch.zeros(4, requires_grad=True)
+    with trainperf.monitor(out=sys.argv[1]):
+        for i in range(10**9):
+            ((w - 1) ** 2).sum().backward()
+            end = time.perf_counter() + 0.01
+            while time.perf_counter() < end:
+                pass
+            if i == 400:
+                print("ready", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_a_readable_record(tmp_path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(KILLED)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "run")], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.1)  # let a flush interval pass  (a wait for the child, not a timing)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    periods = read_periods(tmp_path / "run" / "steps.jsonl")
+    assert len(periods) >= 100  # flushed every couple of seconds while running
+    assert [p.index for p in periods] == list(range(len(periods)))
+    assert not (tmp_path / "run" / "summary.json").exists()
