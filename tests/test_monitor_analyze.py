@@ -20,7 +20,7 @@ def test_input_bound_with_its_gain() -> None:
     assert summary.primary == "input-bound"
     (finding,) = summary.findings
     assert finding.evidence == {"data_wait_share_of_step": 0.6}
-    assert finding.gain == "if input were free: +150% samples/s"
+    assert finding.gain == "if input were free: up to 2.5x samples/s"
     assert summary.samples_per_s == pytest.approx(8.0)
 
 
@@ -57,3 +57,8 @@ def test_shares_add_up() -> None:
     periods = [*steps(10, 1.0, 0.5), Period("val", 0, 0, 10.0, 5.0, 1.0, 64)]
     shares = summarize(periods, startup_s=5.0).shares
     assert sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_large_gains_read_as_factors() -> None:
+    summary = summarize(steps(10, 1.0, 0.9))
+    assert summary.findings[0].gain == "if input were free: up to 10.0x samples/s"

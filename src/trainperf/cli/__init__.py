@@ -60,6 +60,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "time a command to its phase markers, first training step and exit",
     ),
     (
+        "report",
+        "trainperf.cli.report",
+        "a monitored run's verdict: where the step time goes, and the fix",
+    ),
+    (
         "resources",
         "trainperf.cli.resources",
         "the CPU, memory, /dev/shm and GPU budget this process really has",

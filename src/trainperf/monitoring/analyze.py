@@ -119,7 +119,11 @@ def summarize(periods: Sequence[Period], *, startup_s: float = 0.0) -> RunSummar
 
 
 def _gain(share: float) -> str:
-    return f"+{1 / (1 - share) - 1:.0%}" if share < 1 else "unbounded"
+    """What removing a cost that takes ``share`` of the time gains, at most."""
+    if share >= 1:
+        return "unbounded"
+    factor = 1 / (1 - share)
+    return f"+{factor - 1:.0%}" if factor < 2 else f"up to {factor:.1f}x"
 
 
 def _primary(shares: dict[str, float], data_share: float, findings: list[Finding]) -> str:

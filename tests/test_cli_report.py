@@ -1,0 +1,58 @@
+"""`trainperf report`: re-analysis of a run folder, finished or killed."""
+
+from __future__ import annotations
+
+import json
+
+from _support import run_cli
+from trainperf.monitoring.records import Period
+
+
+def write_run(folder, periods, *, finished=True) -> None:
+    folder.mkdir(parents=True)
+    (folder / "steps.jsonl").write_text("".join(json.dumps(p.to_json()) + "\n" for p in periods))
+    if finished:
+        (folder / "summary.json").write_text("{}")
+
+
+def input_bound() -> list[Period]:
+    return [Period("train", i, 0, float(i), 1.0, 0.6, 8) for i in range(10)]
+
+
+def test_json_schema(tmp_path) -> None:
+    write_run(tmp_path / "r1", input_bound())
+    proc = run_cli("report", str(tmp_path / "r1"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["steps"] == 10
+    assert data["samples_per_s"] == 8.0
+    assert set(data["shares"]) == {"data_wait", "compute", "validation", "startup"}
+    assert data["verdict"]["primary"] == "input-bound"
+    finding = data["verdict"]["findings"][0]
+    assert {"kind", "evidence", "fix", "gain"} <= set(finding)
+    assert data["finished"] is True
+
+
+def test_killed_run_with_a_torn_line_and_last(tmp_path) -> None:
+    home = tmp_path / "home"
+    folder = home / "runs" / "20260101-000000-1"
+    write_run(folder, input_bound(), finished=False)
+    with (folder / "steps.jsonl").open("a") as handle:
+        handle.write('{"kind": "tra')
+    proc = run_cli("report", "last", env={"TRAINPERF_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert "did not finish" in proc.stdout
+    assert "verdict: input-bound" in proc.stdout
+
+
+def test_bad_runs_are_one_line(tmp_path) -> None:
+    missing = run_cli("report", str(tmp_path / "nope"))
+    assert missing.returncode == 2
+    assert "no run at" in missing.stderr
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "steps.jsonl").write_text("garbage\n" + json.dumps(input_bound()[0].to_json()) + "\n")
+    corrupt = run_cli("report", str(folder))
+    assert corrupt.returncode == 2
+    assert "not a trainperf step record" in corrupt.stderr
+    assert len(corrupt.stderr.strip().splitlines()) == 1
