@@ -87,14 +87,16 @@ def test_a_loader_rebuilt_every_epoch_stays_training(rec) -> None:
 
 def test_backward_ends_steps_when_there_is_no_optimizer(rec) -> None:
     recorder, clock, periods = rec
+    clock.now += 2.0  # still importing: not part of the first step
     for _ in range(3):
+        recorder.backward_started()
         clock.now += 0.25
         recorder.backward()
     recorder.close()
     assert [(p.index, p.start_s, p.wall_s) for p in periods] == [
-        (0, 0.0, 0.25),
-        (1, 0.25, 0.25),
-        (2, 0.5, 0.25),
+        (0, 2.0, 0.25),
+        (1, 2.25, 0.25),
+        (2, 2.5, 0.25),
     ]
 
 

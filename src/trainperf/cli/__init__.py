@@ -60,6 +60,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "time a command to its phase markers, first training step and exit",
     ),
     (
+        "run",
+        "trainperf.cli.run",
+        "monitor any training command, no code change: where its step time goes",
+    ),
+    (
         "report",
         "trainperf.cli.report",
         "a monitored run's verdict: where the step time goes, and the fix",

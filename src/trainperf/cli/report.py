@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainperf.cli import EXIT_OK, Command
 from trainperf.cli._render import emit_json
-from trainperf.errors import RecordError, UsageError
+from trainperf.errors import UsageError
 
 if TYPE_CHECKING:
     import argparse
@@ -43,16 +42,11 @@ def find_run(name: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainperf.monitoring.analyze import summarize
-    from trainperf.monitoring.records import read_periods
+    from trainperf.monitoring.analyze import summarize_folder
     from trainperf.monitoring.render import render_summary
 
     folder = find_run(args.run)
-    try:
-        summary = summarize(read_periods(folder / "steps.jsonl"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RecordError(f"cannot read the run at {folder}: {exc}") from None
-    finished = (folder / "summary.json").is_file()
+    summary, finished = summarize_folder(folder)
     if args.json:
         data = summary.to_json()
         data["run"] = str(folder)

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from trainperf._json import JsonObject
     from trainperf.monitoring.records import Period
 
-__all__ = ["Finding", "RunSummary", "summarize"]
+__all__ = ["Finding", "RunSummary", "summarize", "summarize_folder"]
 
 MIN_STEPS = 5
 VALIDATION_SHARE = 0.5
@@ -180,3 +181,27 @@ def _epoch_spikes(train: Sequence[Period], findings: list[Finding]) -> None:
                 f"{spike - typical:.3f} s per epoch",
             )
         )
+
+
+def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
+    """A run folder's summary, recomputed from its records, and whether the run ended.
+
+    Raises :class:`~trainperf.errors.RecordError` for records that are not trainperf's.
+    """
+    import json
+
+    from trainperf.errors import RecordError
+    from trainperf.monitoring.records import RunMeta, read_periods
+
+    try:
+        periods = read_periods(folder / "steps.jsonl")
+        meta_file = folder / "meta.json"
+        meta = None
+        if meta_file.is_file():
+            meta = RunMeta.from_json(json.loads(meta_file.read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecordError(f"cannot read the run at {folder}: {exc}") from None
+    startup = 0.0
+    if meta is not None and meta.from_process_start:
+        startup = next((p.start_s for p in periods if p.kind == "train"), 0.0)
+    return summarize(periods, startup_s=startup), (folder / "summary.json").is_file()

@@ -55,6 +55,7 @@ class StepRecorder:
     clock: Callable[[], float]
     emit: Callable[[Period], None]
     origin: float = field(default=0.0)
+    armed: float = field(default=0.0)
     train_loader: int | None = None
     epoch: int = 0
     steps: int = 0
@@ -71,7 +72,9 @@ class StepRecorder:
     _tentative: list[Period] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.origin = self.clock()
+        # origin: what start_s counts from (the process start under `trainperf run`);
+        # armed: when the hooks went in, where a loop without a DataLoader starts.
+        self.origin = self.armed = self.clock()
 
     def fetched(
         self, loader: int, iterator: int, started: float, ended: float, samples: int | None
@@ -129,6 +132,12 @@ class StepRecorder:
                 self.steps = 0
         self._end_step(now)
 
+    def backward_started(self) -> None:
+        """A loop without a DataLoader: its first step is dated from its first backward
+        (the hooks may go in long before training starts, mid-way through imports)."""
+        if self._step is None and self.steps == 0:
+            self._step = _Open(self.clock(), first_of_epoch=True)
+
     def backward(self) -> None:
         if self.optimizer_seen:
             return
@@ -160,7 +169,7 @@ class StepRecorder:
             self.train_loader = self._last_loader
             self._train_iterator = self._last_iterator
         # A loop without a DataLoader: the first step starts when monitoring did.
-        step = self._step or _Open(self.origin if self.steps == 0 else now)
+        step = self._step or _Open(self.armed if self.steps == 0 else now)
         period = Period(
             kind="train",
             index=self.steps,

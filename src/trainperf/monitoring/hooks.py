@@ -68,6 +68,7 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
         return batch
 
     def counted_backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        recorder.backward_started()
         original_backward(self, *args, **kwargs)  # type: ignore[no-untyped-call]  # unannotated in torch
         recorder.backward()
 

@@ -79,6 +79,9 @@ class RunMeta:
     pid: int
     rank: int | None
     fingerprint: JsonObject
+    # True when monitoring started with the process (``trainperf run``): the time
+    # before the first step is then start-up.
+    from_process_start: bool = False
 
     def to_json(self) -> JsonObject:
         return {
@@ -89,6 +92,7 @@ class RunMeta:
             "pid": self.pid,
             "rank": self.rank,
             "fingerprint": self.fingerprint,
+            "from_process_start": self.from_process_start,
         }
 
     @classmethod
@@ -105,6 +109,7 @@ class RunMeta:
             pid=req_int(data, "pid"),
             rank=opt_int(data, "rank"),
             fingerprint=as_object(data.get("fingerprint"), "fingerprint"),
+            from_process_start=data.get("from_process_start") is True,
         )
 
 

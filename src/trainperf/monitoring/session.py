@@ -34,16 +34,36 @@ FLUSH_EVERY_S = 2.0
 class Run:
     """A monitored run: use as a context manager; ``summary`` once it has ended."""
 
-    def __init__(self, folder: Path, *, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, folder: Path, *, clock: Callable[[], float], measure_startup: bool = False
+    ) -> None:
         self.path = folder
         self.clock = clock
+        # Injected into a process at start-up, the time before the first step is known.
+        self.measure_startup = measure_startup
+        self.entered = False
         self.summary: RunSummary | None = None
         self._periods: list[Period] = []
         self._pending: list[str] = []
         self._file: TextIO | None = None
         self._last_flush = 0.0
         self._recorder: StepRecorder | None = None
+        self._origin: float | None = None
         self._hooks: AbstractContextManager[None] | None = None
+
+    @classmethod
+    def injected(cls, folder: str) -> Run:
+        """A run for ``trainperf run``: its clock starts with the interpreter."""
+        from pathlib import Path
+
+        run = cls(Path(folder), clock=time.perf_counter, measure_startup=True)
+        run._origin = time.perf_counter()
+        return run
+
+    @property
+    def periods(self) -> list[Period]:
+        """The steps and validation periods recorded so far."""
+        return list(self._periods)
 
     def step(self) -> None:
         """Mark the end of a training step yourself (loops the hooks cannot see)."""
@@ -77,13 +97,17 @@ class Run:
             pid=os.getpid(),
             rank=int(rank) if rank and rank.isdecimal() else None,
             fingerprint=environment_fingerprint().to_json(),
+            from_process_start=self.measure_startup,
         )
         (self.path / "meta.json").write_text(json.dumps(meta.to_json(), indent=1), "utf-8")
         self._file = (self.path / "steps.jsonl").open("a", encoding="utf-8")
         self._recorder = StepRecorder(clock=self.clock, emit=self._emit)
+        if self._origin is not None:
+            self._recorder.origin = self._origin
         self._last_flush = self.clock()
         self._hooks = instrument(self._recorder, self.clock)
         self._hooks.__enter__()
+        self.entered = True
         return self
 
     def __exit__(
@@ -101,7 +125,10 @@ class Run:
             self._flush(self.clock())
             if self._file is not None:
                 self._file.close()
-            self.summary = summarize(self._periods)
+            first = next((p.start_s for p in self._periods if p.kind == "train"), 0.0)
+            self.summary = summarize(
+                self._periods, startup_s=first if self.measure_startup else 0.0
+            )
             summary = json.dumps(self.summary.to_json(), indent=1)
             (self.path / "summary.json").write_text(summary, encoding="utf-8")
 

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
 
-__all__ = ["StartupRun", "StartupSummary", "time_command"]
+__all__ = ["BOOTSTRAP", "StartupRun", "StartupSummary", "time_command"]
 
-_BOOTSTRAP = Path(__file__).with_name("_bootstrap")
+BOOTSTRAP = Path(__file__).with_name("_bootstrap")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _run_once(command: list[str], timeout: float | None) -> StartupRun:
         env = dict(os.environ)
         env[MARKERS_VARIABLE] = str(markers_file)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(_BOOTSTRAP), env.get("PYTHONPATH", "")) if p
+            p for p in (str(BOOTSTRAP), env.get("PYTHONPATH", "")) if p
         )
         start = time.time()
         try:

@@ -1,10 +1,13 @@
-"""Loaded by ``trainperf startup`` into the command it times (via PYTHONPATH).
+"""Loaded by ``trainperf startup`` and ``trainperf run`` into the command (via PYTHONPATH).
 
-It marks three moments without touching the user's code: ``interpreter_ready``
-(now), ``first_step`` (the first optimizer step, through torch's global optimizer
-hook, installed only if and when ``torch.optim`` is imported), and ``exit_start``
-(when the interpreter begins to shut down). Then it runs the environment's own
-sitecustomize, if there is one, which this file would otherwise hide.
+For ``startup`` (``TRAINPERF_MARKERS`` set) it marks three moments without touching
+the user's code: ``interpreter_ready`` (now), ``first_step`` (the first optimizer
+step, through torch's global optimizer hook), and ``exit_start`` (when the
+interpreter begins to shut down). For ``run`` (``TRAINPERF_RUN_DIR`` set) it
+monitors the process like ``trainperf.monitor()`` would. Both wait for
+``torch.optim`` to be imported by the program; nothing imports torch early. Then it
+runs the environment's own sitecustomize, if there is one, which this file would
+otherwise hide.
 """
 
 from __future__ import annotations
@@ -44,21 +47,31 @@ class _WatchOptim:
 
                 def exec_module(module: ModuleType, original: object = original) -> None:
                     original(module)  # type: ignore[operator]  # the loader's own method
-                    _install_step_hook()
+                    _on_torch_optim()
 
                 spec.loader.exec_module = exec_module  # type: ignore[method-assign]
                 return spec
         return None
 
 
-def _install_step_hook() -> None:
-    from torch.optim.optimizer import register_optimizer_step_post_hook
+def _on_torch_optim() -> None:
+    if os.environ.get("TRAINPERF_MARKERS"):
+        from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    def first_step(*_: object) -> None:
-        _mark("first_step")
-        handle.remove()
+        def first_step(*_: object) -> None:
+            _mark("first_step")
+            handle.remove()
 
-    handle = register_optimizer_step_post_hook(first_step)
+        handle = register_optimizer_step_post_hook(first_step)
+    if _RUN is not None:
+        _RUN.__enter__()
+
+
+_RUN = None
+if os.environ.get("TRAINPERF_RUN_DIR"):
+    from trainperf.monitoring.session import Run
+
+    _RUN = Run.injected(os.environ["TRAINPERF_RUN_DIR"])
 
 
 def _chain_site_customization() -> None:
@@ -75,6 +88,13 @@ def _chain_site_customization() -> None:
     spec.loader.exec_module(module)
 
 
+def _shutting_down() -> None:
+    if os.environ.get("TRAINPERF_MARKERS"):
+        _mark("exit_start")
+    if _RUN is not None and _RUN.entered:
+        _RUN.__exit__(None, None, None)
+
+
 def _at_shutdown() -> None:
     # threading's hook runs first in interpreter shutdown, before non-daemon threads
     # are joined and before every atexit handler; atexit's, registered this early,
@@ -83,14 +103,15 @@ def _at_shutdown() -> None:
 
     register = getattr(threading, "_register_atexit", None)
     if register is not None:
-        register(_mark, "exit_start")
+        register(_shutting_down)
     else:
         import atexit
 
-        atexit.register(_mark, "exit_start")
+        atexit.register(_shutting_down)
 
 
-_mark("interpreter_ready")
+if os.environ.get("TRAINPERF_MARKERS"):
+    _mark("interpreter_ready")
 sys.meta_path.insert(0, _WatchOptim())
 _at_shutdown()
 _chain_site_customization()

@@ -1,0 +1,59 @@
+"""``trainperf run -- CMD``: monitor any training command, with no change to its code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from trainperf.cli import Command
+from trainperf.errors import UsageError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", metavar="DIR", help="run folder (default .trainperf/runs/ID)")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the training command")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainperf.monitoring.analyze import summarize_folder
+    from trainperf.monitoring.render import render_summary
+    from trainperf.settings import Settings
+    from trainperf.startup.phases import BOOTSTRAP
+
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        raise UsageError("give the command to monitor after --, e.g. trainperf run -- python t.py")
+    if args.out:
+        folder = Path(args.out)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = Settings.from_env().home() / "runs" / f"{stamp}-{os.getpid()}"
+    env = dict(os.environ)
+    env["TRAINPERF_RUN_DIR"] = str(folder.resolve())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BOOTSTRAP), env.get("PYTHONPATH")) if p)
+    try:
+        # The command's own output and exit code pass through untouched.
+        returncode = subprocess.run(command, env=env, check=False).returncode
+    except FileNotFoundError:
+        raise UsageError(
+            f"command not found: {command[0]}; check the spelling or give a full path"
+        ) from None
+    steps = folder / "steps.jsonl"
+    if not steps.is_file():
+        print(
+            "trainperf: no training step was seen (no torch optimizer or DataLoader was "
+            "used, or the command failed before training)",
+            file=sys.stderr,
+        )
+        return returncode
+    summary, finished = summarize_folder(folder)
+    title = f"trainperf: run recorded in {folder} (trainperf report {folder})"
+    print(render_summary(summary, title=title, finished=finished), file=sys.stderr)
+    return returncode
+
+
+COMMAND = Command(configure, run)

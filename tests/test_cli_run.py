@@ -1,0 +1,91 @@
+"""`trainperf run -- CMD`: monitoring a command with no code change."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from _support import run_cli
+from trainperf.monitoring.records import RunMeta, read_periods
+
+LOOP = textwrap.dedent(
+    """
+    import sys, time
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Busy(Dataset):
+        def __len__(self):
+            return 800
+        def __getitem__(self, i):
+            end = time.perf_counter() + 0.003
+            while time.perf_counter() < end:
+                pass
+            return torch.ones(8)
+
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x in DataLoader(Busy(), batch_size=4):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+    print("loop done")
+    sys.exit(int(sys.argv[1]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_monitors_a_script_and_passes_its_output_and_exit_code_through(tmp_path) -> None:
+    script = tmp_path / "loop.py"
+    script.write_text(LOOP)
+    out = tmp_path / "run"
+    proc = run_cli("run", "--out", str(out), "--", sys.executable, str(script), "3")
+    assert proc.returncode == 3
+    assert proc.stdout.strip() == "loop done"
+    assert "verdict: input-bound" in proc.stderr
+    periods = read_periods(out / "steps.jsonl")
+    assert [p.kind for p in periods] == ["train"] * 200
+    assert sum(p.samples or 0 for p in periods) == 800
+    meta = RunMeta.from_json(json.loads((out / "meta.json").read_text()))
+    assert meta.from_process_start
+    report = run_cli("report", str(out), "--json")
+    assert json.loads(report.stdout)["steps"] == 200
+
+
+@pytest.mark.slow
+def test_heavy_imports_before_a_short_loop_are_startup_bound(tmp_path) -> None:
+    script = tmp_path / "heavy.py"
+    script.write_text(
+        "import lightning, torch\n"
+        "w = torch.zeros(2, requires_grad=True)\n"
+        "opt = torch.optim.SGD([w], lr=0.1)\n"
+        "for _ in range(6):\n"
+        "    opt.zero_grad(); (w ** 2).sum().backward(); opt.step()\n"
+    )
+    out = tmp_path / "run"
+    proc = run_cli("run", "--out", str(out), "--", sys.executable, str(script))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verdict"]["primary"] == "startup-bound"
+    assert summary["shares"]["startup"] > 0.5
+
+
+def test_a_command_that_never_trains(tmp_path) -> None:
+    proc = run_cli("run", "--out", str(tmp_path / "run"), "--", sys.executable, "-c", "print(1)")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == "1"
+    assert "no training step was seen" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [([], "give the command to monitor after --"), (["--", "no-such-cmd"], "command not found")],
+)
+def test_bad_input(args, fragment) -> None:
+    proc = run_cli("run", *args)
+    assert proc.returncode == 2
+    assert fragment in proc.stderr

@@ -1,0 +1,76 @@
+"""The Lightning callback on a real Trainer."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+L = pytest.importorskip("lightning")
+torch = pytest.importorskip("torch")
+
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
+from trainperf.lightning import PerfMonitor  # noqa: E402
+from trainperf.monitoring.records import read_periods  # noqa: E402
+
+
+class Busy(Dataset):
+    def __init__(self, n: int, cost: float) -> None:
+        self.n, self.cost = n, cost
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        end = time.perf_counter() + self.cost
+        while time.perf_counter() < end:
+            pass
+        return torch.ones(8), torch.zeros(1)
+
+
+class Tiny(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.layer(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+@pytest.mark.slow
+def test_fit_is_recorded_with_validation_and_metrics(tmp_path) -> None:
+    callback = PerfMonitor(out=tmp_path / "run")
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
+    trainer.fit(
+        Tiny(),
+        DataLoader(Busy(24, 0.003), batch_size=4),
+        DataLoader(Busy(32, 0.003), batch_size=4),
+    )
+    summary = callback.summary
+    assert summary is not None
+    assert summary.steps == 12
+    assert summary.samples == 48
+    periods = read_periods(tmp_path / "run" / "steps.jsonl")
+    assert [p.kind for p in periods].count("val") == 2
+    assert summary.primary in ("input-bound", "validation-bound")
+    assert 0 < trainer.callback_metrics["perf/data_wait_share"] < 1
+    assert trainer.callback_metrics["perf/samples_per_s"] > 0
+    assert (tmp_path / "run" / "summary.json").exists()
