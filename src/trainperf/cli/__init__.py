@@ -70,6 +70,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "a monitored run's verdict: where the step time goes, and the fix",
     ),
     (
+        "compare",
+        "trainperf.cli.compare",
+        "did step time change between two runs? (exit 1 on a regression)",
+    ),
+    (
         "resources",
         "trainperf.cli.resources",
         "the CPU, memory, /dev/shm and GPU budget this process really has",

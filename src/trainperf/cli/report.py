@@ -20,24 +20,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def find_run(name: str) -> Path:
+    """A run folder from a path, a run id, or ``last`` / ``previous`` (by start time)."""
     from trainperf.settings import Settings
 
     runs = Settings.from_env().home() / "runs"
-    if name == "last":
-        found = (
-            sorted(p for p in runs.glob("*") if (p / "steps.jsonl").is_file())
-            if runs.is_dir()
-            else []
-        )
-        if not found:
-            raise UsageError(f"no monitored runs under {runs}; record one with trainperf.monitor()")
-        return found[-1]
+    if name in ("last", "previous"):
+        found = sorted(p for p in runs.glob("*") if (p / "steps.jsonl").is_file())
+        wanted = 1 if name == "last" else 2
+        if len(found) < wanted:
+            raise UsageError(
+                f"no {name} run under {runs} ({len(found)} recorded); record runs with "
+                f"trainperf run or trainperf.monitor()"
+            )
+        return found[-wanted]
     for candidate in (Path(name), runs / name):
         if (candidate / "steps.jsonl").is_file():
             return candidate
     raise UsageError(
         f"no run at {name!r}: give a run folder (holding steps.jsonl), a run id under "
-        f"{runs}, or 'last'"
+        f"{runs}, 'last' or 'previous'"
     )
 
 

@@ -1,0 +1,76 @@
+"""``trainperf compare BASE NEW``: a statistical regression gate between two runs."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from trainperf.cli import EXIT_FINDING, EXIT_OK, Command
+from trainperf.cli._render import emit_json
+from trainperf.errors import RecordError, UsageError
+
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base", help="the baseline run (folder, id, 'last' or 'previous')")
+    parser.add_argument("new", help="the run to judge (folder, id, 'last' or 'previous')")
+    parser.add_argument(
+        "--force", action="store_true", help="compare runs from different environments anyway"
+    )
+
+
+def _fingerprint(folder: Path) -> dict[str, object]:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        components = meta["fingerprint"]["components"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RecordError(f"cannot read the environment of {folder}: {exc}") from None
+    if not isinstance(components, dict):
+        raise RecordError(f"{folder}/meta.json holds no environment fingerprint")
+    return components
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainperf.cli.report import find_run
+    from trainperf.monitoring.compare import compare_steps, steady_steps
+    from trainperf.monitoring.records import read_periods
+
+    base, new = find_run(args.base), find_run(args.new)
+    if not args.force:
+        before, after = _fingerprint(base), _fingerprint(new)
+        changed = [
+            f"{k} {before.get(k)} -> {after.get(k)}"
+            for k in sorted(set(before) | set(after))
+            if before.get(k) != after.get(k)
+        ]
+        if changed:
+            raise UsageError(
+                f"the runs come from different environments ({', '.join(changed)}); "
+                f"pass --force to compare them anyway"
+            )
+    result = compare_steps(
+        steady_steps(read_periods(base / "steps.jsonl")),
+        steady_steps(read_periods(new / "steps.jsonl")),
+    )
+    if args.json:
+        data = result.to_json()
+        data.update(base=str(base), new=str(new))
+        emit_json(data)
+    else:
+        print(f"{new} against {base}: {result.verdict}")
+        if result.ratio is not None and result.interval is not None:
+            change = (result.ratio - 1) * 100
+            print(
+                f"  median step time {change:+.1f}% (95% interval {result.interval[0]:.3f}x"
+                f" - {result.interval[1]:.3f}x); noise floor {result.noise_floor:.1%}, "
+                f"smallest effect reported {result.threshold:.1%}"
+            )
+        else:
+            print(f"  {result.base_steps} and {result.new_steps} steady steps: too few to judge")
+    return EXIT_FINDING if result.verdict == "regression" else EXIT_OK
+
+
+COMMAND = Command(configure, run)
