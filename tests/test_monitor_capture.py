@@ -137,3 +137,14 @@ def test_a_long_run_of_backward_calls_is_a_manual_loop_written_as_it_goes(rec) -
     clock.now += 0.25
     recorder.backward()
     assert len(periods) == TENTATIVE_LIMIT + 1  # written at once from now on
+
+
+def test_fast_lines_are_the_same_json() -> None:
+    import json
+
+    for period in (
+        Period("train", 3, 1, 0.1234567891, 2.5, 0.0, None, first_of_epoch=True),
+        Period("val", 0, 0, 12.0, 0.25, 0.125, 64),
+    ):
+        back = Period.from_json(json.loads(period.to_line()))
+        assert back.to_json() == period.to_json()

@@ -44,7 +44,7 @@ class Run:
         self.entered = False
         self.summary: RunSummary | None = None
         self._periods: list[Period] = []
-        self._pending: list[str] = []
+        self._pending: list[Period] = []
         self._file: TextIO | None = None
         self._last_flush = 0.0
         self._recorder: StepRecorder | None = None
@@ -72,14 +72,14 @@ class Run:
 
     def _emit(self, period: Period) -> None:
         self._periods.append(period)
-        self._pending.append(json.dumps(period.to_json()))
+        self._pending.append(period)
         now = self.clock()
         if now - self._last_flush >= FLUSH_EVERY_S:
             self._flush(now)
 
     def _flush(self, now: float) -> None:
         if self._file is not None and self._pending:
-            self._file.write("\n".join(self._pending) + "\n")
+            self._file.write("".join(p.to_line() + "\n" for p in self._pending))
             self._file.flush()  # in the OS's hands: survives the process being killed
             self._pending.clear()
         self._last_flush = now
