@@ -62,3 +62,45 @@ def test_shares_add_up() -> None:
 def test_large_gains_read_as_factors() -> None:
     summary = summarize(steps(10, 1.0, 0.9))
     assert summary.findings[0].gain == "if input were free: up to 10.0x samples/s"
+
+
+def sample(t: float, rss_mb: float, children: int = 0):
+    from trainperf.monitoring.sampler import Sample
+
+    return Sample(t, int(rss_mb * 2**20), 0, 100.0, 0.0, children)
+
+
+def epochs(n: int, steps_per_epoch: int = 5) -> list[Period]:
+    return [
+        Period("train", e * steps_per_epoch + i, e, float(e * steps_per_epoch + i), 1.0, 0.0, 8)
+        for e in range(n)
+        for i in range(steps_per_epoch)
+    ]
+
+
+def test_memory_that_grows_every_epoch_is_creep() -> None:
+    host = [sample(e * 5 + 2.5, 1000 + 300 * e) for e in range(4)]
+    finding = next(f for f in summarize(epochs(4), host=host).findings if f.kind == "memory-creep")
+    assert finding.evidence == {"first_epoch_peak_mb": 1000.0, "last_epoch_peak_mb": 1900.0}
+
+
+def test_flat_memory_is_not_creep() -> None:
+    host = [sample(e * 5 + 2.5, 1000 + (e % 2)) for e in range(4)]
+    assert all(f.kind != "memory-creep" for f in summarize(epochs(4), host=host).findings)
+
+
+@pytest.mark.parametrize(
+    ("threads", "workers", "cpus", "expected"), [(2, 2, 2.0, True), (1, 1, 2.0, False)]
+)
+def test_thread_oversubscription(threads, workers, cpus, expected) -> None:
+    host = [sample(1.0, 100, children=workers)]
+    summary = summarize(epochs(2), host=host, threads=threads, cpus=cpus)
+    found = [f for f in summary.findings if f.kind == "thread-oversubscription"]
+    assert bool(found) is expected
+    if found:
+        assert found[0].evidence == {
+            "intra_op_threads": threads,
+            "worker_processes": workers,
+            "cpu_budget": cpus,
+        }
+        assert "torch.set_num_threads(1)" in found[0].fix

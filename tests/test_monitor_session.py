@@ -169,3 +169,27 @@ def test_a_killed_run_leaves_a_readable_record(tmp_path) -> None:
     assert len(periods) >= 100  # flushed every couple of seconds while running
     assert [p.index for p in periods] == list(range(len(periods)))
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_sampler_sees_the_process_and_its_workers() -> None:
+    from trainperf.monitoring.sampler import Sampler
+
+    sampler = Sampler(clock=time.perf_counter, origin=time.perf_counter(), interval_s=0.05)
+    loader = DataLoader(Busy(64, 0.002), batch_size=4, num_workers=2, persistent_workers=True)
+    sampler.start()
+    for _ in range(2):
+        for _ in loader:
+            pass
+    sampler.stop()
+    assert len(sampler.samples) >= 2
+    assert all(s.rss_bytes > 10 * 2**20 for s in sampler.samples)
+    assert max(s.children for s in sampler.samples) == 2
+    assert max(s.children_rss_bytes for s in sampler.samples) > 0
+
+
+def test_samples_are_written_with_the_run(tmp_path) -> None:
+    with trainperf.monitor(out=tmp_path / "run"):
+        train(DataLoader(Busy(8, 0.0), batch_size=4), torch.nn.Linear(32, 1))
+    lines = (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
+    assert len(lines) >= 1
+    assert json.loads(lines[-1])["rss_bytes"] > 0

@@ -16,6 +16,7 @@ Each finding states its evidence, the fix, and the gain if the cause were remove
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
     from trainperf.monitoring.records import Period
+    from trainperf.monitoring.sampler import Sample
 
 __all__ = ["Finding", "RunSummary", "summarize", "summarize_folder"]
 
@@ -35,6 +37,8 @@ STARTUP_SHARE = 0.5
 INPUT_SHARE = 0.3
 COMPUTE_SHARE = 0.1
 EPOCH_START_SPIKE = 5.0  # first batch of an epoch waits this many times the median
+MEMORY_CREEP = 1.2  # peak memory grows every epoch, and the last is this many times the first
+MIN_EPOCHS_FOR_CREEP = 3
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,14 @@ class RunSummary:
         }
 
 
-def summarize(periods: Sequence[Period], *, startup_s: float = 0.0) -> RunSummary:
+def summarize(
+    periods: Sequence[Period],
+    *,
+    startup_s: float = 0.0,
+    host: Sequence[Sample] = (),
+    threads: int | None = None,
+    cpus: float | None = None,
+) -> RunSummary:
     train = [p for p in periods if p.kind == "train"]
     val = [p for p in periods if p.kind == "val"]
     train_s = sum(p.wall_s for p in train)
@@ -105,6 +116,8 @@ def summarize(periods: Sequence[Period], *, startup_s: float = 0.0) -> RunSummar
     if len(train) >= MIN_STEPS:
         primary = _primary(shares, data_share, findings)
         _epoch_spikes(train, findings)
+        _memory_creep(train, host, findings)
+        _oversubscription(threads, host, cpus, findings)
     return RunSummary(
         steps=len(train),
         samples=samples,
@@ -179,6 +192,59 @@ def _epoch_spikes(train: Sequence[Period], findings: list[Finding]) -> None:
                 {"first_batch_wait_s": spike, "median_batch_wait_s": typical},
                 "keep workers alive between epochs (persistent_workers=True)",
                 f"{spike - typical:.3f} s per epoch",
+            )
+        )
+
+
+def _memory_creep(
+    train: Sequence[Period], samples: Sequence[Sample], findings: list[Finding]
+) -> None:
+    """Peak memory (process and workers) per epoch that only ever grows."""
+    bounds: dict[int, tuple[float, float]] = {}
+    for p in train:
+        low, high = bounds.get(p.epoch, (p.start_s, p.start_s + p.wall_s))
+        bounds[p.epoch] = (min(low, p.start_s), max(high, p.start_s + p.wall_s))
+    peaks = []
+    for epoch in sorted(bounds):
+        low, high = bounds[epoch]
+        inside = [s.rss_bytes + s.children_rss_bytes for s in samples if low <= s.t_s <= high]
+        if inside:
+            peaks.append(max(inside))
+    if len(peaks) < MIN_EPOCHS_FOR_CREEP:
+        return
+    growing = all(b > a for a, b in itertools.pairwise(peaks))
+    if growing and peaks[-1] >= MEMORY_CREEP * peaks[0]:
+        findings.append(
+            Finding(
+                "memory-creep",
+                {"first_epoch_peak_mb": peaks[0] / 2**20, "last_epoch_peak_mb": peaks[-1] / 2**20},
+                "something keeps references across epochs (losses kept with their graph, "
+                "growing caches, metric lists); release them or detach",
+                f"{(peaks[-1] - peaks[0]) / 2**20:.0f} MiB more over {len(peaks) - 1} "
+                f"epochs, until the process is killed",
+            )
+        )
+
+
+def _oversubscription(
+    threads: int | None, samples: Sequence[Sample], cpus: float | None, findings: list[Finding]
+) -> None:
+    """More busy threads than CPUs: torch's intra-op pool plus one per worker process."""
+    if threads is None:
+        return
+    if cpus is None:
+        from trainperf.resources import detect_resources
+
+        cpus = detect_resources(gpus=False).cpus_per_rank
+    workers = max((s.children for s in samples), default=0)
+    if threads + workers > cpus + 0.5:
+        findings.append(
+            Finding(
+                "thread-oversubscription",
+                {"intra_op_threads": threads, "worker_processes": workers, "cpu_budget": cpus},
+                f"torch.set_num_threads({max(1, int(cpus) - workers)}), or fewer workers, so "
+                f"threads and workers fit the CPU budget",
+                "fewer context switches and less throttling; measure it with trainperf calibrate",
             )
         )
 

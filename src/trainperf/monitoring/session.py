@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from trainperf.monitoring.analyze import RunSummary, summarize
 from trainperf.monitoring.capture import StepRecorder
 from trainperf.monitoring.records import Period, RunMeta
+from trainperf.monitoring.sampler import Sampler
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,6 +50,8 @@ class Run:
         self._last_flush = 0.0
         self._recorder: StepRecorder | None = None
         self._origin: float | None = None
+        self._sampler: Sampler | None = None
+        self.threads: int | None = None  # torch's intra-op threads when monitoring began
         self._hooks: AbstractContextManager[None] | None = None
 
     @classmethod
@@ -107,6 +110,11 @@ class Run:
         self._last_flush = self.clock()
         self._hooks = instrument(self._recorder, self.clock)
         self._hooks.__enter__()
+        import torch
+
+        self.threads = torch.get_num_threads()
+        self._sampler = Sampler(clock=self.clock, origin=self._recorder.origin)
+        self._sampler.start()
         self.entered = True
         return self
 
@@ -122,12 +130,21 @@ class Run:
         finally:
             if self._recorder is not None:
                 self._recorder.close()
+            samples = []
+            if self._sampler is not None:
+                self._sampler.stop()
+                samples = self._sampler.samples
+                lines = "".join(json.dumps(x.to_json()) + "\n" for x in samples)
+                (self.path / "samples.jsonl").write_text(lines, encoding="utf-8")
             self._flush(self.clock())
             if self._file is not None:
                 self._file.close()
             first = next((p.start_s for p in self._periods if p.kind == "train"), 0.0)
             self.summary = summarize(
-                self._periods, startup_s=first if self.measure_startup else 0.0
+                self._periods,
+                startup_s=first if self.measure_startup else 0.0,
+                host=samples,
+                threads=self.threads,
             )
             summary = json.dumps(self.summary.to_json(), indent=1)
             (self.path / "summary.json").write_text(summary, encoding="utf-8")

@@ -1,0 +1,102 @@
+"""A background sampler: memory and CPU of the process and its DataLoader workers.
+
+Every ``interval_s`` (1 s by default) one :class:`Sample` is taken with psutil: the
+resident memory of the process and of its children (worker processes), their CPU
+use in percent of one CPU, and the number of children. The sampler holds at most
+``MAX_SAMPLES`` in memory (a day at 1 Hz); samples are written with the run's steps.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from trainperf._json import JsonObject
+
+__all__ = ["MAX_SAMPLES", "Sample", "Sampler"]
+
+MAX_SAMPLES = 86_400
+
+
+@dataclass(frozen=True)
+class Sample:
+    t_s: float  # since the start of monitoring
+    rss_bytes: int
+    children_rss_bytes: int
+    cpu_percent: float  # the process, in % of one CPU
+    children_cpu_percent: float
+    children: int
+
+    def to_json(self) -> JsonObject:
+        return {
+            "t_s": round(self.t_s, 3),
+            "rss_bytes": self.rss_bytes,
+            "children_rss_bytes": self.children_rss_bytes,
+            "cpu_percent": round(self.cpu_percent, 1),
+            "children_cpu_percent": round(self.children_cpu_percent, 1),
+            "children": self.children,
+        }
+
+
+class Sampler:
+    def __init__(
+        self, *, clock: Callable[[], float], origin: float, interval_s: float = 1.0
+    ) -> None:
+        import psutil
+
+        if interval_s <= 0:
+            from trainperf.errors import UsageError
+
+            raise UsageError(f"the sampling interval must be > 0 s, got {interval_s}")
+        self.clock = clock
+        self.origin = origin
+        self.interval_s = interval_s
+        self.samples: list[Sample] = []
+        self._process = psutil.Process()
+        self._children: dict[int, psutil.Process] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trainperf-sampler", daemon=True)
+        self._process.cpu_percent(None)  # the first reading only starts the measurement
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5 * self.interval_s)
+        self.sample()  # one last reading, so short runs have one too
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            rss = self._process.memory_info().rss
+            cpu = self._process.cpu_percent(None)
+            current = {c.pid: c for c in self._process.children(recursive=True)}
+        except psutil.Error:
+            return  # the process is going away
+        children_rss = 0
+        children_cpu = 0.0
+        for pid, child in current.items():
+            known = self._children.setdefault(pid, child)
+            try:
+                children_rss += known.memory_info().rss
+                children_cpu += known.cpu_percent(None)
+            except psutil.Error:
+                continue  # a worker that just exited
+        self._children = {pid: self._children[pid] for pid in current}
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append(
+                Sample(
+                    self.clock() - self.origin, rss, children_rss, cpu, children_cpu, len(current)
+                )
+            )
