@@ -36,9 +36,10 @@ def _fingerprint(folder: Path) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from trainperf.cli.report import find_run
     from trainperf.monitoring.compare import compare_steps, steady_steps
-    from trainperf.monitoring.records import read_periods
+    from trainperf.monitoring.records import rank_folders, read_periods
 
-    base, new = find_run(args.base), find_run(args.new)
+    # Runs of several ranks are compared on rank 0: ranks step in lockstep.
+    base, new = (rank_folders(find_run(name))[0] for name in (args.base, args.new))
     if not args.force:
         before, after = _fingerprint(base), _fingerprint(new)
         changed = [

@@ -21,11 +21,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def find_run(name: str) -> Path:
     """A run folder from a path, a run id, or ``last`` / ``previous`` (by start time)."""
+    from trainperf.monitoring.records import is_run
     from trainperf.settings import Settings
 
     runs = Settings.from_env().home() / "runs"
     if name in ("last", "previous"):
-        found = sorted(p for p in runs.glob("*") if (p / "steps.jsonl").is_file())
+        found = sorted(p for p in runs.glob("*") if is_run(p))
         wanted = 1 if name == "last" else 2
         if len(found) < wanted:
             raise UsageError(
@@ -34,7 +35,7 @@ def find_run(name: str) -> Path:
             )
         return found[-wanted]
     for candidate in (Path(name), runs / name):
-        if (candidate / "steps.jsonl").is_file():
+        if is_run(candidate):
             return candidate
     raise UsageError(
         f"no run at {name!r}: give a run folder (holding steps.jsonl), a run id under "

@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"command not found: {command[0]}; check the spelling or give a full path"
         ) from None
-    steps = folder / "steps.jsonl"
-    if not steps.is_file():
+    from trainperf.monitoring.records import is_run
+
+    if not is_run(folder):
         print(
             "trainperf: no training step was seen (no torch optimizer or DataLoader was "
             "used, or the command failed before training)",

@@ -69,6 +69,7 @@ class RunSummary:
     shares: dict[str, float]
     primary: str
     findings: tuple[Finding, ...]
+    ranks: int = 1
 
     def to_json(self) -> JsonObject:
         return {
@@ -80,6 +81,7 @@ class RunSummary:
             "samples_per_s": self.samples_per_s,
             "step_median_s": self.step_median_s,
             "shares": dict(self.shares),
+            "ranks": self.ranks,
             "verdict": {
                 "primary": self.primary,
                 "findings": [f.to_json() for f in self.findings],
@@ -252,22 +254,77 @@ def _oversubscription(
 def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
     """A run folder's summary, recomputed from its records, and whether the run ended.
 
-    Raises :class:`~trainperf.errors.RecordError` for records that are not trainperf's.
+    A run of several ranks (``rank<N>`` folders) is summarised as rank 0, with the
+    throughput of all ranks and a straggler finding when one rank's own share of a
+    step (data wait and forward pass, before the gradients are synchronised) is
+    ``STRAGGLER_FACTOR`` times the others'. Raises
+    :class:`~trainperf.errors.RecordError` for records that are not trainperf's.
     """
+    import dataclasses
     import json
 
     from trainperf.errors import RecordError
-    from trainperf.monitoring.records import RunMeta, read_periods
+    from trainperf.monitoring.records import RunMeta, rank_folders, read_periods
 
-    try:
-        periods = read_periods(folder / "steps.jsonl")
-        meta_file = folder / "meta.json"
-        meta = None
-        if meta_file.is_file():
-            meta = RunMeta.from_json(json.loads(meta_file.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RecordError(f"cannot read the run at {folder}: {exc}") from None
-    startup = 0.0
-    if meta is not None and meta.from_process_start:
-        startup = next((p.start_s for p in periods if p.kind == "train"), 0.0)
-    return summarize(periods, startup_s=startup), (folder / "summary.json").is_file()
+    folders = rank_folders(folder)
+    if not folders:
+        raise RecordError(f"no run records in {folder}")
+    summaries, own, finished = [], [], True
+    for path in folders:
+        try:
+            periods = read_periods(path / "steps.jsonl")
+            meta_file = path / "meta.json"
+            meta = None
+            if meta_file.is_file():
+                meta = RunMeta.from_json(json.loads(meta_file.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RecordError(f"cannot read the run at {path}: {exc}") from None
+        startup = 0.0
+        if meta is not None and meta.from_process_start:
+            startup = next((p.start_s for p in periods if p.kind == "train"), 0.0)
+        summaries.append(summarize(periods, startup_s=startup))
+        own.append(_own_time(periods))
+        finished = finished and (path / "summary.json").is_file()
+    first = summaries[0]
+    if len(summaries) == 1:
+        return first, finished
+    rates = [s.samples_per_s for s in summaries if s.samples_per_s is not None]
+    findings = list(first.findings)
+    _straggler(own, first.step_median_s, findings)
+    merged = dataclasses.replace(
+        first,
+        samples_per_s=sum(rates) if rates else None,
+        ranks=len(summaries),
+        findings=tuple(findings),
+    )
+    return merged, finished
+
+
+STRAGGLER_FACTOR = 1.2
+
+
+def _own_time(periods: Sequence[Period]) -> float | None:
+    values = [
+        p.before_backward_s if p.before_backward_s is not None else p.data_wait_s
+        for p in periods
+        if p.kind == "train" and not p.first_of_epoch
+    ]
+    return statistics.median(values) if values else None
+
+
+def _straggler(own: list[float | None], step_s: float | None, findings: list[Finding]) -> None:
+    known = [(rank, t) for rank, t in enumerate(own) if t is not None]
+    if len(known) < 2 or step_s is None:
+        return
+    rank, slowest = max(known, key=lambda rt: rt[1])
+    others = statistics.median(t for r, t in known if r != rank)
+    if slowest > STRAGGLER_FACTOR * others and slowest - others > 0.05 * step_s:
+        findings.append(
+            Finding(
+                "straggler-rank",
+                {"rank": rank, "own_s": slowest, "other_ranks_own_s": others},
+                f"rank {rank} spends longer on its own part of each step (data and forward "
+                f"pass) than the others: check its data shard, its host and its device",
+                f"the other ranks wait about {slowest - others:.3f} s per step for it",
+            )
+        )

@@ -43,6 +43,7 @@ class _Open:
     data_wait: float = 0.0
     samples: int | None = None
     first_of_epoch: bool = False
+    backward_at: float | None = None
 
     def add(self, waited: float, samples: int | None) -> None:
         self.data_wait += waited
@@ -135,8 +136,11 @@ class StepRecorder:
     def backward_started(self) -> None:
         """A loop without a DataLoader: its first step is dated from its first backward
         (the hooks may go in long before training starts, mid-way through imports)."""
+        now = self.clock()
         if self._step is None and self.steps == 0:
-            self._step = _Open(self.clock(), first_of_epoch=True)
+            self._step = _Open(now, first_of_epoch=True)
+        if self._step is not None and self._step.backward_at is None:
+            self._step.backward_at = now
 
     def backward(self) -> None:
         if self.optimizer_seen:
@@ -179,6 +183,7 @@ class StepRecorder:
             data_wait_s=step.data_wait,
             samples=step.samples,
             first_of_epoch=step.first_of_epoch,
+            before_backward_s=None if step.backward_at is None else step.backward_at - step.start,
         )
         self.steps += 1
         if tentative:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from trainperf._json import as_object, opt_int, req_float, req_int, req_str
+from trainperf._json import as_object, opt_float, opt_int, req_float, req_int, req_str
 from trainperf.errors import RecordError
 
 if TYPE_CHECKING:
@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
 
-__all__ = ["Period", "RunMeta", "read_periods"]
+__all__ = ["Period", "RunMeta", "is_run", "rank_folders", "read_periods"]
 
 RECORD_SCHEMA = 1
 PeriodKind = Literal["train", "val"]
 _LINE = (
     '{"kind": "%s", "index": %d, "epoch": %d, "start_s": %.7f, "wall_s": %.7f, '
-    '"data_wait_s": %.7f, "samples": %s, "first_of_epoch": %s}'
+    '"data_wait_s": %.7f, "samples": %s, "first_of_epoch": %s, "before_backward_s": %s}'
 )
 
 
@@ -45,6 +45,9 @@ class Period:
     data_wait_s: float
     samples: int | None
     first_of_epoch: bool = False
+    # From the step's start to its first backward(): data wait plus the forward pass,
+    # the part of a step no other rank waits inside (what tells a straggler).
+    before_backward_s: float | None = None
 
     def to_json(self) -> JsonObject:
         return {
@@ -56,12 +59,16 @@ class Period:
             "data_wait_s": round(self.data_wait_s, 7),
             "samples": self.samples,
             "first_of_epoch": self.first_of_epoch,
+            "before_backward_s": (
+                None if self.before_backward_s is None else round(self.before_backward_s, 7)
+            ),
         }
 
     def to_line(self) -> str:
         """:meth:`to_json` as one JSON line, formatted directly: this runs for every
         step of a monitored run, and ``json.dumps`` costs several times more."""
         samples = "null" if self.samples is None else str(self.samples)
+        before = "null" if self.before_backward_s is None else f"{self.before_backward_s:.7f}"
         return _LINE % (
             self.kind,
             self.index,
@@ -71,6 +78,7 @@ class Period:
             self.data_wait_s,
             samples,
             "true" if self.first_of_epoch else "false",
+            before,
         )
 
     @classmethod
@@ -87,6 +95,7 @@ class Period:
             data_wait_s=req_float(data, "data_wait_s"),
             samples=opt_int(data, "samples"),
             first_of_epoch=bool(data.get("first_of_epoch", False)),
+            before_backward_s=opt_float(data, "before_backward_s"),
         )
 
 
@@ -144,3 +153,15 @@ def read_periods(path: Path) -> list[Period]:
                 break
             raise RecordError(f"{path}:{number}: not a trainperf step record ({exc})") from None
     return periods
+
+
+def rank_folders(folder: Path) -> list[Path]:
+    """The folders holding a run's records: the folder itself, or one per rank."""
+    if (folder / "steps.jsonl").is_file():
+        return [folder]
+    ranks = [p.parent for p in folder.glob("rank*/steps.jsonl")]
+    return sorted(ranks, key=lambda p: int(p.name[4:]) if p.name[4:].isdecimal() else 0)
+
+
+def is_run(folder: Path) -> bool:
+    return bool(rank_folders(folder))

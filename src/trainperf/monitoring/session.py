@@ -10,6 +10,7 @@ flushed every ``FLUSH_EVERY_S``), so a killed run can still be reported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -59,7 +60,7 @@ class Run:
         """A run for ``trainperf run``: its clock starts with the interpreter."""
         from pathlib import Path
 
-        run = cls(Path(folder), clock=time.perf_counter, measure_startup=True)
+        run = cls(_rank_folder(Path(folder)), clock=time.perf_counter, measure_startup=True)
         run._origin = time.perf_counter()
         return run
 
@@ -86,6 +87,12 @@ class Run:
             self._file.flush()  # in the OS's hands: survives the process being killed
             self._pending.clear()
         self._last_flush = now
+
+    def _discard(self) -> None:
+        for name in ("meta.json", "steps.jsonl", "samples.jsonl"):
+            (self.path / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
     def __enter__(self) -> Run:
         from trainperf.fingerprint import environment_fingerprint
@@ -128,26 +135,34 @@ class Run:
             if self._hooks is not None:
                 self._hooks.__exit__(kind, value, traceback)
         finally:
-            if self._recorder is not None:
-                self._recorder.close()
-            samples = []
-            if self._sampler is not None:
-                self._sampler.stop()
-                samples = self._sampler.samples
-                lines = "".join(json.dumps(x.to_json()) + "\n" for x in samples)
-                (self.path / "samples.jsonl").write_text(lines, encoding="utf-8")
-            self._flush(self.clock())
-            if self._file is not None:
-                self._file.close()
-            first = next((p.start_s for p in self._periods if p.kind == "train"), 0.0)
-            self.summary = summarize(
-                self._periods,
-                startup_s=first if self.measure_startup else 0.0,
-                host=samples,
-                threads=self.threads,
-            )
-            summary = json.dumps(self.summary.to_json(), indent=1)
-            (self.path / "summary.json").write_text(summary, encoding="utf-8")
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._recorder is not None:
+            self._recorder.close()
+        samples = []
+        if self._sampler is not None:
+            self._sampler.stop()
+            samples = self._sampler.samples
+            lines = "".join(json.dumps(x.to_json()) + "\n" for x in samples)
+            (self.path / "samples.jsonl").write_text(lines, encoding="utf-8")
+        self._flush(self.clock())
+        if self._file is not None:
+            self._file.close()
+        if self.measure_startup and not self._periods:
+            # Injected into a process that never trained (a launcher such as torchrun,
+            # a helper script): leave no record behind.
+            self._discard()
+            return
+        first = next((p.start_s for p in self._periods if p.kind == "train"), 0.0)
+        self.summary = summarize(
+            self._periods,
+            startup_s=first if self.measure_startup else 0.0,
+            host=samples,
+            threads=self.threads,
+        )
+        summary = json.dumps(self.summary.to_json(), indent=1)
+        (self.path / "summary.json").write_text(summary, encoding="utf-8")
 
 
 def monitor(
@@ -163,4 +178,12 @@ def monitor(
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         folder = Settings.from_env().home() / "runs" / f"{stamp}-{os.getpid()}"
-    return Run(folder, clock=clock)
+    return Run(_rank_folder(folder), clock=clock)
+
+
+def _rank_folder(folder: Path) -> Path:
+    """Under torch.distributed, each rank records into ``rank<N>`` of the run folder."""
+    rank, world = os.environ.get("RANK", ""), os.environ.get("WORLD_SIZE", "")
+    if rank.isdecimal() and world.isdecimal() and int(world) > 1:
+        return folder / f"rank{int(rank)}"
+    return folder
