@@ -56,3 +56,32 @@ def test_bad_runs_are_one_line(tmp_path) -> None:
     assert corrupt.returncode == 2
     assert "not a trainperf step record" in corrupt.stderr
     assert len(corrupt.stderr.strip().splitlines()) == 1
+
+
+def test_html_and_trace(tmp_path) -> None:
+    periods = [*input_bound(), Period("val", 0, 0, 10.0, 2.0, 0.5, 32)]
+    write_run(tmp_path / "r", periods)
+    host = [
+        {
+            "t_s": t,
+            "rss_bytes": 2**28,
+            "children_rss_bytes": 0,
+            "cpu_percent": 99.0,
+            "children_cpu_percent": 0.0,
+            "children": 0,
+        }
+        for t in (1.0, 5.0, 9.0)
+    ]
+    (tmp_path / "r" / "samples.jsonl").write_text("".join(json.dumps(h) + "\n" for h in host))
+    page, trace = tmp_path / "run.html", tmp_path / "trace.json"
+    proc = run_cli("report", str(tmp_path / "r"), "--html", str(page), "--trace", str(trace))
+    assert proc.returncode == 0, proc.stderr
+    text = page.read_text()
+    assert text.startswith("<!doctype html>")
+    assert "Verdict: input-bound" in text
+    assert text.count("<svg") == 5
+    assert "http" not in text  # self-contained
+    events = json.loads(trace.read_text())["traceEvents"]
+    slices = [e for e in events if e["ph"] == "X" and e["name"].startswith(("train", "val"))]
+    assert len(slices) == 11
+    assert slices[0]["dur"] == 1e6

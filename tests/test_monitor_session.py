@@ -193,3 +193,14 @@ def test_samples_are_written_with_the_run(tmp_path) -> None:
     lines = (tmp_path / "run" / "samples.jsonl").read_text().splitlines()
     assert len(lines) >= 1
     assert json.loads(lines[-1])["rss_bytes"] > 0
+
+
+def test_a_folder_that_holds_a_run_is_not_reused(tmp_path) -> None:
+    from trainperf.errors import UsageError
+
+    with trainperf.monitor(out=tmp_path / "run"):
+        pass
+    (tmp_path / "run" / "steps.jsonl").write_text("kept\n")
+    with pytest.raises(UsageError, match="already holds a recorded run"):
+        trainperf.monitor(out=tmp_path / "run").__enter__()
+    assert (tmp_path / "run" / "steps.jsonl").read_text() == "kept\n"

@@ -10,13 +10,19 @@ from trainperf.cli._render import emit_json
 from trainperf.errors import UsageError
 
 if TYPE_CHECKING:
+    from trainperf.monitoring.analyze import RunSummary
+
+if TYPE_CHECKING:
     import argparse
+from typing import TYPE_CHECKING
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "run", help="a run folder, a run id under .trainperf/runs, or 'last' for the newest"
     )
+    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    parser.add_argument("--trace", metavar="FILE", help="also write a Chrome/Perfetto trace")
 
 
 def find_run(name: str) -> Path:
@@ -49,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     folder = find_run(args.run)
     summary, finished = summarize_folder(folder)
+    if args.html or args.trace:
+        _write_views(folder, summary, html_to=args.html, trace_to=args.trace)
     if args.json:
         data = summary.to_json()
         data["run"] = str(folder)
@@ -57,6 +65,48 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_summary(summary, title=f"run {folder}", finished=finished))
     return EXIT_OK
+
+
+def _write_views(
+    folder: Path, summary: RunSummary, *, html_to: str | None, trace_to: str | None
+) -> None:
+    import json
+
+    from trainperf.monitoring.records import rank_folders, read_periods
+    from trainperf.monitoring.sampler import Sample
+
+    first = rank_folders(folder)[0]
+    periods = read_periods(first / "steps.jsonl")
+    if html_to:
+        from trainperf.monitoring.html import render_run_html
+
+        samples = []
+        sample_file = first / "samples.jsonl"
+        if sample_file.is_file():
+            for line in sample_file.read_text(encoding="utf-8").splitlines():
+                raw = json.loads(line)
+                samples.append(
+                    Sample(
+                        float(raw["t_s"]),
+                        int(raw["rss_bytes"]),
+                        int(raw["children_rss_bytes"]),
+                        float(raw["cpu_percent"]),
+                        float(raw["children_cpu_percent"]),
+                        int(raw["children"]),
+                    )
+                )
+        page = render_run_html(f"run {folder.name}", summary, periods, samples)
+        Path(html_to).write_text(page, encoding="utf-8")
+    if trace_to:
+        from trainperf.monitoring.trace import chrome_trace
+
+        events: list[object] = []
+        for rank, path in enumerate(rank_folders(folder)):
+            trace = chrome_trace(read_periods(path / "steps.jsonl"), rank=rank)
+            listed = trace["traceEvents"]
+            if isinstance(listed, list):
+                events.extend(listed)
+        Path(trace_to).write_text(json.dumps({"traceEvents": events}), encoding="utf-8")
 
 
 COMMAND = Command(configure, run)

@@ -98,6 +98,13 @@ class Run:
         from trainperf.fingerprint import environment_fingerprint
         from trainperf.monitoring.hooks import instrument
 
+        if (self.path / "steps.jsonl").exists():
+            from trainperf.errors import UsageError
+
+            raise UsageError(
+                f"{self.path} already holds a recorded run; choose another folder (or remove "
+                f"that run) so that its records are not mixed with this one's"
+            )
         self.path.mkdir(parents=True, exist_ok=True)
         rank = os.environ.get("RANK")
         meta = RunMeta(
