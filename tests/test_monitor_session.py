@@ -204,3 +204,30 @@ def test_a_folder_that_holds_a_run_is_not_reused(tmp_path) -> None:
     with pytest.raises(UsageError, match="already holds a recorded run"):
         trainperf.monitor(out=tmp_path / "run").__enter__()
     assert (tmp_path / "run" / "steps.jsonl").read_text() == "kept\n"
+
+
+def test_finished_runs_are_indexed_in_history(tmp_path, monkeypatch) -> None:
+    from trainperf.monitoring.history import indexed_runs
+
+    monkeypatch.setenv("TRAINPERF_HOME", str(tmp_path / "home"))
+    for name in ("a", "b"):
+        with trainperf.monitor(out=tmp_path / name):
+            train(DataLoader(Busy(20, 0.0), batch_size=4), torch.nn.Linear(32, 1))
+    runs = indexed_runs(tmp_path / "home" / "history.sqlite")
+    assert [r.path for r in runs] == [str((tmp_path / n).resolve()) for n in ("a", "b")]
+    assert all(r.steps == 5 for r in runs)
+    digest = trainperf.environment_fingerprint().digest
+    assert len(indexed_runs(tmp_path / "home" / "history.sqlite", fingerprint=digest)) == 2
+    assert indexed_runs(tmp_path / "home" / "history.sqlite", fingerprint="other") == []
+
+
+def test_a_foreign_history_file_is_left_untouched(tmp_path, monkeypatch, caplog) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "history.sqlite").write_bytes(b"not a database at all")
+    monkeypatch.setenv("TRAINPERF_HOME", str(home))
+    with trainperf.monitor(out=tmp_path / "run") as run:
+        train(DataLoader(Busy(8, 0.0), batch_size=4), torch.nn.Linear(32, 1))
+    assert run.summary is not None
+    assert (home / "history.sqlite").read_bytes() == b"not a database at all"
+    assert "left as it is" in caplog.text

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from trainperf.errors import UsageError
 from trainperf.monitoring.analyze import RunSummary, summarize
 from trainperf.monitoring.capture import StepRecorder
 from trainperf.monitoring.records import Period, RunMeta
@@ -53,6 +54,7 @@ class Run:
         self._origin: float | None = None
         self._sampler: Sampler | None = None
         self.threads: int | None = None  # torch's intra-op threads when monitoring began
+        self._meta: RunMeta | None = None
         self._hooks: AbstractContextManager[None] | None = None
 
     @classmethod
@@ -99,8 +101,6 @@ class Run:
         from trainperf.monitoring.hooks import instrument
 
         if (self.path / "steps.jsonl").exists():
-            from trainperf.errors import UsageError
-
             raise UsageError(
                 f"{self.path} already holds a recorded run; choose another folder (or remove "
                 f"that run) so that its records are not mixed with this one's"
@@ -117,6 +117,7 @@ class Run:
             from_process_start=self.measure_startup,
         )
         (self.path / "meta.json").write_text(json.dumps(meta.to_json(), indent=1), "utf-8")
+        self._meta = meta
         self._file = (self.path / "steps.jsonl").open("a", encoding="utf-8")
         self._recorder = StepRecorder(clock=self.clock, emit=self._emit)
         if self._origin is not None:
@@ -170,6 +171,15 @@ class Run:
         )
         summary = json.dumps(self.summary.to_json(), indent=1)
         (self.path / "summary.json").write_text(summary, encoding="utf-8")
+        if self._meta is not None:
+            from trainperf.monitoring.history import index_run
+            from trainperf.settings import Settings
+
+            try:
+                database = Settings.from_env().home() / "history.sqlite"
+            except UsageError:
+                return  # no usable home folder: the run folder is the record
+            index_run(database, self.path, self._meta, self.summary)
 
 
 def monitor(
