@@ -36,8 +36,21 @@ def test_getting_faster_is_not_a_regression() -> None:
     assert compare_steps(noisy(200, 0.1, seed=1), noisy(200, 0.08, seed=2)).verdict == "no-change"
 
 
-def test_small_but_significant_is_suspicious() -> None:
+def test_real_but_smaller_than_the_smallest_effect_is_no_change() -> None:
     result = compare_steps(noisy(400, 0.1, seed=1, spread=0.005), noisy(400, 0.104, seed=2))
+    assert result.interval is not None
+    assert result.interval[0] > 1  # real...
+    assert result.verdict == "no-change"  # ...but below what is worth a failed build
+
+
+def test_large_but_uncertain_is_suspicious() -> None:
+    result = compare_steps(
+        noisy(24, 0.1, seed=1, spread=0.5), noisy(24, 0.125, seed=101, spread=0.5)
+    )
+    assert result.ratio is not None
+    assert result.ratio > 1 + result.threshold
+    assert result.interval is not None
+    assert result.interval[0] <= 1
     assert result.verdict == "suspicious"
 
 
@@ -47,7 +60,7 @@ def test_a_noisy_baseline_raises_the_bar() -> None:
     result = compare_steps(base, noisy(100, 0.127, seed=4, spread=0.01))
     assert result.noise_floor == pytest.approx(0.2 / 1.2, rel=0.01)
     assert result.threshold > 0.3
-    assert result.verdict == "suspicious"
+    assert result.verdict == "no-change"
 
 
 def test_too_few_steps() -> None:

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 L = pytest.importorskip("lightning")
 torch = pytest.importorskip("torch")
 
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
+from _datasets import Busy  # noqa: E402
 from trainperf.lightning import PerfMonitor  # noqa: E402
 from trainperf.monitoring.records import read_periods  # noqa: E402
-
-
-class Busy(Dataset):
-    def __init__(self, n: int, cost: float) -> None:
-        self.n, self.cost = n, cost
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        end = time.perf_counter() + self.cost
-        while time.perf_counter() < end:
-            pass
-        return torch.ones(8), torch.zeros(1)
 
 
 class Tiny(L.LightningModule):
@@ -61,8 +46,8 @@ def test_fit_is_recorded_with_validation_and_metrics(tmp_path) -> None:
     )
     trainer.fit(
         Tiny(),
-        DataLoader(Busy(24, 0.003), batch_size=4),
-        DataLoader(Busy(32, 0.003), batch_size=4),
+        DataLoader(Busy(24, 0.003, width=8), batch_size=4),
+        DataLoader(Busy(32, 0.003, width=8), batch_size=4),
     )
     summary = callback.summary
     assert summary is not None

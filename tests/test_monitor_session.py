@@ -14,27 +14,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 from torch.utils.data.dataloader import _BaseDataLoaderIter  # noqa: E402
 
 import trainperf  # noqa: E402
+from _datasets import Busy  # noqa: E402
 from trainperf.monitoring.records import RunMeta, read_periods  # noqa: E402
-
-
-class Busy(Dataset):
-    """Each sample costs ``cost`` seconds of CPU (a stand-in for decoding/augmenting)."""
-
-    def __init__(self, n: int, cost: float) -> None:
-        self.n, self.cost = n, cost
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        end = time.perf_counter() + self.cost
-        while time.perf_counter() < end:
-            pass
-        return torch.ones(32), torch.zeros(1)
 
 
 def train(loader, model, *, epochs=1, val_loader=None, work=0):

@@ -9,8 +9,11 @@
 
 Verdicts: ``insufficient-data`` (fewer than ``MIN_STEPS`` steady steps on a side),
 ``regression`` (slower by more than the smallest effect, and the interval excludes
-no change), ``suspicious`` (one of the two holds), ``no-change`` otherwise -- which
-includes getting faster; the ratio says by how much.
+no change), ``suspicious`` (slower by more than the smallest effect, but the interval
+still includes no change: measure again with more steps), ``no-change`` otherwise --
+which includes getting faster, and changes that are real but smaller than the
+smallest effect (two runs of one command on one machine differ by a few percent);
+the ratio says by how much.
 """
 
 from __future__ import annotations
@@ -76,8 +79,6 @@ def compare_steps(base: Sequence[float], new: Sequence[float], *, seed: int = 0)
     large = ratio > 1 + threshold
     significant = low > 1.0
     verdict: Verdict = "no-change"
-    if large and significant:
-        verdict = "regression"
-    elif large or (significant and ratio > 1 + MIN_EFFECT / 2):
-        verdict = "suspicious"
+    if large:
+        verdict = "regression" if significant else "suspicious"
     return Comparison(verdict, ratio, (low, high), noise, threshold, len(base), len(new))

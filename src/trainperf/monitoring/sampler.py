@@ -15,11 +15,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import psutil
+
     from trainperf._json import JsonObject
 
 __all__ = ["MAX_SAMPLES", "Sample", "Sampler"]
 
 MAX_SAMPLES = 86_400
+# Child processes that are not workers: multiprocessing's bookkeeping servers.
+_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver", "semaphore_tracker")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Sampler:
         self.samples: list[Sample] = []
         self._process = psutil.Process()
         self._children: dict[int, psutil.Process] = {}
+        self._helpers: dict[int, bool] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trainperf-sampler", daemon=True)
         self._process.cpu_percent(None)  # the first reading only starts the measurement
@@ -75,13 +80,26 @@ class Sampler:
         while not self._stop.wait(self.interval_s):
             self.sample()
 
+    def _counts(self, child: psutil.Process) -> bool:
+        """Workers count; multiprocessing's own helpers (resource tracker) do not."""
+        import psutil
+
+        known = self._helpers.get(child.pid)
+        if known is None:
+            try:
+                command = " ".join(child.cmdline())
+            except psutil.Error:
+                command = ""
+            known = self._helpers[child.pid] = any(h in command for h in _HELPERS)
+        return not known
+
     def sample(self) -> None:
         import psutil
 
         try:
             rss = self._process.memory_info().rss
             cpu = self._process.cpu_percent(None)
-            current = {c.pid: c for c in self._process.children(recursive=True)}
+            current = {c.pid: c for c in self._process.children(recursive=True) if self._counts(c)}
         except psutil.Error:
             return  # the process is going away
         children_rss = 0

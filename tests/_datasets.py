@@ -1,0 +1,25 @@
+"""Datasets with a known cost per sample, for tests that plant a bottleneck."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch.utils.data import Dataset
+
+
+class Busy(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """``n`` samples of ``width`` features; each costs ``cost`` seconds of CPU to make
+    (a stand-in for decoding and augmenting)."""
+
+    def __init__(self, n: int, cost: float, width: int = 32) -> None:
+        self.n, self.cost, self.width = n, cost, width
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        end = time.perf_counter() + self.cost
+        while time.perf_counter() < end:
+            pass
+        return torch.ones(self.width), torch.zeros(1)
