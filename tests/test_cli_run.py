@@ -89,3 +89,57 @@ def test_bad_input(args, fragment) -> None:
     proc = run_cli("run", *args)
     assert proc.returncode == 2
     assert fragment in proc.stderr
+
+
+WORKERS = textwrap.dedent(
+    """
+    import sys, torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def main(context):
+        model = torch.nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        data = TensorDataset(torch.randn(64, 4))
+        loader = DataLoader(data, batch_size=8, num_workers=2, multiprocessing_context=context)
+        for _ in range(2):
+            for (x,) in loader:
+                opt.zero_grad()
+                model(x).sum().backward()
+                opt.step()
+        print("ok", context)
+
+    if __name__ == "__main__":
+        main(sys.argv[1])
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_dataloader_workers_do_not_disturb_the_program_or_the_record(tmp_path, context) -> None:
+    script = tmp_path / "workers.py"
+    script.write_text(WORKERS)
+    out = tmp_path / "run"
+    proc = run_cli("run", "--out", str(out), "--", sys.executable, str(script), context)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == f"ok {context}"
+    assert len(read_periods(out / "steps.jsonl")) == 16
+    assert (out / "summary.json").exists()
+
+
+def test_a_folder_holding_a_run_is_refused_before_the_command_starts(tmp_path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "steps.jsonl").write_text("")
+    marker = tmp_path / "ran"
+    proc = run_cli(
+        "run",
+        "--out",
+        str(tmp_path / "run"),
+        "--",
+        sys.executable,
+        "-c",
+        f"open({str(marker)!r}, 'w').close()",
+    )
+    assert proc.returncode == 2
+    assert "already holds a recorded run" in proc.stderr
+    assert not marker.exists()

@@ -40,8 +40,9 @@ class PerfMonitor(L.Callback):
         return None if self.run is None else self.run.path
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.run = monitor(out=self.out)
-        self.run.__enter__()
+        run = monitor(out=self.out)
+        run.__enter__()  # may refuse the folder: then there is no run to finish
+        self.run = run
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.run is None:

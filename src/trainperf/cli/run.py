@@ -6,7 +6,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from trainperf.cli import Command
@@ -27,23 +26,27 @@ def run(args: argparse.Namespace) -> int:
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise UsageError("give the command to monitor after --, e.g. trainperf run -- python t.py")
-    if args.out:
-        folder = Path(args.out)
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        folder = Settings.from_env().home() / "runs" / f"{stamp}-{os.getpid()}"
+    from trainperf.monitoring.records import is_run
+    from trainperf.monitoring.session import new_run_id
+
+    folder = Path(args.out) if args.out else Settings.from_env().home() / "runs" / new_run_id()
+    if is_run(folder):
+        raise UsageError(
+            f"{folder} already holds a recorded run; choose another --out (or remove that run)"
+        )
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} is a file; give a folder for the run's records")
     env = dict(os.environ)
     env["TRAINPERF_RUN_DIR"] = str(folder.resolve())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BOOTSTRAP), env.get("PYTHONPATH")) if p)
     try:
         # The command's own output and exit code pass through untouched.
         returncode = subprocess.run(command, env=env, check=False).returncode
-    except FileNotFoundError:
+    except OSError as exc:
         raise UsageError(
-            f"command not found: {command[0]}; check the spelling or give a full path"
+            f"cannot run {command[0]}: {exc.strerror or exc}; check the spelling or give a "
+            f"full path to an executable"
         ) from None
-    from trainperf.monitoring.records import is_run
-
     if not is_run(folder):
         print(
             "trainperf: no training step was seen (no torch optimizer or DataLoader was "

@@ -146,6 +146,8 @@ class Run:
             self._finish()
 
     def _finish(self) -> None:
+        if not self.entered:
+            return  # __enter__ failed: nothing was recorded, nothing may be written
         if self._recorder is not None:
             self._recorder.close()
         samples = []
@@ -190,12 +192,14 @@ def monitor(
 
     from trainperf.settings import Settings
 
-    if out is not None:
-        folder = Path(out)
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        folder = Settings.from_env().home() / "runs" / f"{stamp}-{os.getpid()}"
-    return Run(_rank_folder(folder), clock=clock)
+    if out is None:
+        out = Settings.from_env().home() / "runs" / new_run_id()
+    return Run(_rank_folder(Path(out)), clock=clock)
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique even for runs started in the same second."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 def _rank_folder(folder: Path) -> Path:

@@ -126,9 +126,10 @@ def _run_once(command: list[str], timeout: float | None) -> StartupRun:
                 timeout=timeout,
                 check=False,
             )
-        except FileNotFoundError:
+        except OSError as exc:
             raise UsageError(
-                f"command not found: {command[0]}; check the spelling or give a full path"
+                f"cannot run {command[0]}: {exc.strerror or exc}; check the spelling or give "
+                f"a full path to an executable"
             ) from None
         except subprocess.TimeoutExpired:
             raise UsageError(

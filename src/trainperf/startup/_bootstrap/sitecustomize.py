@@ -17,7 +17,7 @@ import sys
 
 TYPE_CHECKING = False  # no typing import in someone else's process
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from importlib.machinery import ModuleSpec
     from types import ModuleType
 
@@ -38,6 +38,8 @@ class _WatchOptim:
     ) -> ModuleSpec | None:
         if fullname != "torch.optim":
             return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)  # once: a re-import must not install hooks again
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
@@ -63,15 +65,36 @@ def _on_torch_optim() -> None:
             handle.remove()
 
         handle = register_optimizer_step_post_hook(first_step)
-    if _RUN is not None:
-        _RUN.__enter__()
+    if _RUN is not None and os.getpid() == _OWNER:
+        _guarded(_RUN.__enter__)
 
 
+def _guarded(action: Callable[[], object]) -> None:
+    """trainperf must never break the program it watches: a failure is one warning."""
+    try:
+        action()
+    except Exception as exc:
+        sys.stderr.write(f"trainperf: not monitoring this run: {exc}\n")
+        global _RUN
+        _RUN = None
+
+
+def _disarm_in_child() -> None:
+    # A forked child (a DataLoader worker) inherits the run; only its owner records.
+    global _RUN
+    _RUN = None
+
+
+# Processes started by multiprocessing (spawned DataLoader workers, helpers) inherit
+# the environment but are not the program being measured.
+_CHILD = "--multiprocessing-fork" in sys.argv
 _RUN = None
-if os.environ.get("TRAINPERF_RUN_DIR"):
+_OWNER = os.getpid()
+if os.environ.get("TRAINPERF_RUN_DIR") and not _CHILD:
     from trainperf.monitoring.session import Run
 
     _RUN = Run.injected(os.environ["TRAINPERF_RUN_DIR"])
+    os.register_at_fork(after_in_child=_disarm_in_child)
 
 
 def _chain_site_customization() -> None:
@@ -91,8 +114,9 @@ def _chain_site_customization() -> None:
 def _shutting_down() -> None:
     if os.environ.get("TRAINPERF_MARKERS"):
         _mark("exit_start")
-    if _RUN is not None and _RUN.entered:
-        _RUN.__exit__(None, None, None)
+    run = _RUN
+    if run is not None and run.entered and os.getpid() == _OWNER:
+        _guarded(lambda: run.__exit__(None, None, None))
 
 
 def _at_shutdown() -> None:
