@@ -83,7 +83,10 @@ def test_a_command_that_never_trains(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
-    [([], "give the command to monitor after --"), (["--", "no-such-cmd"], "command not found")],
+    [
+        ([], "give the command to monitor after --"),
+        (["--", "no-such-cmd"], "cannot run no-such-cmd"),
+    ],
 )
 def test_bad_input(args, fragment) -> None:
     proc = run_cli("run", *args)

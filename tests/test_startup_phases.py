@@ -96,7 +96,7 @@ def test_the_environments_own_sitecustomize_still_runs(script, tmp_path) -> None
     ("args", "fragment"),
     [
         ([], "give the command to time after --"),
-        (["--", "no-such-command-here"], "command not found: no-such-command-here"),
+        (["--", "no-such-command-here"], "cannot run no-such-command-here"),
         (["--repeat", "0", "--", "true"], "--repeat must be >= 1, got 0"),
     ],
 )
