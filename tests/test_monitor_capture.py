@@ -43,6 +43,7 @@ def test_steps_split_into_data_wait_and_compute(rec) -> None:
     step(recorder, clock, compute=0.5)
     fetch(recorder, clock, wait=0.125)
     step(recorder, clock, compute=0.5)
+    recorder.close()
     assert [(p.start_s, p.wall_s, p.data_wait_s, p.samples) for p in periods] == [
         (1.0, 0.75, 0.25, 8),
         (1.75, 0.625, 0.125, 8),
@@ -78,6 +79,7 @@ def test_a_loader_rebuilt_every_epoch_stays_training(rec) -> None:
     step(recorder, clock, compute=0.25)
     fetch(recorder, clock, loader=3, iterator=30, wait=0.25)
     step(recorder, clock, compute=0.25)
+    recorder.close()
     assert [(p.kind, p.wall_s, p.data_wait_s, p.epoch) for p in periods] == [
         ("train", 0.5, 0.25, 0),
         ("train", 0.75, 0.5, 1),
@@ -108,6 +110,7 @@ def test_gradient_accumulation_counts_optimizer_steps(rec) -> None:
             clock.now += 0.125
             recorder.backward()
         step(recorder, clock)
+    recorder.close()
     assert [(p.wall_s, p.data_wait_s, p.samples) for p in periods] == [
         (1.0, 0.5, 8),
         (1.0, 0.5, 8),
@@ -120,6 +123,7 @@ def test_explicit_steps(rec) -> None:
     recorder.explicit_step()
     clock.now += 0.25
     recorder.explicit_step()
+    recorder.close()
     assert [p.wall_s for p in periods] == [0.5, 0.25]
 
 
@@ -134,9 +138,11 @@ def test_a_long_run_of_backward_calls_is_a_manual_loop_written_as_it_goes(rec) -
     clock.now += 0.25
     recorder.backward()
     assert len(periods) == TENTATIVE_LIMIT
-    clock.now += 0.25
-    recorder.backward()
-    assert len(periods) == TENTATIVE_LIMIT + 1  # written at once from now on
+    for _ in range(2):
+        clock.now += 0.25
+        recorder.backward()
+    # written as they come from now on (each one once the next has ended)
+    assert len(periods) == TENTATIVE_LIMIT + 1
 
 
 def test_fast_lines_are_the_same_json() -> None:
@@ -148,3 +154,26 @@ def test_fast_lines_are_the_same_json() -> None:
     ):
         back = Period.from_json(json.loads(period.to_line()))
         assert back.to_json() == period.to_json()
+
+
+def test_two_optimizers_on_one_batch_are_one_step(rec) -> None:
+    recorder, clock, periods = rec
+    for _ in range(3):  # a GAN: discriminator and generator step on every batch
+        fetch(recorder, clock, wait=0.25)
+        step(recorder, clock, compute=0.25)
+        step(recorder, clock, compute=0.25)
+    recorder.close()
+    assert [(p.wall_s, p.data_wait_s) for p in periods] == [(0.75, 0.25)] * 3
+
+
+def test_sanity_check_validation_before_the_first_step(rec) -> None:
+    recorder, clock, periods = rec
+    fetch(recorder, clock, loader=2, iterator=20, wait=0.5, samples=4)  # Lightning's sanity check
+    fetch(recorder, clock, loader=2, iterator=20, wait=0.5, samples=4)
+    fetch(recorder, clock, loader=1, iterator=10, wait=0.25)
+    step(recorder, clock, compute=0.25)
+    recorder.close()
+    assert [(p.kind, p.wall_s, p.data_wait_s, p.samples) for p in periods] == [
+        ("val", 1.0, 1.0, 8),
+        ("train", 0.5, 0.25, 8),
+    ]

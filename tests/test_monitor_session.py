@@ -216,3 +216,12 @@ def test_a_foreign_history_file_is_left_untouched(tmp_path, monkeypatch, caplog)
     assert run.summary is not None
     assert (home / "history.sqlite").read_bytes() == b"not a database at all"
     assert "left as it is" in caplog.text
+
+
+def test_epochs_are_counted_when_iterators_reuse_an_address(tmp_path) -> None:
+    loader = DataLoader(Busy(8, 0.0), batch_size=4)
+    with trainperf.monitor(out=tmp_path / "run"):
+        train(loader, torch.nn.Linear(32, 1), epochs=3)
+    periods = read_periods(tmp_path / "run" / "steps.jsonl")
+    assert [p.epoch for p in periods] == [0, 0, 1, 1, 2, 2]
+    assert [p.first_of_epoch for p in periods] == [True, False] * 3

@@ -21,6 +21,7 @@ The recorder is fed by hooks (:mod:`.hooks`) and keeps no torch objects. Rules:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,12 @@ class StepRecorder:
     _last_val_end: float = 0.0
     _train_iterator: int | None = None
     _tentative: list[Period] = field(default_factory=list)
+    # Fetches before the first optimizer step (which loader trains is not known yet).
+    _early: list[tuple[int, float, float, int | None]] = field(default_factory=list)
+    # The last step, kept back until the next one starts: a second optimizer step with
+    # no fetch in between (a GAN's discriminator and generator) extends it.
+    _held: Period | None = None
+    _fetched_since_step: bool = False
 
     def __post_init__(self) -> None:
         # origin: what start_s counts from (the process start under `trainperf run`);
@@ -83,6 +90,8 @@ class StepRecorder:
         waited = ended - started
         self._last_loader = loader
         self._last_iterator = iterator
+        if self.train_loader is None:
+            self._early.append((loader, started, ended, samples))
         if self.train_loader is not None and loader != self.train_loader:
             if self._val is not None and loader != self._val_loader:
                 self._close_val(started)  # another loader: another period
@@ -105,9 +114,17 @@ class StepRecorder:
         elif new_epoch:
             self._step.first_of_epoch = True
         self._step.add(waited, samples)
+        self._fetched_since_step = True
 
     def optimizer_step(self) -> None:
         now = self.clock()
+        same_batch = not self._fetched_since_step and self._val is None
+        if self._held is not None and same_batch and self.train_loader is not None:
+            # Another optimizer stepping on the same batch: the same training step.
+            held = self._held
+            self._held = dataclasses.replace(held, wall_s=now - self.origin - held.start_s)
+            self._step = _Open(now)
+            return
         if self._val is not None:
             # The "validation" fetches fed an optimizer step: a new training loader (a
             # loop that builds its DataLoader every epoch). They belong to this step.
@@ -163,6 +180,7 @@ class StepRecorder:
         now = self.clock()
         if self._val is not None:
             self._close_val(now)
+        self._release()
         if self._tentative:
             for period in self._tentative:
                 self.emit(period)
@@ -172,6 +190,7 @@ class StepRecorder:
         if self.train_loader is None and self._last_loader is not None:
             self.train_loader = self._last_loader
             self._train_iterator = self._last_iterator
+            self._split_early()
         # A loop without a DataLoader: the first step starts when monitoring did.
         step = self._step or _Open(self.armed if self.steps == 0 else now)
         period = Period(
@@ -186,16 +205,50 @@ class StepRecorder:
             before_backward_s=None if step.backward_at is None else step.backward_at - step.start,
         )
         self.steps += 1
+        self._fetched_since_step = False
         if tentative:
             self._tentative.append(period)
         else:
-            self.emit(period)
+            self._release()
+            self._held = period
         self._step = _Open(now)
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self.emit(self._held)
+            self._held = None
+
+    def _split_early(self) -> None:
+        """Before the first optimizer step, fetches from loaders other than the one that
+        turned out to train (Lightning's sanity check) were validation, not step 0."""
+        other = [f for f in self._early if f[0] != self.train_loader]
+        train = [f for f in self._early if f[0] == self.train_loader]
+        self._early = []
+        if not other or not train or self._step is None:
+            return
+        counted = [f[3] for f in other if f[3] is not None]
+        self.emit(
+            Period(
+                kind="val",
+                index=self.validations,
+                epoch=self.epoch,
+                start_s=other[0][1] - self.origin,
+                wall_s=train[0][1] - other[0][1],
+                data_wait_s=sum(f[2] - f[1] for f in other),
+                samples=sum(counted) if counted else None,
+            )
+        )
+        self.validations += 1
+        self._step.start = train[0][1]
+        self._step.data_wait = sum(f[2] - f[1] for f in train)
+        counted = [f[3] for f in train if f[3] is not None]
+        self._step.samples = sum(counted) if counted else None
 
     def _close_val(self, now: float) -> None:
         val = self._val
         if val is None:
             return
+        self._release()
         self.emit(
             Period(
                 kind="val",

@@ -13,6 +13,7 @@ before == after. Cost per step: a few clock reads and calls (see
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -55,6 +56,16 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
     from torch.utils.data.dataloader import _BaseDataLoaderIter
 
     original_next = _BaseDataLoaderIter.__next__
+    serials = itertools.count(1)
+
+    def serial(iterator: _BaseDataLoaderIter) -> int:
+        # Not id(): CPython hands a freed iterator's address to the next epoch's.
+        number: int | None = getattr(iterator, "_trainperf_serial", None)
+        if number is None:
+            number = next(serials)
+            iterator._trainperf_serial = number  # type: ignore[attr-defined]
+        return number
+
     original_backward = torch.Tensor.backward
 
     def timed_next(self: _BaseDataLoaderIter) -> Any:
@@ -62,9 +73,9 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
         try:
             batch = original_next(self)
         except StopIteration:
-            recorder.fetched(id(self._dataset), id(self), started, clock(), None)
+            recorder.fetched(id(self._dataset), serial(self), started, clock(), None)
             raise
-        recorder.fetched(id(self._dataset), id(self), started, clock(), batch_size(batch))
+        recorder.fetched(id(self._dataset), serial(self), started, clock(), batch_size(batch))
         return batch
 
     def counted_backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> None:
