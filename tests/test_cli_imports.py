@@ -94,6 +94,7 @@ def test_a_script_that_raises_is_a_finding(tmp_path) -> None:
         (["json", "--repeat", "0"], "--repeat must be >= 1, got 0"),
         (["json", "--budget", "-1", "--repeat", "1"], "--budget must be > 0 seconds"),
         ([], "give a module name, a script path, or -c CODE"),
+        (["-c", "def broken(:", "--repeat", "1"], "is not valid Python"),
     ],
 )
 def test_bad_input_is_one_line(args, fragment) -> None:

@@ -85,3 +85,23 @@ def test_html_and_trace(tmp_path) -> None:
     slices = [e for e in events if e["ph"] == "X" and e["name"].startswith(("train", "val"))]
     assert len(slices) == 11
     assert slices[0]["dur"] == 1e6
+
+
+def test_foreign_meta_and_samples_and_unwritable_outputs(tmp_path) -> None:
+    write_run(tmp_path / "r", input_bound())
+    (tmp_path / "r" / "meta.json").write_text("[]")
+    bad_meta = run_cli("report", str(tmp_path / "r"))
+    assert bad_meta.returncode == 2
+    assert "meta.json must hold an object" in bad_meta.stderr
+    (tmp_path / "r" / "meta.json").unlink()
+    (tmp_path / "r" / "samples.jsonl").write_text("{not json\n")
+    bad_samples = run_cli("report", str(tmp_path / "r"), "--html", str(tmp_path / "p.html"))
+    assert bad_samples.returncode == 2
+    assert "not a trainperf sample record" in bad_samples.stderr
+    (tmp_path / "r" / "samples.jsonl").unlink()
+    nowhere = run_cli("report", str(tmp_path / "r"), "--trace", str(tmp_path / "no" / "t.json"))
+    assert nowhere.returncode == 2
+    assert "cannot write" in nowhere.stderr
+    for proc in (bad_meta, bad_samples, nowhere):
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1

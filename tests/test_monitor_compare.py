@@ -144,3 +144,10 @@ def test_real_runs_of_the_same_command_and_a_planted_slowdown(tmp_path) -> None:
     slower = run_cli("compare", str(tmp_path / "a"), str(tmp_path / "c"), "--json", env=env)
     assert slower.returncode == 1
     assert json.loads(slower.stdout)["verdict"] == "regression"
+
+
+def test_long_runs_are_thinned_not_held_in_full() -> None:
+    base, new = noisy(200_000, 0.1, seed=7), noisy(200_000, 0.1, seed=8)
+    result = compare_steps(base, new)
+    assert result.verdict == "no-change"
+    assert result.base_steps == 200_000

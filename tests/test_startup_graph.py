@@ -38,11 +38,12 @@ def test_unreachable_nodes_are_left_out() -> None:
 
 
 def test_paths_and_reachability() -> None:
-    g = graph((ROOT, "a"), ("a", "b"), ("b", "c"), ("a", "c"))
+    g = graph((ROOT, "a"), ("a", "b"), ("b", "c"), ("a", "c"), ("b", "d"))
     assert g.path("a", "c") == ["a", "c"]
     assert g.path("c", "a") is None
-    assert g.reachable("a", through={"b": False}) == {"a", "b", "c"}
-    assert g.reachable("b") == {"b", "c"}
+    assert g.reachable("a") == {"a", "b", "c", "d"}
+    assert g.reachable("a", through={"b": False}) == {"a", "b", "c"}  # not d, only past b
+    assert g.reachable("b") == {"b", "c", "d"}
 
 
 @pytest.mark.parametrize("depth", [5000])

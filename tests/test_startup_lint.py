@@ -135,7 +135,11 @@ def test_the_bundled_entry_points(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"threshold_s": 0}, "--threshold must be > 0"), ({}, "no such file or folder")],
+    [
+        ({"threshold_s": 0}, "--threshold must be a positive number"),
+        ({"threshold_s": float("nan")}, "--threshold must be a positive number"),
+        ({}, "no such file or folder"),
+    ],
 )
 def test_bad_arguments(tmp_path, kwargs, message) -> None:
     with pytest.raises(UsageError, match=message):

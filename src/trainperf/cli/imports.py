@@ -56,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         from trainperf.startup.html import write_html
 
-        write_html(report, Path(args.html))
+        try:
+            write_html(report, Path(args.html))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write {args.html}: {exc.strerror or exc}; give a writable path"
+            ) from None
     if args.json:
         data = report.to_json()
         data["over_budget"] = list(reasons)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from trainperf.cli import EXIT_OK, Command
 from trainperf.cli._render import emit_json
-from trainperf.errors import UsageError
+from trainperf.errors import RecordError, UsageError
 
 if TYPE_CHECKING:
     from trainperf.monitoring.analyze import RunSummary
@@ -83,20 +83,25 @@ def _write_views(
         samples = []
         sample_file = first / "samples.jsonl"
         if sample_file.is_file():
-            for line in sample_file.read_text(encoding="utf-8").splitlines():
-                raw = json.loads(line)
-                samples.append(
-                    Sample(
-                        float(raw["t_s"]),
-                        int(raw["rss_bytes"]),
-                        int(raw["children_rss_bytes"]),
-                        float(raw["cpu_percent"]),
-                        float(raw["children_cpu_percent"]),
-                        int(raw["children"]),
+            try:
+                for line in sample_file.read_text(encoding="utf-8").splitlines():
+                    raw = json.loads(line)
+                    samples.append(
+                        Sample(
+                            float(raw["t_s"]),
+                            int(raw["rss_bytes"]),
+                            int(raw["children_rss_bytes"]),
+                            float(raw["cpu_percent"]),
+                            float(raw["children_cpu_percent"]),
+                            int(raw["children"]),
+                        )
                     )
-                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RecordError(
+                    f"{sample_file} is not a trainperf sample record: {exc}"
+                ) from None
         page = render_run_html(f"run {folder.name}", summary, periods, samples)
-        Path(html_to).write_text(page, encoding="utf-8")
+        _write(Path(html_to), page)
     if trace_to:
         from trainperf.monitoring.trace import chrome_trace
 
@@ -106,7 +111,16 @@ def _write_views(
             listed = trace["traceEvents"]
             if isinstance(listed, list):
                 events.extend(listed)
-        Path(trace_to).write_text(json.dumps({"traceEvents": events}), encoding="utf-8")
+        _write(Path(trace_to), json.dumps({"traceEvents": events}))
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {path}: {exc.strerror or exc}; give a writable path"
+        ) from None
 
 
 COMMAND = Command(configure, run)

@@ -277,7 +277,7 @@ def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
             meta = None
             if meta_file.is_file():
                 meta = RunMeta.from_json(json.loads(meta_file.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # JSON and text decoding errors included
             raise RecordError(f"cannot read the run at {path}: {exc}") from None
         startup = 0.0
         if meta is not None and meta.from_process_start:

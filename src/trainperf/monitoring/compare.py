@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import numpy as np
+    from numpy.typing import NDArray
+
     from trainperf._json import JsonObject
     from trainperf.monitoring.records import Period
 
@@ -32,6 +35,9 @@ __all__ = ["MIN_EFFECT", "MIN_STEPS", "Comparison", "compare_steps", "steady_ste
 MIN_STEPS = 20
 MIN_EFFECT = 0.05
 RESAMPLES = 2000
+# Longer runs are thinned to this many evenly spaced steps before resampling: the
+# interval is as good, and memory stays bounded (RESAMPLES x steps floats).
+MAX_STEPS = 5000
 Verdict = Literal["regression", "suspicious", "no-change", "insufficient-data"]
 
 
@@ -62,13 +68,22 @@ def steady_steps(periods: Sequence[Period]) -> list[float]:
     return [p.wall_s for p in periods if p.kind == "train" and not p.first_of_epoch]
 
 
+def _thin(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    if values.size <= MAX_STEPS:
+        return values
+    import numpy as np
+
+    picked: NDArray[np.float64] = values[np.linspace(0, values.size - 1, MAX_STEPS).astype(int)]
+    return picked
+
+
 def compare_steps(base: Sequence[float], new: Sequence[float], *, seed: int = 0) -> Comparison:
     import numpy as np
 
     if min(len(base), len(new)) < MIN_STEPS:
         return Comparison("insufficient-data", None, None, None, MIN_EFFECT, len(base), len(new))
-    a = np.asarray(base, dtype=np.float64)
-    b = np.asarray(new, dtype=np.float64)
+    a = _thin(np.asarray(base, dtype=np.float64))
+    b = _thin(np.asarray(new, dtype=np.float64))
     ratio = float(np.median(b) / np.median(a))
     rng = np.random.default_rng(seed)
     boot_a = np.median(rng.choice(a, size=(RESAMPLES, a.size)), axis=1)

@@ -125,6 +125,8 @@ class RunMeta:
 
     @classmethod
     def from_json(cls, data: JsonObject) -> RunMeta:
+        if not isinstance(data, dict):
+            raise RecordError("a run's meta.json must hold an object")
         if data.get("schema") != RECORD_SCHEMA:
             raise RecordError(
                 f"run record schema {data.get('schema')!r} is not {RECORD_SCHEMA}; "
@@ -143,7 +145,10 @@ class RunMeta:
 
 def read_periods(path: Path) -> list[Period]:
     """Periods from a ``steps.jsonl``; a torn last line (a killed writer) is skipped."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise RecordError(f"{path} is not text; it is not a trainperf step record") from None
     periods = []
     for number, line in enumerate(lines, start=1):
         try:

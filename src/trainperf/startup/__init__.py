@@ -46,6 +46,10 @@ def measure_imports(
     for i in range(repeat):
         say(f"timing imports of {where.label} ({i + 1}/{repeat})")
         timing.append(run_probe(where, trace=False))
+        if (timing[-1].error or "").startswith(("SyntaxError", "IndentationError")):
+            raise UsageError(
+                f"{where.label} is not valid Python ({timing[-1].error}); fix it and run again"
+            )
         missing = f"ModuleNotFoundError: No module named '{where.value.split('.')[0]}"
         if where.kind == "module" and (timing[-1].error or "").startswith(missing):
             raise UsageError(

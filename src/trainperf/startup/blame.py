@@ -259,7 +259,10 @@ def _groups(
 ) -> tuple[GroupCost, ...]:
     """For each heavy package: the entry point's statements that reach it, and what
     deferring all of them together saves (shared packages show 0 line by line)."""
-    entry = [c.where for c in lines if c.where in graph.succ.get(ROOT, ())]
+    # The entry point's own statements: under the root for a script or code, under the
+    # target module's node for a module.
+    tops = {ROOT, *(n for n in graph.succ.get(ROOT, ()) if not is_line_node(n))}
+    entry = [c.where for c in lines if any(c.where in graph.succ.get(t, ()) for t in tops)]
     reach = {start: graph.reachable(start) for start in entry}
     seen: dict[tuple[str, ...], GroupCost] = {}
     for package in packages:

@@ -18,6 +18,7 @@ those already load; packages allowed in ``[tool.trainperf.lint-imports] allow``.
 from __future__ import annotations
 
 import ast
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -95,8 +96,8 @@ def lint_imports(
     threshold_s: float = DEFAULT_THRESHOLD_S,
     allow: Iterable[str] = (),
 ) -> LintResult:
-    if threshold_s <= 0:
-        raise UsageError(f"--threshold must be > 0 seconds, got {threshold_s}")
+    if not (math.isfinite(threshold_s) and threshold_s > 0):
+        raise UsageError(f"--threshold must be a positive number of seconds, got {threshold_s}")
     linter = _Linter(cost_of, threshold_s, set(allow))
     for entry in _expand(paths):
         linter.check(entry)
