@@ -74,6 +74,22 @@ def test_heavy_imports_before_a_short_loop_are_startup_bound(tmp_path) -> None:
     assert summary["shares"]["startup"] > 0.5
 
 
+@pytest.mark.slow
+def test_json_summary_goes_to_stderr(tmp_path) -> None:
+    script = tmp_path / "tiny.py"
+    script.write_text(
+        "import torch\nw = torch.zeros(2, requires_grad=True)\n"
+        "opt = torch.optim.SGD([w], lr=0.1)\nfor _ in range(6):\n"
+        "    opt.zero_grad(); (w ** 2).sum().backward(); opt.step()\nprint('out')\n"
+    )
+    proc = run_cli("run", "--json", "--out", str(tmp_path / "r"), "--", sys.executable, str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "out"
+    data = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert data["steps"] == 6
+    assert data["returncode"] == 0
+
+
 def test_a_command_that_never_trains(tmp_path) -> None:
     proc = run_cli("run", "--out", str(tmp_path / "run"), "--", sys.executable, "-c", "print(1)")
     assert proc.returncode == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -55,8 +56,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return returncode
     summary, finished = summarize_folder(folder)
-    title = f"trainperf: run recorded in {folder} (trainperf report {folder})"
-    print(render_summary(summary, title=title, finished=finished), file=sys.stderr)
+    if args.json:
+        # stdout belongs to the command: the summary goes to stderr, as one JSON object.
+        data = summary.to_json()
+        data.update(run=str(folder), finished=finished, returncode=returncode)
+        print(json.dumps(data), file=sys.stderr)
+    else:
+        title = f"trainperf: run recorded in {folder} (trainperf report {folder})"
+        print(render_summary(summary, title=title, finished=finished), file=sys.stderr)
     return returncode
 
 
