@@ -104,3 +104,20 @@ def test_thread_oversubscription(threads, workers, cpus, expected) -> None:
             "cpu_budget": cpus,
         }
         assert "torch.set_num_threads(1)" in found[0].fix
+
+
+def test_per_epoch_stats() -> None:
+    periods = [
+        Period("train", 0, 0, 0.0, 1.0, 0.5, 8, first_of_epoch=True),
+        Period("train", 1, 0, 1.0, 1.0, 0.1, 8),
+        Period("val", 0, 0, 2.0, 3.0, 2.0, 16),
+        Period("train", 2, 1, 5.0, 1.0, 0.25, 8, first_of_epoch=True),
+    ]
+    host = [sample(0.5, 100), sample(2.5, 300), sample(5.5, 200)]
+    epochs = summarize(periods, host=host).epochs
+    assert [(e.epoch, e.steps, e.train_s, e.val_s, e.val_data_wait_s) for e in epochs] == [
+        (0, 2, 2.0, 3.0, 2.0),
+        (1, 1, 1.0, 0.0, 0.0),
+    ]
+    assert [e.first_batch_wait_s for e in epochs] == [0.5, 0.25]
+    assert [e.peak_memory_bytes for e in epochs] == [300 * 2**20, 200 * 2**20]

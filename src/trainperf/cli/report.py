@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from trainperf.cli import EXIT_OK, Command
 from trainperf.cli._render import emit_json
-from trainperf.errors import RecordError, UsageError
+from trainperf.errors import UsageError
 
 if TYPE_CHECKING:
     from trainperf.monitoring.analyze import RunSummary
@@ -73,33 +73,14 @@ def _write_views(
     import json
 
     from trainperf.monitoring.records import rank_folders, read_periods
-    from trainperf.monitoring.sampler import Sample
+    from trainperf.monitoring.sampler import read_samples
 
     first = rank_folders(folder)[0]
     periods = read_periods(first / "steps.jsonl")
     if html_to:
         from trainperf.monitoring.html import render_run_html
 
-        samples = []
-        sample_file = first / "samples.jsonl"
-        if sample_file.is_file():
-            try:
-                for line in sample_file.read_text(encoding="utf-8").splitlines():
-                    raw = json.loads(line)
-                    samples.append(
-                        Sample(
-                            float(raw["t_s"]),
-                            int(raw["rss_bytes"]),
-                            int(raw["children_rss_bytes"]),
-                            float(raw["cpu_percent"]),
-                            float(raw["children_cpu_percent"]),
-                            int(raw["children"]),
-                        )
-                    )
-            except (ValueError, KeyError, TypeError) as exc:
-                raise RecordError(
-                    f"{sample_file} is not a trainperf sample record: {exc}"
-                ) from None
+        samples = read_samples(first / "samples.jsonl")
         page = render_run_html(f"run {folder.name}", summary, periods, samples)
         _write(Path(html_to), page)
     if trace_to:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from trainperf.monitoring.records import Period
     from trainperf.monitoring.sampler import Sample
 
-__all__ = ["Finding", "RunSummary", "summarize", "summarize_folder"]
+__all__ = ["EpochStats", "Finding", "RunSummary", "epoch_stats", "summarize", "summarize_folder"]
 
 MIN_STEPS = 5
 VALIDATION_SHARE = 0.5
@@ -58,6 +58,53 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    steps: int
+    train_s: float
+    val_s: float
+    val_data_wait_s: float
+    first_batch_wait_s: float | None  # the first fetch of the epoch: worker start-up
+    peak_memory_bytes: int | None  # process and workers, from the sampler
+
+    def to_json(self) -> JsonObject:
+        return {
+            "epoch": self.epoch,
+            "steps": self.steps,
+            "train_s": self.train_s,
+            "val_s": self.val_s,
+            "val_data_wait_s": self.val_data_wait_s,
+            "first_batch_wait_s": self.first_batch_wait_s,
+            "peak_memory_bytes": self.peak_memory_bytes,
+        }
+
+
+def epoch_stats(periods: Sequence[Period], host: Sequence[Sample] = ()) -> list[EpochStats]:
+    """Per epoch: training and validation time, first-batch wait, peak memory."""
+    out = []
+    for epoch in sorted({p.epoch for p in periods}):
+        train = [p for p in periods if p.epoch == epoch and p.kind == "train"]
+        val = [p for p in periods if p.epoch == epoch and p.kind == "val"]
+        inside = [p for p in periods if p.epoch == epoch]
+        low = min(p.start_s for p in inside)
+        high = max(p.start_s + p.wall_s for p in inside)
+        memory = [s.rss_bytes + s.children_rss_bytes for s in host if low <= s.t_s <= high]
+        first = next((p.data_wait_s for p in train if p.first_of_epoch), None)
+        out.append(
+            EpochStats(
+                epoch=epoch,
+                steps=len(train),
+                train_s=sum(p.wall_s for p in train),
+                val_s=sum(p.wall_s for p in val),
+                val_data_wait_s=sum(p.data_wait_s for p in val),
+                first_batch_wait_s=first,
+                peak_memory_bytes=max(memory) if memory else None,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
 class RunSummary:
     steps: int
     samples: int | None
@@ -70,6 +117,7 @@ class RunSummary:
     primary: str
     findings: tuple[Finding, ...]
     ranks: int = 1
+    epochs: tuple[EpochStats, ...] = ()
 
     def to_json(self) -> JsonObject:
         return {
@@ -82,6 +130,7 @@ class RunSummary:
             "step_median_s": self.step_median_s,
             "shares": dict(self.shares),
             "ranks": self.ranks,
+            "epochs": [e.to_json() for e in self.epochs],
             "verdict": {
                 "primary": self.primary,
                 "findings": [f.to_json() for f in self.findings],
@@ -131,6 +180,7 @@ def summarize(
         shares=shares,
         primary=primary,
         findings=tuple(findings),
+        epochs=tuple(epoch_stats(periods, host)) if periods else (),
     )
 
 
@@ -265,6 +315,7 @@ def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
 
     from trainperf.errors import RecordError
     from trainperf.monitoring.records import RunMeta, rank_folders, read_periods
+    from trainperf.monitoring.sampler import read_samples
 
     folders = rank_folders(folder)
     if not folders:
@@ -282,7 +333,8 @@ def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
         startup = 0.0
         if meta is not None and meta.from_process_start:
             startup = next((p.start_s for p in periods if p.kind == "train"), 0.0)
-        summaries.append(summarize(periods, startup_s=startup))
+        host = read_samples(path / "samples.jsonl")
+        summaries.append(summarize(periods, startup_s=startup, host=host))
         own.append(_own_time(periods))
         finished = finished and (path / "summary.json").is_file()
     first = summaries[0]

@@ -22,6 +22,15 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
     )
     shares = ", ".join(f"{name} {value:.0%}" for name, value in summary.shares.items())
     out.append(f"time: {shares}")
+    if len(summary.epochs) > 1:
+        out.append("epoch  steps  train s  val s  first batch  peak memory")
+        for e in summary.epochs:
+            first = f"{e.first_batch_wait_s * 1e3:.0f} ms" if e.first_batch_wait_s else "-"
+            memory = f"{e.peak_memory_bytes / 2**20:,.0f} MiB" if e.peak_memory_bytes else "-"
+            out.append(
+                f"{e.epoch:>5}  {e.steps:>5}  {e.train_s:7.2f}  {e.val_s:5.2f}  {first:>11}  "
+                f"{memory:>11}"
+            )
     out.append(f"verdict: {summary.primary}")
     for finding in summary.findings:
         evidence = ", ".join(f"{k}={v:.3g}" for k, v in finding.evidence.items())

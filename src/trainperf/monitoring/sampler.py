@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     import psutil
 
     from trainperf._json import JsonObject
 
-__all__ = ["MAX_SAMPLES", "Sample", "Sampler"]
+__all__ = ["MAX_SAMPLES", "Sample", "Sampler", "read_samples"]
 
 MAX_SAMPLES = 86_400
 # Child processes that are not workers: multiprocessing's bookkeeping servers.
@@ -118,3 +119,30 @@ class Sampler:
                     self.clock() - self.origin, rss, children_rss, cpu, children_cpu, len(current)
                 )
             )
+
+
+def read_samples(path: Path) -> list[Sample]:
+    """Samples from a ``samples.jsonl``; a file that is not one is a RecordError."""
+    import json
+
+    from trainperf.errors import RecordError
+
+    if not path.is_file():
+        return []
+    out = []
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            raw = json.loads(line)
+            out.append(
+                Sample(
+                    float(raw["t_s"]),
+                    int(raw["rss_bytes"]),
+                    int(raw["children_rss_bytes"]),
+                    float(raw["cpu_percent"]),
+                    float(raw["children_cpu_percent"]),
+                    int(raw["children"]),
+                )
+            )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordError(f"{path} is not a trainperf sample record: {exc}") from None
+    return out
