@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from trainperf.monitoring.analyze import summarize_folder
     from trainperf.monitoring.render import render_summary
     from trainperf.settings import Settings
-    from trainperf.startup.phases import BOOTSTRAP
+    from trainperf.startup.phases import bootstrap_env
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
@@ -37,9 +36,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file; give a folder for the run's records")
-    env = dict(os.environ)
-    env["TRAINPERF_RUN_DIR"] = str(folder.resolve())
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BOOTSTRAP), env.get("PYTHONPATH")) if p)
+    env = bootstrap_env({"TRAINPERF_RUN_DIR": str(folder.resolve())})
     try:
         # The command's own output and exit code pass through untouched.
         returncode = subprocess.run(command, env=env, check=False).returncode

@@ -227,18 +227,9 @@ class StepRecorder:
         if not other or not train or self._step is None:
             return
         counted = [f[3] for f in other if f[3] is not None]
-        self.emit(
-            Period(
-                kind="val",
-                index=self.validations,
-                epoch=self.epoch,
-                start_s=other[0][1] - self.origin,
-                wall_s=train[0][1] - other[0][1],
-                data_wait_s=sum(f[2] - f[1] for f in other),
-                samples=sum(counted) if counted else None,
-            )
-        )
-        self.validations += 1
+        early = _Open(other[0][1], data_wait=sum(f[2] - f[1] for f in other))
+        early.samples = sum(counted) if counted else None
+        self._emit_val(early, train[0][1])
         self._step.start = train[0][1]
         self._step.data_wait = sum(f[2] - f[1] for f in train)
         counted = [f[3] for f in train if f[3] is not None]
@@ -249,17 +240,20 @@ class StepRecorder:
         if val is None:
             return
         self._release()
+        self._emit_val(val, now)
+        self._val = None
+        self._last_val_end = now
+
+    def _emit_val(self, val: _Open, end: float) -> None:
         self.emit(
             Period(
                 kind="val",
                 index=self.validations,
                 epoch=self.epoch,
                 start_s=val.start - self.origin,
-                wall_s=max(now - val.start, 0.0),
+                wall_s=max(end - val.start, 0.0),
                 data_wait_s=val.data_wait,
                 samples=val.samples,
             )
         )
         self.validations += 1
-        self._val = None
-        self._last_val_end = now

@@ -123,12 +123,8 @@ def _build_graph(
     for name in loaded:
         if "." in name:
             graph.add_edge(name, name.rsplit(".", 1)[0])
-    if target.kind != "module":
-        # Modules -X importtime shows at the top level but no traced statement reached
-        # (imports the tracer cannot see): keep them, as the root's own.
-        for name in loaded:
-            if name not in graph.succ:
-                graph.add_edge(ROOT, name)
+    # Modules -X importtime shows but no traced statement reached (imports the tracer
+    # cannot see): keep them, as the root's own.
     for name in loaded:
         if name not in graph.succ:
             graph.add_edge(ROOT, name)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
 
-__all__ = ["BOOTSTRAP", "StartupRun", "StartupSummary", "time_command"]
+__all__ = ["BOOTSTRAP", "StartupRun", "StartupSummary", "bootstrap_env", "time_command"]
 
 BOOTSTRAP = Path(__file__).with_name("_bootstrap")
 
@@ -87,6 +87,14 @@ class StartupSummary:
         }
 
 
+def bootstrap_env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment with ``extra`` set and the bootstrap first on
+    PYTHONPATH, so that the command's interpreter loads it at start-up."""
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BOOTSTRAP), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def time_command(
     command: Sequence[str],
     *,
@@ -111,11 +119,7 @@ def time_command(
 def _run_once(command: list[str], timeout: float | None) -> StartupRun:
     with tempfile.TemporaryDirectory(prefix="trainperf-startup-") as scratch:
         markers_file = Path(scratch) / "markers.jsonl"
-        env = dict(os.environ)
-        env[MARKERS_VARIABLE] = str(markers_file)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(BOOTSTRAP), env.get("PYTHONPATH", "")) if p
-        )
+        env = bootstrap_env({MARKERS_VARIABLE: str(markers_file)})
         start = time.time()
         try:
             proc = subprocess.run(

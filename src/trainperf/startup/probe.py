@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 from trainperf.errors import UsageError
+from trainperf.startup._probe import BEGIN, END, LIST, PAIR
 from trainperf.startup.importtime import ImportTimeError, ImportTree, parse_importtime
 
 __all__ = ["ProbeRun", "Target", "project_root", "resolve_target", "run_probe"]
 
 _PROBE = Path(__file__).with_name("_probe.py")
-_LIST, _PAIR = "\x1f", "\x1e"
-_BEGIN, _END = "trainperf-probe: begin", "trainperf-probe: end"
 # Marks a folder as a project's root when looking upwards from the target.
 _PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 
@@ -106,8 +105,8 @@ def run_probe(
             target.path0,
             "1" if trace else "0",
             str(target.root) + os.sep,
-            _LIST.join(e for e in excluded_folders() if not str(target.root).startswith(e)),
-            _LIST.join(f"{file}{_PAIR}{line}" for file, line in defer),
+            LIST.join(e for e in excluded_folders() if not str(target.root).startswith(e)),
+            LIST.join(f"{file}{PAIR}{line}" for file, line in defer),
             "",
         ]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONIMPORTTIME"}
@@ -142,8 +141,8 @@ def run_probe(
 def _between_markers(stderr: str) -> str:
     lines = stderr.splitlines()
     try:
-        start = lines.index(_BEGIN)
-        end = lines.index(_END, start)
+        start = lines.index(BEGIN.decode().strip())
+        end = lines.index(END.decode().strip(), start)
     except ValueError:
         return stderr
     return "\n".join(lines[start + 1 : end]) + "\n"
