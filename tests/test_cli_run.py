@@ -162,3 +162,42 @@ def test_a_folder_holding_a_run_is_refused_before_the_command_starts(tmp_path) -
     assert proc.returncode == 2
     assert "already holds a recorded run" in proc.stderr
     assert not marker.exists()
+
+
+LIGHTNING = textwrap.dedent(
+    """
+    import lightning as L, torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+        def training_step(self, batch, i):
+            return self.layer(batch[0]).sum()
+        def validation_step(self, batch, i):
+            self.log("v", self.layer(batch[0]).sum())
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    data = TensorDataset(torch.randn(32, 4))
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, accelerator="cpu")
+    trainer.fit(Tiny(), DataLoader(data, batch_size=8), DataLoader(data, batch_size=16))
+    print(sorted(type(c).__name__ for c in trainer.callbacks if "Perf" in type(c).__name__))
+    """
+)
+
+
+@pytest.mark.slow
+def test_lightning_trainers_get_the_callback(tmp_path) -> None:
+    script = tmp_path / "fit.py"
+    script.write_text(LIGHTNING)
+    out = tmp_path / "run"
+    proc = run_cli("run", "--out", str(out), "--", sys.executable, str(script))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "['PerfMonitor']"
+    # Validation reads the training dataset: only the callback can tell it apart.
+    kinds = [p.kind for p in read_periods(out / "steps.jsonl")]
+    assert kinds == (["train"] * 4 + ["val"]) * 2

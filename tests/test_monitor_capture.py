@@ -177,3 +177,25 @@ def test_sanity_check_validation_before_the_first_step(rec) -> None:
         ("val", 1.0, 1.0, 8),
         ("train", 0.5, 0.25, 8),
     ]
+
+
+def test_explicit_validation_over_the_training_dataset(rec) -> None:
+    recorder, clock, periods = rec
+    for _ in range(2):
+        fetch(recorder, clock, wait=0.25)
+        step(recorder, clock, compute=0.25)
+    recorder.begin_validation()  # the same loader, told apart only by the caller
+    fetch(recorder, clock, iterator=11, wait=0.5, samples=4)
+    clock.now += 0.5
+    recorder.end_validation()
+    clock.now += 1.0  # between validation and the next fetch: the next step's
+    fetch(recorder, clock, wait=0.25)
+    step(recorder, clock, compute=0.25)
+    recorder.close()
+    assert [(p.kind, p.wall_s, p.data_wait_s, p.samples) for p in periods] == [
+        ("train", 0.5, 0.25, 8),
+        ("train", 0.5, 0.25, 8),
+        ("val", 1.0, 0.5, 4),
+        ("train", 1.5, 0.25, 8),
+    ]
+    assert [p.epoch for p in periods if p.kind == "train"] == [0, 0, 0]

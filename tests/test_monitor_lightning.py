@@ -61,3 +61,38 @@ def test_fit_is_recorded_with_validation_and_metrics(tmp_path) -> None:
     assert 0 < trainer.callback_metrics["perf/data_wait_share"] < 1
     assert trainer.callback_metrics["perf/samples_per_s"] > 0
     assert (tmp_path / "run" / "summary.json").exists()
+
+
+class TinyWithTest(Tiny):
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test_loss", torch.nn.functional.mse_loss(self.layer(x), y))
+
+
+@pytest.mark.slow
+def test_validation_and_test_over_the_training_dataset_are_not_training(tmp_path) -> None:
+    data = Busy(16, 0.001, width=8)  # one dataset object for every loop
+    callback = PerfMonitor(out=tmp_path / "run")
+    trainer = L.Trainer(
+        max_epochs=2,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
+    from trainperf import monitor
+
+    with monitor(out=tmp_path / "outer") as run:  # the callback joins this run
+        trainer.fit(TinyWithTest(), DataLoader(data, batch_size=4), DataLoader(data, batch_size=8))
+        trainer.test(TinyWithTest(), DataLoader(data, batch_size=8), verbose=False)
+    assert callback.run is run
+    assert not (tmp_path / "run").exists()
+    periods = read_periods(tmp_path / "outer" / "steps.jsonl")
+    kinds = [p.kind for p in periods]
+    assert kinds == ["train"] * 4 + ["val"] + ["train"] * 4 + ["val"] + ["val"]
+    assert [p.samples for p in periods if p.kind == "val"] == [16, 16, 16]
+    assert run.summary is not None
+    assert run.summary.steps == 8

@@ -225,3 +225,18 @@ def test_epochs_are_counted_when_iterators_reuse_an_address(tmp_path) -> None:
     periods = read_periods(tmp_path / "run" / "steps.jsonl")
     assert [p.epoch for p in periods] == [0, 0, 1, 1, 2, 2]
     assert [p.first_of_epoch for p in periods] == [True, False] * 3
+
+
+def test_one_run_per_process(tmp_path) -> None:
+    from trainperf.errors import UsageError
+    from trainperf.monitoring.session import active_run
+
+    with trainperf.monitor(out=tmp_path / "a") as run:
+        assert active_run() is run
+        with (
+            pytest.raises(UsageError, match="already recorded into"),
+            trainperf.monitor(out=tmp_path / "b"),
+        ):
+            pass
+    assert active_run() is None
+    assert not (tmp_path / "b").exists()

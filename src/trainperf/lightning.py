@@ -3,10 +3,16 @@
     trainer = L.Trainer(callbacks=[PerfMonitor()])
 
 It records the fit like ``trainperf.monitor()`` does (training steps from optimizer
-steps, data wait from the DataLoader iterators, validation from its loaders) and,
-at the end of every training epoch, logs ``perf/data_wait_share``,
-``perf/samples_per_s`` and ``perf/validation_share`` to the Trainer's loggers.
-The verdict is in ``callback.summary`` after ``fit`` and in the run folder.
+steps, data wait from the DataLoader iterators) and tells the recorder where the
+validation loops (the sanity check included) begin and end, so validation is
+counted as such even over the training dataset. At the end of every training
+epoch it logs ``perf/data_wait_share``, ``perf/samples_per_s`` and
+``perf/validation_share`` to the Trainer's loggers. The verdict is in
+``callback.summary`` after ``fit`` and in the run folder.
+
+Under ``trainperf run`` (which adds this callback to every Trainer by itself) or
+inside ``trainperf.monitor()``, it joins the run already recording the process
+instead of starting one; that run's summary is written when it ends.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import TYPE_CHECKING
 import lightning as L
 
 from trainperf.monitoring.analyze import RunSummary, summarize
-from trainperf.monitoring.session import Run, monitor
+from trainperf.monitoring.session import Run, active_run, monitor
 
 if TYPE_CHECKING:
     import os
@@ -30,6 +36,7 @@ class PerfMonitor(L.Callback):
         super().__init__()
         self.out = out
         self.run: Run | None = None
+        self._owned = False  # started by this callback, so finished by it
 
     @property
     def summary(self) -> RunSummary | None:
@@ -40,9 +47,31 @@ class PerfMonitor(L.Callback):
         return None if self.run is None else self.run.path
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        joined = active_run()
+        if joined is not None:
+            self.run, self._owned = joined, False
+            return
         run = monitor(out=self.out)
         run.__enter__()  # may refuse the folder: then there is no run to finish
-        self.run = run
+        self.run, self._owned = run, True
+
+    def _current(self) -> Run | None:
+        # trainer.validate()/test() without fit: the process's run, if one is recording.
+        return self.run if self.run is not None else active_run()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        run = self._current()
+        if run is not None:
+            run.begin_validation()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        run = self._current()
+        if run is not None:
+            run.end_validation()
+
+    # A test loop is evaluation too: it is recorded as validation, never as training.
+    on_test_start = on_validation_start
+    on_test_end = on_validation_end
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.run is None:
@@ -57,7 +86,7 @@ class PerfMonitor(L.Callback):
         pl_module.log_dict(metrics, logger=trainer.logger is not None, prog_bar=False)
 
     def _finish(self) -> None:
-        if self.run is not None and self.run.summary is None:
+        if self.run is not None and self._owned and self.run.summary is None:
             self.run.__exit__(None, None, None)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

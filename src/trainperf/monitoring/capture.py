@@ -14,6 +14,8 @@ The recorder is fed by hooks (:mod:`.hooks`) and keeps no torch objects. Rules:
   validation period, which
   ends when the training loader is fetched again (or monitoring stops); its time is
   not counted in the training step around it.
+* A caller that knows where validation is (the Lightning callback) says so with
+  ``begin_validation()`` / ``end_validation()``; that overrides the loader rule.
 * Data wait is the time spent inside the iterator's ``__next__``: what the loop was
   blocked on, not what prefetching hid. A new iterator of the training loader starts
   an epoch; its first fetch (worker start-up) is flagged.
@@ -78,6 +80,9 @@ class StepRecorder:
     # no fetch in between (a GAN's discriminator and generator) extends it.
     _held: Period | None = None
     _fetched_since_step: bool = False
+    # Between begin_validation() and end_validation() (a callback that knows), every
+    # fetch is validation, whatever the loader.
+    _explicit_val: bool = False
 
     def __post_init__(self) -> None:
         # origin: what start_s counts from (the process start under `trainperf run`);
@@ -88,6 +93,12 @@ class StepRecorder:
         self, loader: int, iterator: int, started: float, ended: float, samples: int | None
     ) -> None:
         waited = ended - started
+        if self._explicit_val:
+            if self._val is None:
+                self._val = _Open(started)
+                self._val_loader = loader
+            self._val.add(waited, samples)
+            return
         self._last_loader = loader
         self._last_iterator = iterator
         if self.train_loader is None:
@@ -171,6 +182,23 @@ class StepRecorder:
             for period in self._tentative:
                 self.emit(period)
             self._tentative.clear()
+
+    def begin_validation(self) -> None:
+        """A caller that knows (the Lightning callback) says validation starts: its
+        fetches are validation even from the training dataset, and its time is no
+        step's."""
+        now = self.clock()
+        self._explicit_val = True
+        if self._val is not None:
+            self._close_val(now)
+        self._val = _Open(now)
+
+    def end_validation(self) -> None:
+        now = self.clock()
+        self._explicit_val = False
+        self._close_val(now)
+        if self._step is not None and not self._fetched_since_step:
+            self._step.start = now  # the next step starts after validation
 
     def explicit_step(self) -> None:
         """``run.step()``: the user's own boundary, for loops the hooks cannot see."""

@@ -29,9 +29,18 @@ if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType
 
-__all__ = ["FLUSH_EVERY_S", "Run", "monitor"]
+__all__ = ["FLUSH_EVERY_S", "Run", "active_run", "monitor"]
 
 FLUSH_EVERY_S = 2.0
+
+# The run recording this process, if any: the hooks are process-wide, so there is at
+# most one, and a Lightning callback joins it rather than starting another.
+_ACTIVE: Run | None = None
+
+
+def active_run() -> Run | None:
+    """The run being recorded in this process (``trainperf run``, ``monitor()``), if any."""
+    return _ACTIVE
 
 
 class Run:
@@ -76,6 +85,15 @@ class Run:
         if self._recorder is not None:
             self._recorder.explicit_step()
 
+    def begin_validation(self) -> None:
+        """Everything until :meth:`end_validation` is validation, whichever loader."""
+        if self._recorder is not None:
+            self._recorder.begin_validation()
+
+    def end_validation(self) -> None:
+        if self._recorder is not None:
+            self._recorder.end_validation()
+
     def _emit(self, period: Period) -> None:
         self._periods.append(period)
         self._pending.append(period)
@@ -100,6 +118,12 @@ class Run:
         from trainperf.fingerprint import environment_fingerprint
         from trainperf.monitoring.hooks import instrument
 
+        global _ACTIVE
+        if _ACTIVE is not None:
+            raise UsageError(
+                f"this process is already recorded into {_ACTIVE.path}; one run per process "
+                f"(trainperf.monitoring.session.active_run() returns it)"
+            )
         if (self.path / "steps.jsonl").exists():
             raise UsageError(
                 f"{self.path} already holds a recorded run; choose another folder (or remove "
@@ -131,6 +155,7 @@ class Run:
         self._sampler = Sampler(clock=self.clock, origin=self._recorder.origin)
         self._sampler.start()
         self.entered = True
+        _ACTIVE = self
         return self
 
     def __exit__(
@@ -146,8 +171,11 @@ class Run:
             self._finish()
 
     def _finish(self) -> None:
+        global _ACTIVE
         if not self.entered:
             return  # __enter__ failed: nothing was recorded, nothing may be written
+        if _ACTIVE is self:
+            _ACTIVE = None
         if self._recorder is not None:
             self._recorder.close()
         samples = []

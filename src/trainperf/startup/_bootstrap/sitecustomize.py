@@ -4,8 +4,10 @@ For ``startup`` (``TRAINPERF_MARKERS`` set) it marks three moments without touch
 the user's code: ``interpreter_ready`` (now), ``first_step`` (the first optimizer
 step, through torch's global optimizer hook), and ``exit_start`` (when the
 interpreter begins to shut down). For ``run`` (``TRAINPERF_RUN_DIR`` set) it
-monitors the process like ``trainperf.monitor()`` would. Both wait for
-``torch.optim`` to be imported by the program; nothing imports torch early. Then it
+monitors the process like ``trainperf.monitor()`` would, and adds the
+``PerfMonitor`` callback to every Lightning Trainer the program builds. Both wait
+for the program to import ``torch.optim`` (and Lightning's trainer module);
+nothing imports torch early. Then it
 runs the environment's own sitecustomize, if there is one, which this file would
 otherwise hide.
 """
@@ -30,33 +32,64 @@ def _mark(name: str) -> None:
     mark(name)
 
 
-class _WatchOptim:
-    """Installs the step hook right after ``torch.optim`` is imported (never imports it)."""
+class _Watch:
+    """Calls ``then(module)`` right after the program imports ``name`` (never imports it)."""
+
+    def __init__(self, name: str, then: Callable[[ModuleType], None]) -> None:
+        self.name = name
+        self.then = then
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname != "torch.optim":
+        if fullname != self.name:
             return None
         if self in sys.meta_path:
             sys.meta_path.remove(self)  # once: a re-import must not install hooks again
         for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
+            if isinstance(finder, _Watch) or not hasattr(finder, "find_spec"):
                 continue
             spec: ModuleSpec | None = finder.find_spec(fullname, path, target)
             if spec is not None and spec.loader is not None:
                 original = spec.loader.exec_module
 
-                def exec_module(module: ModuleType, original: object = original) -> None:
+                def exec_module(
+                    module: ModuleType, original: object = original, then: object = self.then
+                ) -> None:
                     original(module)  # type: ignore[operator]  # the loader's own method
-                    _on_torch_optim()
+                    then(module)  # type: ignore[operator]  # the watcher's callback
 
                 spec.loader.exec_module = exec_module  # type: ignore[method-assign]
                 return spec
         return None
 
 
-def _on_torch_optim() -> None:
+def _on_lightning_trainer(module: ModuleType) -> None:
+    """Every Trainer gets the PerfMonitor callback, which joins the injected run."""
+    if _RUN is None or os.getpid() != _OWNER:
+        return
+    trainer = getattr(module, "Trainer", None)
+    if trainer is None:
+        return
+    original = trainer.__init__
+
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        _guarded(lambda: _add_callback(kwargs), disarm=False)
+        original(self, *args, **kwargs)
+
+    trainer.__init__ = __init__
+
+
+def _add_callback(kwargs: dict[str, object]) -> None:
+    from trainperf.lightning import PerfMonitor
+
+    given = kwargs.get("callbacks")
+    callbacks = [] if given is None else list(given) if isinstance(given, list) else [given]
+    if not any(isinstance(c, PerfMonitor) for c in callbacks):
+        kwargs["callbacks"] = [*callbacks, PerfMonitor()]
+
+
+def _on_torch_optim(module: ModuleType) -> None:
     if os.environ.get("TRAINPERF_MARKERS"):
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -69,14 +102,17 @@ def _on_torch_optim() -> None:
         _guarded(_RUN.__enter__)
 
 
-def _guarded(action: Callable[[], object]) -> None:
-    """trainperf must never break the program it watches: a failure is one warning."""
+def _guarded(action: Callable[[], object], *, disarm: bool = True) -> None:
+    """trainperf must never break the program it watches: a failure is one warning
+    (and, with ``disarm``, the end of monitoring in this process)."""
     try:
         action()
     except Exception as exc:
-        sys.stderr.write(f"trainperf: not monitoring this run: {exc}\n")
-        global _RUN
-        _RUN = None
+        what = "not monitoring this run" if disarm else "monitoring without the Lightning callback"
+        sys.stderr.write(f"trainperf: {what}: {exc}\n")
+        if disarm:
+            global _RUN
+            _RUN = None
 
 
 def _disarm_in_child() -> None:
@@ -136,6 +172,8 @@ def _at_shutdown() -> None:
 
 if os.environ.get("TRAINPERF_MARKERS"):
     _mark("interpreter_ready")
-sys.meta_path.insert(0, _WatchOptim())
+sys.meta_path.insert(0, _Watch("torch.optim", _on_torch_optim))
+if _RUN is not None:
+    sys.meta_path.insert(0, _Watch("lightning.pytorch.trainer.trainer", _on_lightning_trainer))
 _at_shutdown()
 _chain_site_customization()
