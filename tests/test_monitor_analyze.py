@@ -121,3 +121,48 @@ def test_per_epoch_stats() -> None:
     ]
     assert [e.first_batch_wait_s for e in epochs] == [0.5, 0.25]
     assert [e.peak_memory_bytes for e in epochs] == [300 * 2**20, 200 * 2**20]
+
+
+def gpu_sample(t: float, util: float):
+    from trainperf.monitoring.sampler import Sample
+
+    return Sample(t, 2**30, 0, 100.0, 0.0, 0, gpu_util_percent=util, gpu_memory_bytes=2**30)
+
+
+@pytest.mark.parametrize(("util", "verdict"), [(20.0, "host-sync-bound"), (95.0, "compute-bound")])
+def test_an_idle_gpu_without_data_wait_is_host_sync_bound(util, verdict) -> None:
+    periods = steps(10, 1.0, 0.05)
+    host = [gpu_sample(t + 0.5, util) for t in range(10)]
+    host.append(gpu_sample(10.5, 0.0))  # after training (shutdown): not counted
+    summary = summarize(periods, host=host)
+    assert summary.primary == verdict
+    assert summary.gpu_util_percent == util
+    if verdict == "host-sync-bound":
+        (finding,) = summary.findings
+        assert finding.evidence["gpu_util_percent"] == util
+        assert "set_sync_debug_mode" in finding.fix
+        assert finding.gain == "if the GPU were kept busy: up to 5.0x samples/s"
+
+
+def test_input_bound_comes_before_an_idle_gpu() -> None:
+    host = [gpu_sample(t + 0.5, 10.0) for t in range(10)]
+    assert summarize(steps(10, 1.0, 0.6), host=host).primary == "input-bound"
+
+
+def test_device_time_and_memory_per_epoch() -> None:
+    import dataclasses
+
+    periods = [dataclasses.replace(p, device_s=0.25 + p.index / 100) for p in epochs(2)]
+    summary = summarize(periods, device_memory={0: (100, 200), 1: (150, 300)})
+    assert summary.device_step_median_s == pytest.approx(0.295)  # median of 0.25..0.34
+    assert [
+        (e.device_allocated_peak_bytes, e.device_reserved_peak_bytes) for e in summary.epochs
+    ] == [
+        (100, 200),
+        (150, 300),
+    ]
+    data = summary.to_json()
+    assert data["device"] == {
+        "step_median_s": summary.device_step_median_s,
+        "gpu_util_percent": None,
+    }

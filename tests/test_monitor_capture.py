@@ -151,6 +151,7 @@ def test_fast_lines_are_the_same_json() -> None:
     for period in (
         Period("train", 3, 1, 0.1234567891, 2.5, 0.0, None, first_of_epoch=True),
         Period("val", 0, 0, 12.0, 0.25, 0.125, 64),
+        Period("train", 4, 1, 1.0, 0.5, 0.125, 8, before_backward_s=0.25, device_s=0.375),
     ):
         back = Period.from_json(json.loads(period.to_line()))
         assert back.to_json() == period.to_json()
@@ -199,3 +200,55 @@ def test_explicit_validation_over_the_training_dataset(rec) -> None:
         ("train", 1.5, 0.25, 8),
     ]
     assert [p.epoch for p in periods if p.kind == "train"] == [0, 0, 0]
+
+
+class Timeline:
+    """A device that runs ``lag`` marks behind the host (a fake of CUDA events' timing)."""
+
+    def __init__(self, clock, lag: int) -> None:
+        self.clock = clock
+        self.lag = lag
+        self.marks: list[float] = []
+        self.waits = 0
+
+    def mark(self):
+        self.marks.append(self.clock.now)
+        return len(self.marks) - 1
+
+    def elapsed(self, start, end):
+        if end > len(self.marks) - 1 - self.lag:
+            return None  # not reached yet: never waited for
+        return self.marks[end] - self.marks[start]
+
+    def wait(self, end) -> None:
+        self.waits += 1
+        self.lag = 0
+
+
+def test_device_time_is_read_back_late_and_written_in_order(rec) -> None:
+    from trainperf.monitoring.capture import DEVICE_LAG
+
+    recorder, clock, periods = rec
+    timeline = recorder.device = Timeline(clock, lag=6)
+    for i in range(10):
+        fetch(recorder, clock, wait=0.25)
+        step(recorder, clock, compute=0.5)
+        if i == 4:
+            fetch(recorder, clock, loader=2, iterator=20, wait=0.125, samples=4)
+    # The device is 6 marks (3 steps) behind: those steps wait in the queue.
+    assert len(periods) == 8
+    recorder.close()
+    assert timeline.waits == 1  # once, at the end
+    assert [p.kind for p in periods] == ["train"] * 5 + ["val"] + ["train"] * 5
+    assert [p.device_s for p in periods if p.kind == "train"] == [0.5] * 10
+    assert periods[5].device_s is None
+    # A device that never catches up: steps are written without it, not waited for.
+    clock = Clock()
+    out: list[Period] = []
+    recorder = StepRecorder(clock=clock, emit=out.append)
+    recorder.device = Timeline(clock, lag=10**6)
+    for _ in range(DEVICE_LAG + 10):
+        fetch(recorder, clock, wait=0.25)
+        step(recorder, clock, compute=0.5)
+    assert len(out) >= 9
+    assert all(p.device_s is None for p in out)

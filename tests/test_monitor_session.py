@@ -240,3 +240,41 @@ def test_one_run_per_process(tmp_path) -> None:
             pass
     assert active_run() is None
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_device_time_without_added_synchronisation(tmp_path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    from torch.utils.data import TensorDataset
+
+    device = torch.device("cuda")
+    model = torch.nn.Sequential(*[torch.nn.Linear(1024, 1024, device=device) for _ in range(8)])
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    loader = DataLoader(TensorDataset(torch.randn(64 * 32, 1024, device=device)), batch_size=64)
+    truth = []
+    torch.cuda.synchronize()
+    with trainperf.monitor(out=tmp_path / "run") as run:
+        torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+        try:
+            for _ in range(2):
+                for (x,) in loader:
+                    start = torch.cuda.Event(enable_timing=True)
+                    end = torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    opt.zero_grad()
+                    model(x).square().mean().backward()
+                    opt.step()
+                    end.record()
+                    truth.append((start, end))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    periods = [p for p in read_periods(tmp_path / "run" / "steps.jsonl") if p.kind == "train"]
+    assert len(periods) == 64
+    assert all(p.device_s is not None for p in periods)
+    expected = sorted(s.elapsed_time(e) / 1000 for s, e in truth)[len(truth) // 2]
+    assert run.summary.device_step_median_s == pytest.approx(expected, rel=0.2)
+    epochs = run.summary.epochs
+    assert all(e.device_allocated_peak_bytes for e in epochs)
+    assert (tmp_path / "run" / "device_memory.json").is_file()

@@ -7,6 +7,11 @@ warm-up are reported on their own):
 * ``validation-bound``: validation takes at least ``VALIDATION_SHARE`` of the time.
 * ``startup-bound``: the time before the first step is at least ``STARTUP_SHARE``.
 * ``input-bound``: the median step waits for data at least ``INPUT_SHARE`` of its time.
+* ``host-sync-bound``: a GPU is in use (NVML samples during training) but busy
+  less than ``HOST_SYNC_UTIL`` % of the time although the loop hardly waits for
+  data: the host keeps it idle (per-step synchronisations such as ``.item()``,
+  launch overhead). Without NVML this rule cannot fire; ``device_s`` per step
+  (CUDA events) is still reported.
 * ``compute-bound``: the median step waits for data at most ``COMPUTE_SHARE``.
 * ``balanced``: none of the above.
 
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from trainperf._json import JsonObject
@@ -36,6 +41,7 @@ VALIDATION_SHARE = 0.5
 STARTUP_SHARE = 0.5
 INPUT_SHARE = 0.3
 COMPUTE_SHARE = 0.1
+HOST_SYNC_UTIL = 50.0  # median GPU utilisation (%) during training below this
 EPOCH_START_SPIKE = 5.0  # first batch of an epoch waits this many times the median
 MEMORY_CREEP = 1.2  # peak memory grows every epoch, and the last is this many times the first
 MIN_EPOCHS_FOR_CREEP = 3
@@ -66,6 +72,8 @@ class EpochStats:
     val_data_wait_s: float
     first_batch_wait_s: float | None  # the first fetch of the epoch: worker start-up
     peak_memory_bytes: int | None  # process and workers, from the sampler
+    device_allocated_peak_bytes: int | None = None  # CUDA, reset every epoch
+    device_reserved_peak_bytes: int | None = None
 
     def to_json(self) -> JsonObject:
         return {
@@ -76,11 +84,18 @@ class EpochStats:
             "val_data_wait_s": self.val_data_wait_s,
             "first_batch_wait_s": self.first_batch_wait_s,
             "peak_memory_bytes": self.peak_memory_bytes,
+            "device_allocated_peak_bytes": self.device_allocated_peak_bytes,
+            "device_reserved_peak_bytes": self.device_reserved_peak_bytes,
         }
 
 
-def epoch_stats(periods: Sequence[Period], host: Sequence[Sample] = ()) -> list[EpochStats]:
+def epoch_stats(
+    periods: Sequence[Period],
+    host: Sequence[Sample] = (),
+    device_memory: Mapping[int, tuple[int, int]] | None = None,
+) -> list[EpochStats]:
     """Per epoch: training and validation time, first-batch wait, peak memory."""
+    device_memory = device_memory or {}
     out = []
     for epoch in sorted({p.epoch for p in periods}):
         train = [p for p in periods if p.epoch == epoch and p.kind == "train"]
@@ -90,6 +105,7 @@ def epoch_stats(periods: Sequence[Period], host: Sequence[Sample] = ()) -> list[
         high = max(p.start_s + p.wall_s for p in inside)
         memory = [s.rss_bytes + s.children_rss_bytes for s in host if low <= s.t_s <= high]
         first = next((p.data_wait_s for p in train if p.first_of_epoch), None)
+        allocated, reserved = device_memory.get(epoch, (None, None))
         out.append(
             EpochStats(
                 epoch=epoch,
@@ -99,6 +115,8 @@ def epoch_stats(periods: Sequence[Period], host: Sequence[Sample] = ()) -> list[
                 val_data_wait_s=sum(p.data_wait_s for p in val),
                 first_batch_wait_s=first,
                 peak_memory_bytes=max(memory) if memory else None,
+                device_allocated_peak_bytes=allocated,
+                device_reserved_peak_bytes=reserved,
             )
         )
     return out
@@ -118,6 +136,8 @@ class RunSummary:
     findings: tuple[Finding, ...]
     ranks: int = 1
     epochs: tuple[EpochStats, ...] = ()
+    device_step_median_s: float | None = None  # CUDA events, steady steps
+    gpu_util_percent: float | None = None  # NVML, median over training
 
     def to_json(self) -> JsonObject:
         return {
@@ -131,6 +151,10 @@ class RunSummary:
             "shares": dict(self.shares),
             "ranks": self.ranks,
             "epochs": [e.to_json() for e in self.epochs],
+            "device": {
+                "step_median_s": self.device_step_median_s,
+                "gpu_util_percent": self.gpu_util_percent,
+            },
             "verdict": {
                 "primary": self.primary,
                 "findings": [f.to_json() for f in self.findings],
@@ -145,6 +169,7 @@ def summarize(
     host: Sequence[Sample] = (),
     threads: int | None = None,
     cpus: float | None = None,
+    device_memory: Mapping[int, tuple[int, int]] | None = None,
 ) -> RunSummary:
     train = [p for p in periods if p.kind == "train"]
     val = [p for p in periods if p.kind == "val"]
@@ -162,10 +187,12 @@ def summarize(
         "validation": val_s / total if total else 0.0,
         "startup": startup_s / total if total else 0.0,
     }
+    device = [p.device_s for p in steady if p.device_s is not None]
+    gpu_util = _gpu_util(train, val, host)
     findings: list[Finding] = []
     primary = "insufficient-data"
     if len(train) >= MIN_STEPS:
-        primary = _primary(shares, data_share, findings)
+        primary = _primary(shares, data_share, gpu_util, findings)
         _epoch_spikes(train, findings)
         _memory_creep(train, host, findings)
         _oversubscription(threads, host, cpus, findings)
@@ -180,8 +207,28 @@ def summarize(
         shares=shares,
         primary=primary,
         findings=tuple(findings),
-        epochs=tuple(epoch_stats(periods, host)) if periods else (),
+        epochs=tuple(epoch_stats(periods, host, device_memory)) if periods else (),
+        device_step_median_s=statistics.median(device) if device else None,
+        gpu_util_percent=gpu_util,
     )
+
+
+def _gpu_util(
+    train: Sequence[Period], val: Sequence[Period], host: Sequence[Sample]
+) -> float | None:
+    """Median NVML utilisation over the samples taken while training (not validating)."""
+    if not train:
+        return None
+    low = train[0].start_s
+    high = max(p.start_s + p.wall_s for p in train)
+    values = [
+        s.gpu_util_percent
+        for s in host
+        if s.gpu_util_percent is not None
+        and low <= s.t_s <= high
+        and not any(v.start_s <= s.t_s <= v.start_s + v.wall_s for v in val)
+    ]
+    return statistics.median(values) if values else None
 
 
 def _gain(share: float) -> str:
@@ -192,7 +239,9 @@ def _gain(share: float) -> str:
     return f"+{factor - 1:.0%}" if factor < 2 else f"up to {factor:.1f}x"
 
 
-def _primary(shares: dict[str, float], data_share: float, findings: list[Finding]) -> str:
+def _primary(
+    shares: dict[str, float], data_share: float, gpu_util: float | None, findings: list[Finding]
+) -> str:
     if shares["validation"] >= VALIDATION_SHARE:
         findings.append(
             Finding(
@@ -225,6 +274,20 @@ def _primary(shares: dict[str, float], data_share: float, findings: list[Finding
             )
         )
         return "input-bound"
+    if gpu_util is not None and gpu_util < HOST_SYNC_UTIL:
+        findings.append(
+            Finding(
+                "host-sync-bound",
+                {"gpu_util_percent": gpu_util, "data_wait_share_of_step": data_share},
+                "the GPU idles while the host works: find per-step synchronisations "
+                "(.item(), .cpu(), printing or logging tensors, torch.cuda.synchronize) with "
+                "torch.cuda.set_sync_debug_mode('warn') and move them out of the step or "
+                "every N steps; larger batches, torch.compile or CUDA graphs cut launch "
+                "overhead",
+                f"if the GPU were kept busy: up to {100 / max(gpu_util, 1.0):.1f}x samples/s",
+            )
+        )
+        return "host-sync-bound"
     if data_share <= COMPUTE_SHARE:
         return "compute-bound"
     return "balanced"
@@ -314,7 +377,13 @@ def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
     import json
 
     from trainperf.errors import RecordError
-    from trainperf.monitoring.records import RunMeta, rank_folders, read_periods
+    from trainperf.monitoring.records import (
+        DEVICE_MEMORY,
+        RunMeta,
+        rank_folders,
+        read_device_memory,
+        read_periods,
+    )
     from trainperf.monitoring.sampler import read_samples
 
     folders = rank_folders(folder)
@@ -334,7 +403,10 @@ def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
         if meta is not None and meta.from_process_start:
             startup = next((p.start_s for p in periods if p.kind == "train"), 0.0)
         host = read_samples(path / "samples.jsonl")
-        summaries.append(summarize(periods, startup_s=startup, host=host))
+        device_memory = read_device_memory(path / DEVICE_MEMORY)
+        summaries.append(
+            summarize(periods, startup_s=startup, host=host, device_memory=device_memory)
+        )
         own.append(_own_time(periods))
         finished = finished and (path / "summary.json").is_file()
     first = summaries[0]

@@ -16,6 +16,10 @@ The recorder is fed by hooks (:mod:`.hooks`) and keeps no torch objects. Rules:
   not counted in the training step around it.
 * A caller that knows where validation is (the Lightning callback) says so with
   ``begin_validation()`` / ``end_validation()``; that overrides the loader rule.
+* With a device timer (CUDA events), each training step also gets ``device_s``:
+  device time from the arrival of its last batch to its end. Steps are written in
+  order once their marks can be read without waiting (at most ``DEVICE_LAG`` steps
+  late; an older one is written without it).
 * Data wait is the time spent inside the iterator's ``__next__``: what the loop was
   blocked on, not what prefetching hid. A new iterator of the training loader starts
   an epoch; its first fetch (worker start-up) is flagged.
@@ -23,19 +27,36 @@ The recorder is fed by hooks (:mod:`.hooks`) and keeps no torch objects. Rules:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from trainperf.monitoring.records import Period
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["TENTATIVE_LIMIT", "StepRecorder"]
+__all__ = ["DEVICE_LAG", "TENTATIVE_LIMIT", "DeviceTimer", "StepRecorder"]
 
 # More backward() calls than this without an optimizer step: not gradient accumulation.
 TENTATIVE_LIMIT = 32
+# Steps whose device time may still be pending; an older one unread by then is written
+# without it rather than waited for.
+DEVICE_LAG = 64
+
+
+class DeviceTimer(Protocol):
+    """Marks on the device's timeline (CUDA events), read back without waiting."""
+
+    def mark(self) -> object | None:
+        """Record a mark now; ``None`` when the device is not in use (yet)."""
+
+    def elapsed(self, start: object, end: object) -> float | None:
+        """Seconds between two marks, or ``None`` while the device has not reached ``end``."""
+
+    def wait(self, end: object) -> None:
+        """Block until the device reaches ``end`` (once, when the run ends)."""
 
 
 @dataclass
@@ -47,6 +68,7 @@ class _Open:
     samples: int | None = None
     first_of_epoch: bool = False
     backward_at: float | None = None
+    device_start: object | None = None  # a device mark once the step's batch has arrived
 
     def add(self, waited: float, samples: int | None) -> None:
         self.data_wait += waited
@@ -59,6 +81,9 @@ class StepRecorder:
     clock: Callable[[], float]
     emit: Callable[[Period], None]
     origin: float = field(default=0.0)
+    device: DeviceTimer | None = None
+    # Peak device memory (allocated, reserved) per epoch, filled in by the hooks.
+    device_memory: dict[int, tuple[int, int]] = field(default_factory=dict)
     armed: float = field(default=0.0)
     train_loader: int | None = None
     epoch: int = 0
@@ -83,6 +108,12 @@ class StepRecorder:
     # Between begin_validation() and end_validation() (a callback that knows), every
     # fetch is validation, whatever the loader.
     _explicit_val: bool = False
+    # Periods written in order once their device time is read: (period, start, end).
+    _device_queue: collections.deque[tuple[Period, tuple[object, object] | None]] = field(
+        default_factory=collections.deque
+    )
+    # Device marks (start, end) of the training steps not yet written, by step index.
+    _marks: dict[int, tuple[object, object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # origin: what start_s counts from (the process start under `trainperf run`);
@@ -126,6 +157,8 @@ class StepRecorder:
             self._step.first_of_epoch = True
         self._step.add(waited, samples)
         self._fetched_since_step = True
+        if self.device is not None:
+            self._step.device_start = self.device.mark()
 
     def optimizer_step(self) -> None:
         now = self.clock()
@@ -134,6 +167,9 @@ class StepRecorder:
             # Another optimizer stepping on the same batch: the same training step.
             held = self._held
             self._held = dataclasses.replace(held, wall_s=now - self.origin - held.start_s)
+            marks = self._marks.get(held.index)
+            if marks is not None and self.device is not None:
+                self._marks[held.index] = (marks[0], self.device.mark())
             self._step = _Open(now)
             return
         if self._val is not None:
@@ -155,8 +191,11 @@ class StepRecorder:
                 # accumulation micro-steps: one step, from the first one's start.
                 first = self._tentative[0]
                 self._step = _Open(first.start_s + self.origin, first_of_epoch=first.first_of_epoch)
+                marks = self._marks.get(first.index)
+                self._step.device_start = None if marks is None else marks[0]
                 for period in self._tentative:
                     self._step.add(period.data_wait_s, period.samples)
+                    self._marks.pop(period.index, None)
                 self._tentative.clear()
                 self.steps = 0
         self._end_step(now)
@@ -180,7 +219,7 @@ class StepRecorder:
         if len(self._tentative) >= TENTATIVE_LIMIT:
             self.manual_loop = True
             for period in self._tentative:
-                self.emit(period)
+                self._write(period)
             self._tentative.clear()
 
     def begin_validation(self) -> None:
@@ -211,8 +250,13 @@ class StepRecorder:
         self._release()
         if self._tentative:
             for period in self._tentative:
-                self.emit(period)
+                self._write(period)
             self._tentative.clear()
+        if self._device_queue and self.device is not None:
+            last = next((m for _, m in reversed(self._device_queue) if m is not None), None)
+            if last is not None:
+                self.device.wait(last[1])  # once, at the end: every mark is then readable
+        self._drain(force=True)
 
     def _end_step(self, now: float, *, tentative: bool = False) -> None:
         if self.train_loader is None and self._last_loader is not None:
@@ -232,6 +276,10 @@ class StepRecorder:
             first_of_epoch=step.first_of_epoch,
             before_backward_s=None if step.backward_at is None else step.backward_at - step.start,
         )
+        if step.device_start is not None and self.device is not None:
+            end = self.device.mark()
+            if end is not None:
+                self._marks[period.index] = (step.device_start, end)
         self.steps += 1
         self._fetched_since_step = False
         if tentative:
@@ -243,8 +291,30 @@ class StepRecorder:
 
     def _release(self) -> None:
         if self._held is not None:
-            self.emit(self._held)
+            self._write(self._held)
             self._held = None
+
+    def _write(self, period: Period) -> None:
+        if self.device is None:
+            self.emit(period)
+            return
+        marks = self._marks.pop(period.index, None) if period.kind == "train" else None
+        self._device_queue.append((period, marks))
+        self._drain()
+
+    def _drain(self, *, force: bool = False) -> None:
+        """Write the queued periods, in order, as far as their device times are known."""
+        queue = self._device_queue
+        while queue:
+            period, marks = queue[0]
+            if marks is not None and self.device is not None:
+                elapsed = self.device.elapsed(*marks)
+                if elapsed is None and not force and len(queue) <= DEVICE_LAG:
+                    return  # the device is behind: read it on a later step
+                if elapsed is not None:
+                    period = dataclasses.replace(period, device_s=elapsed)
+            queue.popleft()
+            self.emit(period)
 
     def _split_early(self) -> None:
         """Before the first optimizer step, fetches from loaders other than the one that
@@ -273,7 +343,7 @@ class StepRecorder:
         self._last_val_end = now
 
     def _emit_val(self, val: _Open, end: float) -> None:
-        self.emit(
+        self._write(
             Period(
                 kind="val",
                 index=self.validations,

@@ -3,7 +3,11 @@
 * every DataLoader iterator's ``__next__`` (one class attribute, so all loaders,
   any worker count) -- timed, and the batch's size inferred;
 * torch's global optimizer post-step hook (every optimizer, no reference needed);
-* ``Tensor.backward``, for loops that update weights without an optimizer.
+* ``Tensor.backward``, for loops that update weights without an optimizer;
+* with CUDA in use, two CUDA events per step (:class:`CudaTimer`), read back with
+  ``query()`` steps later, never waited for until the run ends; and per epoch the
+  peaks of CUDA memory allocated and reserved (the peak counters are reset at each
+  epoch, so a program reading them itself sees per-epoch peaks too).
 
 Everything is restored on exit, even when the block raises; tests check
 before == after. Cost per step: a few clock reads and calls (see
@@ -21,7 +25,7 @@ if TYPE_CHECKING:
 
     from trainperf.monitoring.capture import StepRecorder
 
-__all__ = ["batch_size", "instrument"]
+__all__ = ["CudaTimer", "batch_size", "instrument"]
 
 # How deep to look into nested batches (dicts of lists of tensors...) for a size.
 _MAX_DEPTH = 4
@@ -49,6 +53,39 @@ def batch_size(batch: object, depth: int = 0) -> int | None:
     return None
 
 
+class CudaTimer:
+    """CUDA events on the current stream, once the program has initialised CUDA."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self._cuda = torch.cuda
+
+    def mark(self) -> object | None:
+        if not self._cuda.is_initialized():  # type: ignore[no-untyped-call]  # unannotated in torch
+            return None
+        event = self._cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        event.record()
+        return event
+
+    def elapsed(self, start: object, end: object) -> float | None:
+        if not end.query():  # type: ignore[attr-defined]  # a torch.cuda.Event
+            return None
+        seconds: float = start.elapsed_time(end) / 1000  # type: ignore[attr-defined]
+        return seconds
+
+    def wait(self, end: object) -> None:
+        end.synchronize()  # type: ignore[attr-defined]
+
+    def epoch_memory(self) -> tuple[int, int] | None:
+        """Peak CUDA memory (allocated, reserved) since the last call, then reset."""
+        if not self._cuda.is_initialized():  # type: ignore[no-untyped-call]  # unannotated in torch
+            return None
+        peaks = (self._cuda.max_memory_allocated(), self._cuda.max_memory_reserved())
+        self._cuda.reset_peak_memory_stats()
+        return peaks
+
+
 @contextlib.contextmanager
 def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[None]:
     import torch
@@ -67,6 +104,15 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
         return number
 
     original_backward = torch.Tensor.backward
+    timer = CudaTimer() if torch.cuda.is_available() else None
+    recorder.device = timer
+    epoch = [recorder.epoch]
+
+    def epoch_memory() -> None:
+        peaks = None if timer is None else timer.epoch_memory()
+        if peaks is not None:
+            recorder.device_memory[epoch[0]] = peaks
+        epoch[0] = recorder.epoch
 
     def timed_next(self: _BaseDataLoaderIter) -> Any:
         started = clock()
@@ -76,6 +122,8 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
             recorder.fetched(id(self._dataset), serial(self), started, clock(), None)
             raise
         recorder.fetched(id(self._dataset), serial(self), started, clock(), batch_size(batch))
+        if timer is not None and recorder.epoch != epoch[0]:
+            epoch_memory()
         return batch
 
     def counted_backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> None:
@@ -92,6 +140,7 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
     try:
         yield
     finally:
+        epoch_memory()
         handle.remove()
         torch.Tensor.backward = original_backward  # type: ignore[method-assign]
         _BaseDataLoaderIter.__next__ = original_next  # type: ignore[method-assign]

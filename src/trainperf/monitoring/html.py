@@ -2,7 +2,8 @@
 
 Plots: step-time composition over the run (data wait under compute, stacked), the
 distribution of per-step data wait, throughput over time, process and worker
-memory over time, and training against validation time.
+memory over time, peak memory per epoch (and CUDA's where used), GPU utilisation
+where NVML sampled it, and training against validation time.
 """
 
 from __future__ import annotations
@@ -141,6 +142,10 @@ def render_run_html(
         (("training", summary.train_s, "#8fb8de"), ("validation", summary.val_s, "#b5d99c"))
     )
     waits = [p.data_wait_s * 1e3 for p in train if not p.first_of_epoch]
+    gpu = [(s.t_s, s.gpu_util_percent) for s in samples if s.gpu_util_percent is not None]
+    gpu_section = (
+        f"<h2>GPU utilisation (NVML)</h2>{_line(gpu, 'seconds', '%', '#c44e52')}" if gpu else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>trainperf run: {e(title)}</title>
 <style>{_STYLE}</style></head><body>
@@ -156,6 +161,23 @@ def render_run_html(
 <p>Median data wait {statistics.median(waits) if waits else 0:.3f} ms.</p>
 <h2>Throughput</h2>{_line(rate, "seconds", "samples/s", "#4c72b0")}
 <h2>Memory (process and DataLoader workers)</h2>{_line(memory, "seconds", "MiB", "#8172b2")}
+<h2>Peak memory per epoch</h2>{_epoch_memory(summary)}{gpu_section}
 <h2>Training and validation</h2>{split}
 </body></html>
 """
+
+
+def _epoch_memory(summary: RunSummary) -> str:
+    """Peak memory per epoch: host (process and workers), then CUDA where used."""
+    host = [(e.epoch, e.peak_memory_bytes / 2**20) for e in summary.epochs if e.peak_memory_bytes]
+    device = [
+        (e.epoch, e.device_allocated_peak_bytes / 2**20)
+        for e in summary.epochs
+        if e.device_allocated_peak_bytes is not None
+    ]
+    if not host and not device:
+        return "<p>No memory samples.</p>"
+    out = _line(host, "epoch", "host MiB", "#8172b2") if host else ""
+    if device:
+        out += _line(device, "epoch", "CUDA allocated MiB", "#c44e52")
+    return out

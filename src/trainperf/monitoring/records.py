@@ -2,7 +2,9 @@
 
 ``runs/<id>/meta.json`` (what ran, where), ``steps.jsonl`` (one line per training
 step or validation period, appended and flushed as the run goes, so a killed run
-is still readable) and ``summary.json`` (written at the end).
+is still readable), ``samples.jsonl`` (the host sampler's), ``device_memory.json``
+(CUDA memory peaks per epoch, when CUDA was used) and ``summary.json`` (written at
+the end).
 """
 
 from __future__ import annotations
@@ -19,13 +21,25 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
 
-__all__ = ["Period", "RunMeta", "is_run", "rank_folders", "read_periods"]
+__all__ = [
+    "DEVICE_MEMORY",
+    "Period",
+    "RunMeta",
+    "is_run",
+    "rank_folders",
+    "read_device_memory",
+    "read_periods",
+    "write_device_memory",
+]
 
 RECORD_SCHEMA = 1
+# Per epoch, the peaks of CUDA memory allocated and reserved (written at the end).
+DEVICE_MEMORY = "device_memory.json"
 PeriodKind = Literal["train", "val"]
 _LINE = (
     '{"kind": "%s", "index": %d, "epoch": %d, "start_s": %.7f, "wall_s": %.7f, '
-    '"data_wait_s": %.7f, "samples": %s, "first_of_epoch": %s, "before_backward_s": %s}'
+    '"data_wait_s": %.7f, "samples": %s, "first_of_epoch": %s, "before_backward_s": %s, '
+    '"device_s": %s}'
 )
 
 
@@ -48,6 +62,9 @@ class Period:
     # From the step's start to its first backward(): data wait plus the forward pass,
     # the part of a step no other rank waits inside (what tells a straggler).
     before_backward_s: float | None = None
+    # GPU time between the step's last batch arriving and its end, from CUDA events
+    # read back later (never a synchronisation per step); None without CUDA.
+    device_s: float | None = None
 
     def to_json(self) -> JsonObject:
         return {
@@ -62,6 +79,7 @@ class Period:
             "before_backward_s": (
                 None if self.before_backward_s is None else round(self.before_backward_s, 7)
             ),
+            "device_s": None if self.device_s is None else round(self.device_s, 7),
         }
 
     def to_line(self) -> str:
@@ -69,6 +87,7 @@ class Period:
         step of a monitored run, and ``json.dumps`` costs several times more."""
         samples = "null" if self.samples is None else str(self.samples)
         before = "null" if self.before_backward_s is None else f"{self.before_backward_s:.7f}"
+        device = "null" if self.device_s is None else f"{self.device_s:.7f}"
         return _LINE % (
             self.kind,
             self.index,
@@ -79,6 +98,7 @@ class Period:
             samples,
             "true" if self.first_of_epoch else "false",
             before,
+            device,
         )
 
     @classmethod
@@ -96,6 +116,7 @@ class Period:
             samples=opt_int(data, "samples"),
             first_of_epoch=bool(data.get("first_of_epoch", False)),
             before_backward_s=opt_float(data, "before_backward_s"),
+            device_s=opt_float(data, "device_s"),
         )
 
 
@@ -170,3 +191,33 @@ def rank_folders(folder: Path) -> list[Path]:
 
 def is_run(folder: Path) -> bool:
     return bool(rank_folders(folder))
+
+
+def write_device_memory(peaks: dict[int, tuple[int, int]]) -> JsonObject:
+    return {
+        "epochs": [
+            {"epoch": e, "allocated_peak_bytes": a, "reserved_peak_bytes": r}
+            for e, (a, r) in sorted(peaks.items())
+        ]
+    }
+
+
+def read_device_memory(path: Path) -> dict[int, tuple[int, int]]:
+    """Peaks per epoch from a ``device_memory.json``; none when the file is absent."""
+    if not path.is_file():
+        return {}
+    try:
+        data = as_object(json.loads(path.read_text(encoding="utf-8")), "device memory")
+        epochs = data.get("epochs")
+        if not isinstance(epochs, list):
+            raise RecordError("no list of epochs")
+        out = {}
+        for raw in epochs:
+            entry = as_object(raw, "an epoch")
+            out[req_int(entry, "epoch")] = (
+                req_int(entry, "allocated_peak_bytes"),
+                req_int(entry, "reserved_peak_bytes"),
+            )
+    except (ValueError, RecordError) as exc:
+        raise RecordError(f"{path} is not a trainperf device memory record ({exc})") from None
+    return out

@@ -22,6 +22,14 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
     )
     shares = ", ".join(f"{name} {value:.0%}" for name, value in summary.shares.items())
     out.append(f"time: {shares}")
+    if summary.device_step_median_s is not None or summary.gpu_util_percent is not None:
+        device = (
+            "n/a"
+            if summary.device_step_median_s is None
+            else (f"{summary.device_step_median_s * 1e3:.1f} ms")
+        )
+        util = "n/a" if summary.gpu_util_percent is None else f"{summary.gpu_util_percent:.0f}%"
+        out.append(f"device: median step {device} (CUDA events), GPU busy {util} (NVML)")
     if len(summary.epochs) > 1:
         out.append("epoch  steps  train s  val s  first batch  peak memory")
         for e in summary.epochs:

@@ -2,12 +2,15 @@
 
 Every ``interval_s`` (1 s by default) one :class:`Sample` is taken with psutil: the
 resident memory of the process and of its children (worker processes), their CPU
-use in percent of one CPU, and the number of children. The sampler holds at most
+use in percent of one CPU, and the number of children. With an NVIDIA driver and
+NVML's bindings (``trainperf[gpu]``), also the utilisation and used memory of this
+process's GPU (the ``LOCAL_RANK``-th visible one). The sampler holds at most
 ``MAX_SAMPLES`` in memory (a day at 1 Hz); samples are written with the run's steps.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
 
-__all__ = ["MAX_SAMPLES", "Sample", "Sampler", "read_samples"]
+__all__ = ["MAX_SAMPLES", "GpuReader", "Sample", "Sampler", "nvml_reader", "read_samples"]
 
 MAX_SAMPLES = 86_400
 # Child processes that are not workers: multiprocessing's bookkeeping servers.
@@ -35,6 +38,8 @@ class Sample:
     cpu_percent: float  # the process, in % of one CPU
     children_cpu_percent: float
     children: int
+    gpu_util_percent: float | None = None  # NVML: time a kernel was running, last interval
+    gpu_memory_bytes: int | None = None  # used on the device, by every process
 
     def to_json(self) -> JsonObject:
         return {
@@ -44,12 +49,81 @@ class Sample:
             "cpu_percent": round(self.cpu_percent, 1),
             "children_cpu_percent": round(self.children_cpu_percent, 1),
             "children": self.children,
+            "gpu_util_percent": self.gpu_util_percent,
+            "gpu_memory_bytes": self.gpu_memory_bytes,
         }
+
+
+class GpuReader:
+    """One GPU's utilisation and used memory, read through NVML."""
+
+    def __init__(self, handle: object) -> None:
+        self._handle = handle
+
+    def read(self) -> tuple[float, int] | None:
+        import pynvml
+
+        try:
+            util = pynvml.nvmlDeviceGetUtilizationRates(self._handle).gpu
+            used = pynvml.nvmlDeviceGetMemoryInfo(self._handle).used
+        except pynvml.NVMLError:
+            return None
+        return float(util), int(used)
+
+    def close(self) -> None:
+        import pynvml
+
+        try:
+            pynvml.nvmlShutdown()
+        except pynvml.NVMLError:
+            return
+
+
+def nvml_reader() -> GpuReader | None:
+    """A reader for this process's GPU, or ``None`` without a driver or NVML."""
+    import importlib.util
+    from pathlib import Path
+
+    if not Path("/proc/driver/nvidia").is_dir() and not Path("/dev/nvidiactl").exists():
+        return None
+    if importlib.util.find_spec("pynvml") is None:
+        return None
+    import pynvml
+
+    from trainperf.resources.gpu import GpuInfo, filter_visible
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return None
+    try:
+        gpus = []
+        for index in range(int(pynvml.nvmlDeviceGetCount())):
+            uuid = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(index))
+            uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+            gpus.append(GpuInfo(index=index, name="", memory_total_bytes=0, uuid=uuid))
+        visible = filter_visible(
+            tuple(gpus), os.environ.get("CUDA_VISIBLE_DEVICES"), lambda _: None
+        )
+        local = os.environ.get("LOCAL_RANK", "0")
+        position = int(local) if local.isdecimal() else 0
+        if position >= len(visible) or visible[position].uuid is None:
+            pynvml.nvmlShutdown()
+            return None
+        return GpuReader(pynvml.nvmlDeviceGetHandleByUUID(visible[position].uuid))
+    except pynvml.NVMLError:
+        pynvml.nvmlShutdown()
+        return None
 
 
 class Sampler:
     def __init__(
-        self, *, clock: Callable[[], float], origin: float, interval_s: float = 1.0
+        self,
+        *,
+        clock: Callable[[], float],
+        origin: float,
+        interval_s: float = 1.0,
+        gpu: GpuReader | None = None,
     ) -> None:
         import psutil
 
@@ -60,6 +134,7 @@ class Sampler:
         self.clock = clock
         self.origin = origin
         self.interval_s = interval_s
+        self.gpu = gpu
         self.samples: list[Sample] = []
         self._process = psutil.Process()
         self._children: dict[int, psutil.Process] = {}
@@ -76,6 +151,8 @@ class Sampler:
         if self._thread.is_alive():
             self._thread.join(timeout=5 * self.interval_s)
         self.sample()  # one last reading, so short runs have one too
+        if self.gpu is not None:
+            self.gpu.close()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -113,10 +190,18 @@ class Sampler:
             except psutil.Error:
                 continue  # a worker that just exited
         self._children = {pid: self._children[pid] for pid in current}
+        gpu = None if self.gpu is None else self.gpu.read()
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append(
                 Sample(
-                    self.clock() - self.origin, rss, children_rss, cpu, children_cpu, len(current)
+                    self.clock() - self.origin,
+                    rss,
+                    children_rss,
+                    cpu,
+                    children_cpu,
+                    len(current),
+                    gpu_util_percent=None if gpu is None else gpu[0],
+                    gpu_memory_bytes=None if gpu is None else gpu[1],
                 )
             )
 
@@ -133,6 +218,7 @@ def read_samples(path: Path) -> list[Sample]:
     try:
         for line in path.read_text(encoding="utf-8").splitlines():
             raw = json.loads(line)
+            util, used = raw.get("gpu_util_percent"), raw.get("gpu_memory_bytes")
             out.append(
                 Sample(
                     float(raw["t_s"]),
@@ -141,8 +227,10 @@ def read_samples(path: Path) -> list[Sample]:
                     float(raw["cpu_percent"]),
                     float(raw["children_cpu_percent"]),
                     int(raw["children"]),
+                    gpu_util_percent=None if util is None else float(util),
+                    gpu_memory_bytes=None if used is None else int(used),
                 )
             )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RecordError(f"{path} is not a trainperf sample record: {exc}") from None
     return out

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 from trainperf.errors import UsageError
 from trainperf.monitoring.analyze import RunSummary, summarize
 from trainperf.monitoring.capture import StepRecorder
-from trainperf.monitoring.records import Period, RunMeta
+from trainperf.monitoring.records import DEVICE_MEMORY, Period, RunMeta, write_device_memory
 from trainperf.monitoring.sampler import Sampler
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class Run:
         self._last_flush = now
 
     def _discard(self) -> None:
-        for name in ("meta.json", "steps.jsonl", "samples.jsonl"):
+        for name in ("meta.json", "steps.jsonl", "samples.jsonl", DEVICE_MEMORY):
             (self.path / name).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.path.rmdir()
@@ -152,7 +152,9 @@ class Run:
         import torch
 
         self.threads = torch.get_num_threads()
-        self._sampler = Sampler(clock=self.clock, origin=self._recorder.origin)
+        from trainperf.monitoring.sampler import nvml_reader
+
+        self._sampler = Sampler(clock=self.clock, origin=self._recorder.origin, gpu=nvml_reader())
         self._sampler.start()
         self.entered = True
         _ACTIVE = self
@@ -187,6 +189,11 @@ class Run:
         self._flush(self.clock())
         if self._file is not None:
             self._file.close()
+        device_memory = {} if self._recorder is None else self._recorder.device_memory
+        if device_memory:
+            (self.path / DEVICE_MEMORY).write_text(
+                json.dumps(write_device_memory(device_memory)), encoding="utf-8"
+            )
         if self.measure_startup and not self._periods:
             # Injected into a process that never trained (a launcher such as torchrun,
             # a helper script): leave no record behind.
@@ -198,6 +205,7 @@ class Run:
             startup_s=first if self.measure_startup else 0.0,
             host=samples,
             threads=self.threads,
+            device_memory=device_memory,
         )
         summary = json.dumps(self.summary.to_json(), indent=1)
         (self.path / "summary.json").write_text(summary, encoding="utf-8")
