@@ -96,3 +96,42 @@ def test_validation_and_test_over_the_training_dataset_are_not_training(tmp_path
     assert [p.samples for p in periods if p.kind == "val"] == [16, 16, 16]
     assert run.summary is not None
     assert run.summary.steps == 8
+
+
+def _fit(tmp_path, name: str, *, probe: bool):
+    torch.manual_seed(0)
+    callback = PerfMonitor(out=tmp_path / name, probe=probe)
+    trainer = L.Trainer(
+        max_epochs=1,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
+    module = Tiny()
+    trainer.fit(
+        module,
+        DataLoader(Busy(40, 0.004, width=8), batch_size=4),
+        DataLoader(Busy(4, 0.0, width=8), batch_size=4),
+    )
+    return callback, module
+
+
+@pytest.mark.slow
+def test_an_input_bound_fit_is_confirmed_by_replaying_batches(tmp_path) -> None:
+    probed, module = _fit(tmp_path, "probed", probe=True)
+    plain, reference = _fit(tmp_path, "plain", probe=False)
+    assert probed.summary.primary == plain.summary.primary == "input-bound"
+    (finding,) = probed.summary.findings
+    # 16 ms of loading per batch against a linear layer: a replayed step is far faster.
+    assert finding.evidence["replay_step_s"] < 0.25 * finding.evidence["step_s"]
+    assert finding.gain.startswith("measured by replaying 16 cached batches")
+    assert (tmp_path / "probed" / "probe.json").is_file()
+    assert "replay_step_s" not in plain.summary.findings[0].evidence
+    # The probe's steps are not the run's, and the model is left as training left it.
+    assert probed.summary.steps == plain.summary.steps == 10
+    for mine, theirs in zip(module.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(mine, theirs)

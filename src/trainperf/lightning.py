@@ -10,6 +10,14 @@ epoch it logs ``perf/data_wait_share``, ``perf/samples_per_s`` and
 ``perf/validation_share`` to the Trainer's loggers. The verdict is in
 ``callback.summary`` after ``fit`` and in the run folder.
 
+When the fit so far is input-bound, it confirms that at the end of training with
+a probe (``probe=True``, the default): the last ``PROBE_BATCHES`` training batches,
+kept in memory, are replayed through the module's ``training_step``, backward and
+optimizer step, with monitoring suspended, logging silenced, and the weights,
+optimizer state and random state restored afterwards. The input-bound gain in the
+verdict is then measured, not estimated. Modules with manual optimisation or
+several optimizers are not probed.
+
 Under ``trainperf run`` (which adds this callback to every Trainer by itself) or
 inside ``trainperf.monitor()``, it joins the run already recording the process
 instead of starting one; that run's summary is written when it ends.
@@ -17,9 +25,13 @@ instead of starting one; that run's summary is written when it ends.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import collections
+import copy
+import logging
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
+import torch
 
 from trainperf.monitoring.analyze import RunSummary, summarize
 from trainperf.monitoring.session import Run, active_run, monitor
@@ -28,15 +40,20 @@ if TYPE_CHECKING:
     import os
     from pathlib import Path
 
-__all__ = ["PerfMonitor"]
+__all__ = ["PROBE_BATCHES", "PerfMonitor"]
+
+PROBE_BATCHES = 8
+_log = logging.getLogger("trainperf")
 
 
 class PerfMonitor(L.Callback):
-    def __init__(self, *, out: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, *, out: str | os.PathLike[str] | None = None, probe: bool = True) -> None:
         super().__init__()
         self.out = out
+        self.probe = probe
         self.run: Run | None = None
         self._owned = False  # started by this callback, so finished by it
+        self._batches: collections.deque[Any] = collections.deque(maxlen=PROBE_BATCHES)
 
     @property
     def summary(self) -> RunSummary | None:
@@ -54,6 +71,25 @@ class PerfMonitor(L.Callback):
         run = monitor(out=self.out)
         run.__enter__()  # may refuse the folder: then there is no run to finish
         self.run, self._owned = run, True
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.probe:
+            self._batches.append(batch)  # already on the module's device
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        batches, self._batches = list(self._batches), collections.deque(maxlen=PROBE_BATCHES)
+        run = self.run
+        if run is None or not batches or summarize(run.periods).primary != "input-bound":
+            return
+        if not pl_module.automatic_optimization or len(trainer.optimizers) != 1:
+            _log.info("trainperf probe skipped: manual optimisation or several optimizers")
+            return
+        try:
+            _replay(run, pl_module, trainer.optimizers[0], batches)
+        except Exception as exc:  # a probe must never break the fit it watches
+            _log.warning("trainperf probe skipped: %s", exc)
 
     def _current(self) -> Run | None:
         # trainer.validate()/test() without fit: the process's run, if one is recording.
@@ -96,3 +132,39 @@ class PerfMonitor(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self._finish()
+
+
+def _replay(
+    run: Run, module: L.LightningModule, optimizer: torch.optim.Optimizer, batches: list[Any]
+) -> None:
+    """Replay cached batches through the real step; leave the module as it was."""
+    weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    optimizer_state = copy.deepcopy(optimizer.state_dict())
+    cpu_rng = torch.get_rng_state()
+    cuda = module.device.type == "cuda"
+    cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
+
+    def step(batch: object) -> None:
+        with torch.enable_grad():
+            out = module.training_step(batch, 0)
+        loss = out["loss"] if isinstance(out, dict) else out
+        if isinstance(loss, torch.Tensor):
+            loss.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    module.log = module.log_dict = _silent  # type: ignore[method-assign]
+    try:
+        run.replay(step, batches, sync=torch.cuda.synchronize if cuda else None)
+    finally:
+        del module.log, module.log_dict  # the class's own methods again
+        module.load_state_dict(weights)
+        optimizer.load_state_dict(optimizer_state)
+        optimizer.zero_grad(set_to_none=True)
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _silent(*args: object, **kwargs: object) -> None:
+    """``self.log`` during the probe: its values are not the run's."""

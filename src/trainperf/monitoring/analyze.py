@@ -17,6 +17,9 @@ warm-up are reported on their own):
 
 Each finding states its evidence, the fix, and the gain if the cause were removed
 (e.g. input-bound with a data-wait share ``w`` gains at most ``1 / (1 - w) - 1``).
+When a probe replayed cached batches (:mod:`.probe`), the input-bound gain is the
+measured one, and a replay not at least ``1 - CONFIRM_RATIO`` faster than the
+measured step says the verdict is not confirmed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from trainperf._json import JsonObject
+    from trainperf.monitoring.probe import Replay
     from trainperf.monitoring.records import Period
     from trainperf.monitoring.sampler import Sample
 
@@ -42,6 +46,9 @@ STARTUP_SHARE = 0.5
 INPUT_SHARE = 0.3
 COMPUTE_SHARE = 0.1
 HOST_SYNC_UTIL = 50.0  # median GPU utilisation (%) during training below this
+# A replay of cached batches (the probe) confirms input-bound when a step is this much
+# faster than the measured median step.
+CONFIRM_RATIO = 0.9
 EPOCH_START_SPIKE = 5.0  # first batch of an epoch waits this many times the median
 MEMORY_CREEP = 1.2  # peak memory grows every epoch, and the last is this many times the first
 MIN_EPOCHS_FOR_CREEP = 3
@@ -170,6 +177,7 @@ def summarize(
     threads: int | None = None,
     cpus: float | None = None,
     device_memory: Mapping[int, tuple[int, int]] | None = None,
+    replayed: Replay | None = None,
 ) -> RunSummary:
     train = [p for p in periods if p.kind == "train"]
     val = [p for p in periods if p.kind == "val"]
@@ -193,6 +201,9 @@ def summarize(
     primary = "insufficient-data"
     if len(train) >= MIN_STEPS:
         primary = _primary(shares, data_share, gpu_util, findings)
+        step_median = statistics.median(p.wall_s for p in steady)
+        if primary == "input-bound" and replayed is not None:
+            findings[-1] = _confirmed(findings[-1], replayed, step_median)
         _epoch_spikes(train, findings)
         _memory_creep(train, host, findings)
         _oversubscription(threads, host, cpus, findings)
@@ -293,6 +304,23 @@ def _primary(
     return "balanced"
 
 
+def _confirmed(finding: Finding, replayed: Replay, step_s: float) -> Finding:
+    """The input-bound finding with the probe's measurement in place of the estimate."""
+    evidence = {**finding.evidence, "step_s": step_s, "replay_step_s": replayed.step_s}
+    if replayed.step_s >= CONFIRM_RATIO * step_s:
+        gain = (
+            f"not confirmed: with batches already in memory a step still took "
+            f"{replayed.step_s * 1e3:.1f} ms against {step_s * 1e3:.1f} ms; the wait is "
+            f"contention (threads, CPU) more than the loader"
+        )
+    else:
+        gain = (
+            f"measured by replaying {replayed.steps} cached batches: "
+            f"{_gain(1 - replayed.step_s / step_s)} samples/s if input were free"
+        )
+    return Finding(finding.kind, evidence, finding.fix, gain)
+
+
 def _epoch_spikes(train: Sequence[Period], findings: list[Finding]) -> None:
     firsts = [p.data_wait_s for p in train if p.first_of_epoch and p.index > 0]
     others = [p.data_wait_s for p in train if not p.first_of_epoch]
@@ -377,6 +405,7 @@ def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
     import json
 
     from trainperf.errors import RecordError
+    from trainperf.monitoring.probe import PROBE_FILE, read_replay
     from trainperf.monitoring.records import (
         DEVICE_MEMORY,
         RunMeta,
@@ -404,8 +433,15 @@ def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
             startup = next((p.start_s for p in periods if p.kind == "train"), 0.0)
         host = read_samples(path / "samples.jsonl")
         device_memory = read_device_memory(path / DEVICE_MEMORY)
+        replayed = read_replay(path / PROBE_FILE)
         summaries.append(
-            summarize(periods, startup_s=startup, host=host, device_memory=device_memory)
+            summarize(
+                periods,
+                startup_s=startup,
+                host=host,
+                device_memory=device_memory,
+                replayed=replayed,
+            )
         )
         own.append(_own_time(periods))
         finished = finished and (path / "summary.json").is_file()

@@ -82,6 +82,8 @@ class StepRecorder:
     emit: Callable[[Period], None]
     origin: float = field(default=0.0)
     device: DeviceTimer | None = None
+    # While True (a probe replaying batches), the hooks record nothing.
+    suspended: bool = False
     # Peak device memory (allocated, reserved) per epoch, filled in by the hooks.
     device_memory: dict[int, tuple[int, int]] = field(default_factory=dict)
     armed: float = field(default=0.0)

@@ -115,6 +115,8 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
         epoch[0] = recorder.epoch
 
     def timed_next(self: _BaseDataLoaderIter) -> Any:
+        if recorder.suspended:
+            return original_next(self)
         started = clock()
         try:
             batch = original_next(self)
@@ -127,12 +129,16 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
         return batch
 
     def counted_backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        if recorder.suspended:
+            original_backward(self, *args, **kwargs)  # type: ignore[no-untyped-call]
+            return
         recorder.backward_started()
         original_backward(self, *args, **kwargs)  # type: ignore[no-untyped-call]  # unannotated in torch
         recorder.backward()
 
     def after_step(*_: object) -> None:
-        recorder.optimizer_step()
+        if not recorder.suspended:
+            recorder.optimizer_step()
 
     _BaseDataLoaderIter.__next__ = timed_next  # type: ignore[method-assign]
     torch.Tensor.backward = counted_backward  # type: ignore[method-assign]

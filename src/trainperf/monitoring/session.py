@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, TextIO
 from trainperf.errors import UsageError
 from trainperf.monitoring.analyze import RunSummary, summarize
 from trainperf.monitoring.capture import StepRecorder
+from trainperf.monitoring.probe import PROBE_FILE, Replay, replay
 from trainperf.monitoring.records import DEVICE_MEMORY, Period, RunMeta, write_device_memory
 from trainperf.monitoring.sampler import Sampler
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from contextlib import AbstractContextManager
     from pathlib import Path
     from types import TracebackType
@@ -65,6 +66,7 @@ class Run:
         self.threads: int | None = None  # torch's intra-op threads when monitoring began
         self._meta: RunMeta | None = None
         self._hooks: AbstractContextManager[None] | None = None
+        self.replayed: Replay | None = None
 
     @classmethod
     def injected(cls, folder: str) -> Run:
@@ -84,6 +86,30 @@ class Run:
         """Mark the end of a training step yourself (loops the hooks cannot see)."""
         if self._recorder is not None:
             self._recorder.explicit_step()
+
+    def replay(
+        self,
+        step: Callable[[object], object],
+        batches: Sequence[object],
+        *,
+        repeats: int = 2,
+        sync: Callable[[], None] | None = None,
+    ) -> Replay:
+        """Time ``step`` on batches already in memory, unrecorded: the counterfactual
+        for an input-bound verdict (see :mod:`trainperf.monitoring.probe`). The step
+        may change the model; restoring it is the caller's part."""
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.suspended = True
+        try:
+            result = replay(step, batches, repeats=repeats, sync=sync or (lambda: None))
+        finally:
+            if recorder is not None:
+                recorder.suspended = False
+        self.replayed = result
+        if self.entered:
+            (self.path / PROBE_FILE).write_text(json.dumps(result.to_json()), encoding="utf-8")
+        return result
 
     def begin_validation(self) -> None:
         """Everything until :meth:`end_validation` is validation, whichever loader."""
@@ -109,7 +135,7 @@ class Run:
         self._last_flush = now
 
     def _discard(self) -> None:
-        for name in ("meta.json", "steps.jsonl", "samples.jsonl", DEVICE_MEMORY):
+        for name in ("meta.json", "steps.jsonl", "samples.jsonl", DEVICE_MEMORY, PROBE_FILE):
             (self.path / name).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.path.rmdir()
@@ -206,6 +232,7 @@ class Run:
             host=samples,
             threads=self.threads,
             device_memory=device_memory,
+            replayed=self.replayed,
         )
         summary = json.dumps(self.summary.to_json(), indent=1)
         (self.path / "summary.json").write_text(summary, encoding="utf-8")
