@@ -201,3 +201,21 @@ def test_lightning_trainers_get_the_callback(tmp_path) -> None:
     # Validation reads the training dataset: only the callback can tell it apart.
     kinds = [p.kind for p in read_periods(out / "steps.jsonl")]
     assert kinds == (["train"] * 4 + ["val"]) * 2
+
+
+def test_a_script_that_reads_batches_but_never_trains(tmp_path) -> None:
+    script = tmp_path / "evaluate.py"
+    script.write_text(
+        "import torch\nfrom torch.utils.data import DataLoader, TensorDataset\n"
+        "loader = DataLoader(TensorDataset(torch.ones(40, 2)), batch_size=8)\n"
+        "total = sum(x.sum() for (x,) in loader)\n"
+        "print(float(total))\n"
+    )
+    out = tmp_path / "run"
+    proc = run_cli("run", "--out", str(out), "--", sys.executable, str(script))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "80.0"
+    assert "no training step was seen" in proc.stderr
+    assert "verdict: insufficient-data" in proc.stderr
+    (period,) = read_periods(out / "steps.jsonl")
+    assert (period.kind, period.samples) == ("val", 40)

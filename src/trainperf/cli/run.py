@@ -53,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
         )
         return returncode
     summary, finished = summarize_folder(folder)
+    if summary.steps == 0:
+        print(
+            "trainperf: no training step was seen (no optimizer step and no backward()); "
+            "only the DataLoader batches were recorded, as reading time",
+            file=sys.stderr,
+        )
     if args.json:
         # stdout belongs to the command: the summary goes to stderr, as one JSON object.
         data = summary.to_json()

@@ -249,6 +249,14 @@ class StepRecorder:
         now = self.clock()
         if self._val is not None:
             self._close_val(now)
+        if self.steps == 0 and self._early:
+            # Batches read but never trained on (an evaluation script, a loop the hooks
+            # cannot see): recorded as one stretch of non-training reading.
+            early, self._early = self._early, []
+            counted = [f[3] for f in early if f[3] is not None]
+            reading = _Open(early[0][1], data_wait=sum(f[2] - f[1] for f in early))
+            reading.samples = sum(counted) if counted else None
+            self._emit_val(reading, early[-1][2])
         self._release()
         if self._tentative:
             for period in self._tentative:
