@@ -23,3 +23,25 @@ class Busy(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         while time.perf_counter() < end:
             pass
         return torch.ones(self.width), torch.zeros(1)
+
+
+def spin(seconds: float) -> None:
+    """Busy the CPU for ``seconds`` (a stand-in for real work, not a sleep)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+class KillsItsWorkers(Busy):
+    """Loads normally in the training process; a DataLoader worker dies on its first
+    sample, the way an out-of-memory kill or a full /dev/shm ends one."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import os
+        import signal
+
+        from torch.utils.data import get_worker_info
+
+        if get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__getitem__(i)

@@ -14,6 +14,13 @@ from trainperf._version import __version__
 # as everything else `import trainperf` does. Type checkers treat this name the same.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from trainperf.calibration.api import (
+        Calibration,
+        calibrate,
+        calibrated_loader,
+        find_max_batch_size,
+    )
+    from trainperf.calibration.config import LoaderConfig
     from trainperf.errors import TrainperfError
     from trainperf.fingerprint import Fingerprint, environment_fingerprint
     from trainperf.lazy import lazy_import
@@ -22,18 +29,28 @@ if TYPE_CHECKING:
     from trainperf.resources import ResourceLimits, detect_resources
 
 __all__ = [
+    "Calibration",
     "Fingerprint",
+    "LoaderConfig",
     "ResourceLimits",
     "TrainperfError",
     "__version__",
+    "calibrate",
+    "calibrated_loader",
     "detect_resources",
     "environment_fingerprint",
+    "find_max_batch_size",
     "lazy_import",
     "mark",
     "monitor",
 ]
 
 _HOMES = {
+    "Calibration": "trainperf.calibration.api",
+    "LoaderConfig": "trainperf.calibration.config",
+    "calibrate": "trainperf.calibration.api",
+    "calibrated_loader": "trainperf.calibration.api",
+    "find_max_batch_size": "trainperf.calibration.api",
     "Fingerprint": "trainperf.fingerprint",
     "ResourceLimits": "trainperf.resources",
     "TrainperfError": "trainperf.errors",

@@ -19,7 +19,14 @@ from trainperf.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["EAGER_IMPORTS_VARIABLE", "HOME_DIRNAME", "Settings", "eager_imports"]
+__all__ = [
+    "CALIBRATE_VARIABLE",
+    "EAGER_IMPORTS_VARIABLE",
+    "HOME_DIRNAME",
+    "Settings",
+    "calibrate_mode",
+    "eager_imports",
+]
 
 EAGER_IMPORTS_VARIABLE = "TRAINPERF_EAGER_IMPORTS"
 
@@ -83,6 +90,21 @@ def eager_imports(environ: Mapping[str, str] | None = None) -> bool:
     if raw in ("1", "true", "yes"):
         return True
     raise UsageError(f"{EAGER_IMPORTS_VARIABLE} must be 1 or 0, got {raw!r}; fix or unset it")
+
+
+CALIBRATE_VARIABLE = "TRAINPERF_CALIBRATE"
+
+
+def calibrate_mode(environ: Mapping[str, str] | None = None) -> str | None:
+    """``TRAINPERF_CALIBRATE``: ``0`` (never measure), ``1`` (measure when nothing
+    fresh is stored, the default) or ``force`` (always measure); ``None`` when unset."""
+    env = os.environ if environ is None else environ
+    raw = env.get(CALIBRATE_VARIABLE, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("0", "1", "force"):
+        return raw
+    raise UsageError(f"{CALIBRATE_VARIABLE} must be 0, 1 or force, got {raw!r}; fix or unset it")
 
 
 def _positive_float(env: Mapping[str, str], name: str) -> float | None:

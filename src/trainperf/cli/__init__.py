@@ -75,6 +75,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "did step time change between two runs? (exit 1 on a regression)",
     ),
     (
+        "calibrate",
+        "trainperf.cli.calibrate",
+        "measure the fastest DataLoader settings for a dataset, and keep them",
+    ),
+    (
         "resources",
         "trainperf.cli.resources",
         "the CPU, memory, /dev/shm and GPU budget this process really has",

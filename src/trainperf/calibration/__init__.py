@@ -1,0 +1,1 @@
+"""Input-pipeline calibration: measure DataLoader settings instead of guessing them."""

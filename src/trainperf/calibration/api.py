@@ -1,0 +1,545 @@
+"""``calibrate()`` and ``calibrated_loader()``: measured DataLoader settings, kept.
+
+    calibration = trainperf.calibrate(dataset, batch_size=64)
+    loader = calibration.loader(dataset, shuffle=True)
+    with calibration.chosen.threads():       # the main process's measured thread count
+        train(loader)
+
+    loader = trainperf.calibrated_loader(dataset, batch_size=64, shuffle=True)
+
+Without ``train_step`` only the input pipeline is timed (fetches per second): the
+right question when the model is not at hand, and the seed of the search. With
+``train_step(batch)``, each fetch is followed by the real step (host-to-device copy
+included), the compute floor is measured by replaying cached batches, and the search
+stops once a candidate is within a few percent of it.
+
+A result is stored in ``.trainperf/calibration.json`` under the environment, the
+dataset, the batch size and the mode, and reused while it is younger than ``ttl_s``
+after a quick re-check (a few batches of the stored choice; more than
+``RECHECK_DROP`` slower than stored and the search runs again). Overrides:
+``calibrate=False`` never measures (a stored result, else the static choice of
+``detect_resources``), ``force=True`` always measures, ``samples=K`` times K batches
+per candidate; ``TRAINPERF_CALIBRATE=0|1|force`` sets the default of the first two.
+
+Under ``torch.distributed`` every rank calls ``calibrate``; the CPU budget is the
+rank's share of the node, rank 0 measures, and the others wait for its result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from trainperf._json import as_object, opt_float, req_float, req_list, req_str
+from trainperf.calibration.config import LoaderConfig, WorkerThreads
+from trainperf.calibration.search import Budget, search
+from trainperf.calibration.store import DEFAULT_TTL_S, CalibrationStore, store_key
+from trainperf.calibration.trials import Trial, TrialPlan, run_trial
+from trainperf.errors import RecordError, UsageError
+from trainperf.kvlog import log_kv
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from torch.utils.data import DataLoader
+
+    from trainperf._json import JsonObject
+    from trainperf.resources import ResourceLimits
+
+__all__ = [
+    "DEFAULT_SAMPLES",
+    "RECHECK_DROP",
+    "Calibration",
+    "calibrate",
+    "calibrated_loader",
+    "find_max_batch_size",
+]
+
+logger = logging.getLogger("trainperf.calibrate")
+
+DEFAULT_SAMPLES = 16  # timed batches per candidate
+RECHECK_DROP = 0.15
+DEFAULT_TIMEOUT_S = 120.0  # one batch slower than this fails its candidate
+Source = Literal["measured", "stored", "default"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibration's outcome: the chosen configuration and every candidate measured."""
+
+    chosen: LoaderConfig
+    samples_per_s: float | None
+    elapsed_s: float
+    candidates: tuple[Trial, ...]
+    source: Source
+    reason: str
+    mode: Literal["loader", "end-to-end"] = "loader"
+    floor_samples_per_s: float | None = None
+    created_at: float = field(default_factory=time.time)
+    dataset: JsonObject = field(default_factory=dict)
+
+    @property
+    def headroom(self) -> float | None:
+        """Compute floor / chosen throughput (end-to-end mode): 1.0 means input is free."""
+        if self.floor_samples_per_s is None or not self.samples_per_s:
+            return None
+        return self.floor_samples_per_s / self.samples_per_s
+
+    def loader(self, dataset: object, **overrides: object) -> DataLoader[object]:
+        """A DataLoader with the chosen settings; ``overrides`` win (shuffle, sampler...)."""
+        from torch.utils.data import DataLoader
+
+        kwargs = self.chosen.loader_kwargs()
+        theirs = overrides.pop("worker_init_fn", None)
+        ours = kwargs.get("worker_init_fn")
+        if callable(theirs):
+            kwargs["worker_init_fn"] = (
+                _Both(ours, theirs) if isinstance(ours, WorkerThreads) else theirs
+            )
+        kwargs.update(overrides)
+        return DataLoader(dataset, **kwargs)  # type: ignore[arg-type]
+
+    def to_json(self) -> JsonObject:
+        return {
+            "chosen": self.chosen.to_json(),
+            "samples_per_s": self.samples_per_s,
+            "elapsed_s": round(self.elapsed_s, 4),
+            "source": self.source,
+            "reason": self.reason,
+            "mode": self.mode,
+            "floor_samples_per_s": self.floor_samples_per_s,
+            "headroom": self.headroom,
+            "created_at": self.created_at,
+            "dataset": self.dataset,
+            "candidates": [t.to_json() for t in self.candidates],
+        }
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> Calibration:
+        data = as_object(data, "a calibration")
+        mode = req_str(data, "mode")
+        source = req_str(data, "source")
+        if mode not in ("loader", "end-to-end") or source not in ("measured", "stored", "default"):
+            raise RecordError(f"unknown calibration mode {mode!r} or source {source!r}")
+        return cls(
+            chosen=LoaderConfig.from_json(as_object(data.get("chosen"), "chosen")),
+            samples_per_s=opt_float(data, "samples_per_s"),
+            elapsed_s=req_float(data, "elapsed_s"),
+            candidates=tuple(
+                Trial.from_json(as_object(c, "a candidate")) for c in req_list(data, "candidates")
+            ),
+            source=source,  # type: ignore[arg-type]  # checked above
+            reason=req_str(data, "reason"),
+            mode=mode,  # type: ignore[arg-type]
+            floor_samples_per_s=opt_float(data, "floor_samples_per_s"),
+            created_at=req_float(data, "created_at"),
+            dataset=as_object(data.get("dataset", {}), "dataset"),
+        )
+
+
+@dataclass(frozen=True)
+class _Both:
+    """Our worker threads, then the caller's own ``worker_init_fn`` (picklable)."""
+
+    ours: WorkerThreads
+    theirs: Callable[[int], object]
+
+    def __call__(self, worker_id: int) -> None:
+        self.ours(worker_id)
+        self.theirs(worker_id)
+
+
+def calibrate(
+    dataset: object,
+    *,
+    batch_size: int,
+    collate_fn: Callable[..., object] | None = None,
+    train_step: Callable[[object], object] | None = None,
+    samples: int | None = None,
+    calibrate: bool | None = None,
+    force: bool | None = None,
+    persist: bool = True,
+    ttl_s: float = DEFAULT_TTL_S,
+    max_workers: int | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    limits: ResourceLimits | None = None,
+    home: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Calibration:
+    """Measure (or reuse) the fastest DataLoader settings for ``dataset``; see the module."""
+    _validate(dataset, batch_size, samples, max_workers, timeout_s, ttl_s)
+    from trainperf.settings import Settings, calibrate_mode
+
+    mode = calibrate_mode()
+    if calibrate is None:
+        calibrate = mode != "0"
+    if force is None:
+        force = mode == "force"
+    store = None
+    if persist:
+        store = CalibrationStore((home or Settings.from_env().home()) / "calibration.json")
+        store.check()  # a store that is not ours: say so before measuring anything
+
+    def here() -> Calibration:
+        return _calibrate_here(
+            dataset,
+            batch_size=batch_size,
+            collate_fn=collate_fn,
+            train_step=train_step,
+            samples=samples or DEFAULT_SAMPLES,
+            calibrate=calibrate,
+            force=force,
+            store=store,
+            ttl_s=ttl_s,
+            max_workers=max_workers,
+            timeout_s=timeout_s,
+            limits=limits,
+            progress=progress or (lambda message: None),
+            clock=clock,
+        )
+
+    from trainperf.calibration.distributed import on_rank_zero
+
+    return on_rank_zero(here)
+
+
+_calibrate = calibrate  # calibrated_loader's own `calibrate` argument shadows the name
+
+
+def _validate(
+    dataset: object,
+    batch_size: int,
+    samples: int | None,
+    max_workers: int | None,
+    timeout_s: float,
+    ttl_s: float,
+) -> None:
+    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+        raise UsageError(
+            f"calibrate needs a map-style dataset (with __len__ and __getitem__), got "
+            f"{type(dataset).__name__}; an IterableDataset has no indices to sample"
+        )
+    if len(dataset) == 0:
+        raise UsageError("the dataset is empty: nothing to load, nothing to calibrate")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise UsageError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if samples is not None and (not isinstance(samples, int) or samples < 2):
+        raise UsageError(f"samples (batches timed per candidate) must be >= 2, got {samples!r}")
+    if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 0):
+        raise UsageError(f"max_workers must be an integer >= 0, got {max_workers!r}")
+    if not timeout_s > 0:
+        raise UsageError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
+    if not ttl_s >= 0:
+        raise UsageError(f"ttl_s must be >= 0 seconds, got {ttl_s!r}")
+
+
+def _calibrate_here(
+    dataset: object,
+    *,
+    batch_size: int,
+    collate_fn: Callable[..., object] | None,
+    train_step: Callable[[object], object] | None,
+    samples: int,
+    calibrate: bool,
+    force: bool,
+    store: CalibrationStore | None,
+    ttl_s: float,
+    max_workers: int | None,
+    timeout_s: float,
+    limits: ResourceLimits | None,
+    progress: Callable[[str], None],
+    clock: Callable[[], float],
+) -> Calibration:
+    from trainperf.calibration.dataset import dataset_fingerprint
+    from trainperf.fingerprint import environment_fingerprint
+    from trainperf.resources import detect_resources
+
+    began = clock()
+    limits = limits or detect_resources()
+    run_mode: Literal["loader", "end-to-end"] = "loader" if train_step is None else "end-to-end"
+    digest, described = dataset_fingerprint(dataset, collate_fn)
+    key = store_key(environment_fingerprint(limits).digest, digest, batch_size, run_mode)
+    plan = TrialPlan(batches=samples, chunk=max(2, samples // 4), timeout_s=timeout_s)
+    stored = _stored(store, key, ttl_s) if store is not None and not force else None
+    if stored is not None:
+        if not calibrate:
+            return stored
+        progress(f"re-checking the stored choice ({stored.chosen.describe()})")
+        again = _recheck(dataset, stored, plan, collate_fn, train_step, clock)
+        if again is not None:
+            return again
+    elif not calibrate:
+        return _default(limits, batch_size, described, clock() - began)
+    budget = Budget(
+        batch_size=batch_size,
+        cpus=limits.usable_cpus,
+        max_workers=16 if max_workers is None else max_workers,
+        memory_bytes=limits.memory_per_rank_bytes,
+        shm_free_bytes=limits.shm_free_bytes,
+        local_world_size=limits.local_world_size,
+        pin_memory=train_step is not None and bool(limits.gpus),
+    )
+
+    def report(trial: Trial) -> None:
+        progress(f"measured {trial.config.describe()}: {trial.status}")
+        rate = trial.samples_per_s
+        log_kv(
+            logger,
+            "calibration_candidate",
+            {
+                **{
+                    k: v
+                    for k, v in trial.config.to_json().items()
+                    if v is None or isinstance(v, str | int | float)
+                },
+                "status": trial.status,
+                "samples_per_s": None if rate is None else round(rate, 2),
+                "p95_s": None if trial.p95_s is None else round(trial.p95_s, 5),
+                "reason": trial.reason or None,
+            },
+        )
+
+    floor = None
+    if train_step is not None:
+        from trainperf.monitoring.probe import replay
+
+        def floor(batches: list[object]) -> float:
+            progress("measuring the compute floor (cached batches)")
+            with LoaderConfig(batch_size=batch_size, main_threads=limits.usable_cpus).threads():
+                return replay(train_step, batches, repeats=1).step_s
+
+    progress("measuring workers=0")
+    result = search(
+        dataset,
+        budget,
+        plan,
+        collate_fn=collate_fn,
+        step=train_step,
+        floor=floor,
+        clock=clock,
+        report=report,
+    )
+    winner = result.winner
+    if winner is None:
+        calibration = _default(limits, batch_size, described, clock() - began)
+        reason = "every candidate failed; the static choice of detect_resources stands"
+        calibration = Calibration(
+            calibration.chosen,
+            None,
+            calibration.elapsed_s,
+            tuple(result.trials),
+            "default",
+            reason,
+            run_mode,
+            dataset=described,
+        )
+    else:
+        chosen = winner.config
+        if chosen.num_workers:
+            chosen = chosen.replace(persistent_workers=True)  # no respawn at each epoch
+        calibration = Calibration(
+            chosen,
+            winner.samples_per_s,
+            clock() - began,
+            tuple(result.trials),
+            "measured",
+            result.why,
+            run_mode,
+            floor_samples_per_s=result.floor_samples_per_s,
+            dataset=described,
+        )
+    log_kv(
+        logger,
+        "calibration_chosen",
+        {
+            "config": calibration.chosen.describe(),
+            "samples_per_s": calibration.samples_per_s,
+            "reason": calibration.reason,
+            "elapsed_s": round(calibration.elapsed_s, 2),
+            "mode": run_mode,
+        },
+    )
+    if store is not None and winner is not None:
+        entry = dict(calibration.to_json())
+        entry["ttl_s"] = ttl_s
+        store.put(key, {"created_at": calibration.created_at, "ttl_s": ttl_s, "result": entry})
+    return calibration
+
+
+def _stored(store: CalibrationStore, key: str, ttl_s: float) -> Calibration | None:
+    entry = store.get(key, ttl_s=ttl_s)
+    if entry is None:
+        return None
+    try:
+        stored = Calibration.from_json(as_object(entry.get("result"), "result"))
+    except RecordError as exc:
+        logger.warning("ignoring a stored calibration this version cannot read: %s", exc)
+        return None
+    return Calibration(
+        stored.chosen,
+        stored.samples_per_s,
+        0.0,
+        stored.candidates,
+        "stored",
+        f"stored {time.strftime('%Y-%m-%d %H:%M', time.localtime(stored.created_at))}: "
+        f"{stored.reason}",
+        stored.mode,
+        stored.floor_samples_per_s,
+        stored.created_at,
+        stored.dataset,
+    )
+
+
+def _recheck(
+    dataset: object,
+    stored: Calibration,
+    plan: TrialPlan,
+    collate_fn: Callable[..., object] | None,
+    train_step: Callable[[object], object] | None,
+    clock: Callable[[], float],
+) -> Calibration | None:
+    """The stored choice if it still runs at its stored speed, else ``None``."""
+    quick = TrialPlan(batches=plan.batches, chunk=plan.batches, timeout_s=plan.timeout_s)
+    trial = run_trial(
+        dataset,
+        stored.chosen.replace(persistent_workers=False),
+        quick,
+        start=0,
+        collate_fn=collate_fn,
+        step=train_step,
+        judge=lambda rate, batches: None,
+        clock=clock,
+    )
+    was = stored.samples_per_s
+    now = trial.samples_per_s if trial.status == "measured" else None
+    if was is None or (now is not None and now >= (1 - RECHECK_DROP) * was):
+        log_kv(logger, "calibration_reused", {"samples_per_s": now, "stored_samples_per_s": was})
+        return stored
+    logger.info(
+        "calibration_stale stored_samples_per_s=%s samples_per_s=%s: searching again", was, now
+    )
+    return None
+
+
+def _default(
+    limits: ResourceLimits, batch_size: int, described: JsonObject, elapsed: float
+) -> Calibration:
+    workers = limits.optimal_workers
+    chosen = LoaderConfig(
+        batch_size=batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=2 if workers else None,
+        main_threads=limits.optimal_threads,
+    )
+    return Calibration(
+        chosen,
+        None,
+        elapsed,
+        (),
+        "default",
+        "not measured (calibrate=False and nothing stored): detect_resources' static choice",
+        dataset=described,
+    )
+
+
+def calibrated_loader(
+    dataset: object,
+    *,
+    batch_size: int,
+    collate_fn: Callable[..., object] | None = None,
+    train_step: Callable[[object], object] | None = None,
+    calibrate: bool | None = None,
+    force: bool | None = None,
+    samples: int | None = None,
+    **overrides: object,
+) -> DataLoader[object]:
+    """A DataLoader with the stored or freshly measured settings for ``dataset``;
+    ``overrides`` (``shuffle=True``, ``drop_last``, a ``sampler``...) pass through."""
+    found = _calibrate(
+        dataset,
+        batch_size=batch_size,
+        collate_fn=collate_fn,
+        train_step=train_step,
+        calibrate=calibrate,
+        force=force,
+        samples=samples,
+    )
+    if collate_fn is not None:
+        overrides.setdefault("collate_fn", collate_fn)
+    return found.loader(dataset, **overrides)
+
+
+def find_max_batch_size(
+    step: Callable[[int], object],
+    *,
+    start: int = 1,
+    upper: int = 1 << 16,
+    sample_bytes: int | None = None,
+    limits: ResourceLimits | None = None,
+    safety: float = 0.9,
+) -> int:
+    """The largest batch size ``step(batch_size)`` runs without running out of memory,
+    times ``safety``.
+
+    Doubles from ``start`` until a step fails with ``MemoryError`` or CUDA's
+    out-of-memory error (or ``upper``, or the memory cap ``max_batch_bytes /
+    sample_bytes`` when ``sample_bytes`` is given), then bisects between the last
+    size that ran and the first that did not.
+    """
+    if not 0 < safety <= 1:
+        raise UsageError(f"safety must be in (0, 1], got {safety!r}")
+    if start < 1 or upper < start:
+        raise UsageError(f"need 1 <= start <= upper, got start={start} upper={upper}")
+    if sample_bytes is not None:
+        from trainperf.resources import detect_resources
+
+        cap = (limits or detect_resources(gpus=False)).max_batch_bytes
+        if cap is not None and sample_bytes > 0:
+            upper = max(start, min(upper, cap // sample_bytes))
+
+    def fits(size: int) -> bool:
+        try:
+            step(size)
+        except MemoryError:
+            return False
+        except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+            if "out of memory" not in str(exc).lower():
+                raise
+            _empty_cuda_cache()
+            return False
+        return True
+
+    if not fits(start):
+        raise UsageError(f"even batch size {start} runs out of memory; start lower")
+    good, bad = start, None
+    while bad is None and good < upper:
+        size = min(good * 2, upper)
+        if fits(size):
+            good = size
+        else:
+            bad = size
+    while bad is not None and bad - good > 1:
+        middle = (good + bad) // 2
+        if fits(middle):
+            good = middle
+        else:
+            bad = middle
+    return max(1, int(good * safety))
+
+
+def _empty_cuda_cache() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def result_json(calibration: Calibration) -> str:
+    return json.dumps(calibration.to_json())

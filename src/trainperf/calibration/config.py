@@ -1,0 +1,192 @@
+"""``LoaderConfig``: every knob of an input pipeline in one validated, frozen value.
+
+    config = LoaderConfig(batch_size=64, num_workers=2)
+    loader = DataLoader(dataset, **config.loader_kwargs())
+    with config.threads():          # the main process's thread pools, restored on exit
+        train(loader)
+
+Rules (checked at construction; each message names the value and the fix):
+``batch_size > 0``; ``num_workers >= 0``; ``prefetch_factor`` and
+``persistent_workers`` only with workers (DataLoader rejects or ignores them
+otherwise); thread counts >= 1 when given. ``loader_kwargs()`` sets
+``prefetch_factor`` and ``persistent_workers`` only when there are workers, and a
+picklable ``worker_init_fn`` that applies ``worker_threads`` in each worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from trainperf._json import as_object, opt_int, req_int
+from trainperf.errors import RecordError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from trainperf._json import JsonObject
+
+__all__ = ["LoaderConfig", "WorkerThreads", "thread_limits"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoaderConfig:
+    batch_size: int
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int | None = None
+    # The main process: torch intra-op threads (torch.set_num_threads) and inter-op
+    # threads (torch.set_num_interop_threads, settable only before parallel work starts).
+    main_threads: int | None = None
+    interop_threads: int | None = None
+    # Intra-op threads of each worker process (DataLoader starts them with 1).
+    worker_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive("batch_size", self.batch_size)
+        workers = self.num_workers
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+            raise UsageError(
+                f"num_workers must be an integer >= 0, got {self.num_workers!r}; "
+                f"0 loads in the training process"
+            )
+        if self.prefetch_factor is not None:
+            _positive("prefetch_factor", self.prefetch_factor)
+            if self.num_workers == 0:
+                raise UsageError(
+                    f"prefetch_factor={self.prefetch_factor} needs worker processes; "
+                    f"set num_workers > 0 or leave prefetch_factor unset"
+                )
+        if self.persistent_workers and self.num_workers == 0:
+            raise UsageError(
+                "persistent_workers=True needs worker processes; set num_workers > 0 "
+                "or persistent_workers=False"
+            )
+        for name in ("main_threads", "interop_threads", "worker_threads"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(name, value)
+        if self.worker_threads is not None and self.num_workers == 0:
+            raise UsageError(
+                f"worker_threads={self.worker_threads} needs worker processes; set "
+                f"num_workers > 0 or leave worker_threads unset"
+            )
+
+    def replace(self, **changes: object) -> LoaderConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]  # validated again
+
+    def loader_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for ``torch.utils.data.DataLoader``."""
+        kwargs: dict[str, object] = {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+        }
+        if self.num_workers > 0:
+            kwargs["persistent_workers"] = self.persistent_workers
+            if self.prefetch_factor is not None:
+                kwargs["prefetch_factor"] = self.prefetch_factor
+            if self.worker_threads is not None:
+                kwargs["worker_init_fn"] = WorkerThreads(self.worker_threads)
+        return kwargs
+
+    def threads(self) -> contextlib.AbstractContextManager[None]:
+        """The main process's thread settings, for the ``with`` block (restored after)."""
+        return thread_limits(self.main_threads, self.interop_threads)
+
+    def describe(self) -> str:
+        parts = [f"batch_size={self.batch_size}", f"num_workers={self.num_workers}"]
+        if self.num_workers:
+            parts.append(f"prefetch_factor={self.prefetch_factor or 2}")
+            parts.append(f"persistent_workers={self.persistent_workers}")
+        if self.pin_memory:
+            parts.append("pin_memory=True")
+        for name in ("main_threads", "interop_threads", "worker_threads"):
+            value = getattr(self, name)
+            if value is not None:
+                parts.append(f"{name}={value}")
+        return " ".join(parts)
+
+    def to_json(self) -> JsonObject:
+        return {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+            "prefetch_factor": self.prefetch_factor,
+            "main_threads": self.main_threads,
+            "interop_threads": self.interop_threads,
+            "worker_threads": self.worker_threads,
+        }
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> LoaderConfig:
+        data = as_object(data, "a loader configuration")
+        try:
+            return cls(
+                batch_size=req_int(data, "batch_size"),
+                num_workers=req_int(data, "num_workers"),
+                pin_memory=data.get("pin_memory") is True,
+                persistent_workers=data.get("persistent_workers") is True,
+                prefetch_factor=opt_int(data, "prefetch_factor"),
+                main_threads=opt_int(data, "main_threads"),
+                interop_threads=opt_int(data, "interop_threads"),
+                worker_threads=opt_int(data, "worker_threads"),
+            )
+        except UsageError as exc:
+            raise RecordError(f"invalid loader configuration: {exc}") from None
+
+
+def _positive(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class WorkerThreads:
+    """A ``worker_init_fn`` giving each DataLoader worker ``threads`` intra-op threads
+    (and the same limit to BLAS/OpenMP pools). A class, not a closure: it pickles for
+    spawned workers."""
+
+    threads: int
+
+    def __call__(self, worker_id: int) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(self.threads)  # the worker's own process: no need to restore
+
+
+@contextlib.contextmanager
+def thread_limits(intra: int | None, interop: int | None = None) -> Iterator[None]:
+    """Set torch's intra-op threads and cap BLAS/OpenMP pools (threadpoolctl) for the
+    block; both are restored on exit, even when the block raises.
+
+    Inter-op threads can only be set before the process starts parallel work and
+    never changed back, so ``interop`` is applied only when torch still allows it
+    (a fresh process) and is otherwise left as it is.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if intra is None and interop is None:
+        yield
+        return
+    if interop is not None:
+        with contextlib.suppress(RuntimeError):  # parallel work already started
+            torch.set_num_interop_threads(interop)
+    if intra is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(intra)
+    try:
+        with threadpool_limits(intra):
+            yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,221 @@
+"""Timing one loader configuration: warm up, then time fetches (and steps).
+
+A trial builds a real DataLoader over a window of the dataset (each trial reads
+other indices than the last, so a page cache warmed by one candidate does not flatter
+the next), lets it warm up (worker start-up and the batches they prefetched while
+starting are not timed), then times fetches in chunks. After each chunk a ``judge``
+may stop the trial early (a candidate clearly worse than the best so far). Any
+exception -- a worker killed by a signal, ``MemoryError``, a fetch timing out, CUDA
+running out of memory -- ends the trial as ``failed`` with the reason; it never
+propagates.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from trainperf._json import as_object, opt_float, req_int, req_str
+from trainperf.calibration.config import LoaderConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from trainperf._json import JsonObject
+
+__all__ = ["MAX_EXTEND", "Status", "Trial", "TrialPlan", "run_trial", "window"]
+
+MAX_EXTEND = 64
+
+Status = Literal["chosen", "measured", "dropped", "failed", "screened"]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate and what became of it."""
+
+    config: LoaderConfig
+    status: Status
+    samples_per_s: float | None = None
+    p95_s: float | None = None  # batch time (fetch, plus the step in end-to-end mode)
+    batches: int = 0  # timed
+    elapsed_s: float = 0.0  # everything this candidate cost, start-up included
+    reason: str = ""
+    cpu_share: float | None = None  # CPU seconds per wall second of fetching (workers 0)
+    worker_rss_bytes: int | None = None  # unshared memory per worker process
+
+    def to_json(self) -> JsonObject:
+        out: JsonObject = dict(self.config.to_json())
+        out.update(
+            status=self.status,
+            samples_per_s=self.samples_per_s,
+            p95_s=self.p95_s,
+            batches=self.batches,
+            elapsed_s=round(self.elapsed_s, 4),
+            reason=self.reason,
+        )
+        return out
+
+    @classmethod
+    def from_json(cls, data: JsonObject) -> Trial:
+        data = as_object(data, "a calibration candidate")
+        status = req_str(data, "status")
+        if status not in ("chosen", "measured", "dropped", "failed", "screened"):
+            from trainperf.errors import RecordError
+
+            raise RecordError(f"unknown candidate status {status!r}")
+        return cls(
+            config=LoaderConfig.from_json(data),
+            status=status,  # type: ignore[arg-type]  # checked just above
+            samples_per_s=opt_float(data, "samples_per_s"),
+            p95_s=opt_float(data, "p95_s"),
+            batches=req_int(data, "batches"),
+            elapsed_s=opt_float(data, "elapsed_s") or 0.0,
+            reason=req_str(data, "reason"),
+        )
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    batches: int  # fetches to time
+    chunk: int  # fetches between two looks by the judge
+    timeout_s: float  # one fetch taking longer fails the candidate
+    # Fast pipelines (in-memory data) time more batches, until this much time has
+    # passed or ``MAX_EXTEND`` times ``batches``: a few sub-millisecond fetches are noise.
+    min_time_s: float = 0.25
+
+    @property
+    def max_batches(self) -> int:
+        return self.batches * MAX_EXTEND
+
+
+def window(length: int, start: int, count: int) -> list[int]:
+    """``count`` indices from ``start``, wrapping around the dataset."""
+    return [(start + i) % length for i in range(count)]
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def run_trial(
+    dataset: object,
+    config: LoaderConfig,
+    plan: TrialPlan,
+    *,
+    start: int,
+    collate_fn: Callable[..., object] | None,
+    step: Callable[[object], object] | None,
+    judge: Callable[[float, int], str | None],
+    clock: Callable[[], float],
+    keep: list[object] | None = None,
+) -> Trial:
+    """Measure ``config``; ``judge(samples_per_s, batches)`` returns a reason to stop.
+
+    ``keep``: when given, the timed batches are appended to it (the caller replays
+    them to find the compute floor).
+    """
+    import time
+
+    import psutil
+    from torch.utils.data import DataLoader
+
+    began = clock()
+    length = len(dataset)  # type: ignore[arg-type]
+    warmup = 1 + config.num_workers * (config.prefetch_factor or 2)
+    indices = window(length, start, (warmup + plan.max_batches) * config.batch_size)
+    kwargs = config.loader_kwargs()
+    kwargs["persistent_workers"] = False  # one pass; the choice itself keeps them
+    if collate_fn is not None:
+        kwargs["collate_fn"] = collate_fn
+    if config.num_workers:
+        kwargs["timeout"] = plan.timeout_s
+    loader: DataLoader[object] = DataLoader(dataset, sampler=indices, **kwargs)  # type: ignore[arg-type]
+    times: list[float] = []
+    this = psutil.Process()
+    fetch_cpu = fetch_wall = 0.0
+    worker_rss = None
+    reason = ""
+    status: Status = "measured"
+    iterator: Iterator[object] | None = None
+    try:
+        with config.threads():
+            iterator = iter(loader)
+            for _ in range(warmup):
+                batch = next(iterator)
+                if step is not None:
+                    step(batch)
+            if config.num_workers:
+                worker_rss = _worker_rss(this)
+            while len(times) < plan.batches or (
+                sum(times) < plan.min_time_s and len(times) < plan.max_batches
+            ):
+                for _ in range(plan.chunk):
+                    started, cpu = clock(), time.process_time()
+                    batch = next(iterator)
+                    fetched = clock()
+                    fetch_cpu += time.process_time() - cpu
+                    fetch_wall += fetched - started
+                    if step is not None:
+                        step(batch)
+                    times.append(clock() - started)
+                    if keep is not None:
+                        keep.append(batch)
+                verdict = judge(_rate(times, config.batch_size), len(times))
+                if verdict:
+                    status, reason = "dropped", verdict
+                    break
+    except Exception as exc:  # the whole point: a candidate never crashes the search
+        return Trial(
+            config, "failed", batches=len(times), elapsed_s=clock() - began, reason=_why(exc)
+        )
+    finally:
+        del iterator  # shuts the workers down
+    share = fetch_cpu / fetch_wall if config.num_workers == 0 and fetch_wall > 0 else None
+    return Trial(
+        config,
+        status,
+        samples_per_s=_rate(times, config.batch_size),
+        p95_s=_percentile(times, 0.95) if times else None,
+        batches=len(times),
+        elapsed_s=clock() - began,
+        reason=reason,
+        cpu_share=share,
+        worker_rss_bytes=worker_rss,
+    )
+
+
+def _rate(times: Sequence[float], batch_size: int) -> float:
+    total = sum(times)
+    return len(times) * batch_size / total if total > 0 else math.inf
+
+
+def _worker_rss(process: object) -> int | None:
+    """Memory a worker holds of its own (resident minus shared), the median over them."""
+    import psutil
+
+    sizes = []
+    try:
+        for child in process.children():  # type: ignore[attr-defined]
+            info = child.memory_info()
+            sizes.append(max(0, info.rss - getattr(info, "shared", 0)))
+    except psutil.Error:
+        return None
+    return int(statistics.median(sizes)) if sizes else None
+
+
+def _why(exc: BaseException) -> str:
+    """One line on why a candidate failed, with the usual cause where there is one."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if "DataLoader worker" in first:
+        return (
+            f"a worker process died ({first}); memory running out or a full /dev/shm "
+            f"are the usual causes"
+        )[:300]
+    if isinstance(exc, MemoryError):
+        return "MemoryError: this configuration needs more memory than there is"
+    return f"{type(exc).__name__}: {first}"[:300]
