@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader  # noqa: E402
 
 from _datasets import Busy  # noqa: E402
-from trainperf.lightning import PerfMonitor  # noqa: E402
+from trainperf.lightning import CalibratedDataModule, PerfMonitor  # noqa: E402
 from trainperf.monitoring.records import read_periods  # noqa: E402
 
 
@@ -135,3 +135,33 @@ def test_an_input_bound_fit_is_confirmed_by_replaying_batches(tmp_path) -> None:
     assert probed.summary.steps == plain.summary.steps == 10
     for mine, theirs in zip(module.parameters(), reference.parameters(), strict=True):
         assert torch.equal(mine, theirs)
+
+
+class Pages(CalibratedDataModule):
+    def train_dataset(self):
+        return Busy(64, 0.0005, width=8)
+
+    def val_dataset(self):
+        return Busy(16, 0.0, width=8)
+
+
+@pytest.mark.slow
+def test_a_calibrated_datamodule_feeds_the_fit(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TRAINPERF_HOME", str(tmp_path))
+    data = Pages(batch_size=8, samples=4)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
+    trainer.fit(Tiny(), datamodule=data)
+    assert data.train_calibration.source == data.val_calibration.source == "measured"
+    assert trainer.global_step == 8
+    loader = trainer.train_dataloader
+    assert loader.num_workers == data.train_calibration.chosen.num_workers
+    assert loader.drop_last
+    assert (tmp_path / "calibration.json").is_file()

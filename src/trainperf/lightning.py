@@ -1,4 +1,4 @@
-"""``PerfMonitor``: the monitor as a Lightning callback.
+"""Lightning integration: the ``PerfMonitor`` callback and ``CalibratedDataModule``.
 
     trainer = L.Trainer(callbacks=[PerfMonitor()])
 
@@ -38,9 +38,12 @@ from trainperf.monitoring.session import Run, active_run, monitor
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import Callable
     from pathlib import Path
 
-__all__ = ["PROBE_BATCHES", "PerfMonitor"]
+    from trainperf.calibration.api import Calibration
+
+__all__ = ["PROBE_BATCHES", "CalibratedDataModule", "PerfMonitor"]
 
 PROBE_BATCHES = 8
 _log = logging.getLogger("trainperf")
@@ -168,3 +171,75 @@ def _replay(
 
 def _silent(*args: object, **kwargs: object) -> None:
     """``self.log`` during the probe: its values are not the run's."""
+
+
+class CalibratedDataModule(L.LightningDataModule):
+    """A DataModule whose loaders come with measured settings (``trainperf.calibrate``).
+
+        class Pages(CalibratedDataModule):
+            def train_dataset(self): return PageDataset(...)
+            def val_dataset(self): return PageDataset(...)
+
+        trainer.fit(model, datamodule=Pages(batch_size=8, collate_fn=collate))
+
+    At ``setup("fit")`` the training and validation datasets are calibrated (or a
+    stored result reused); under DDP every rank calls it, rank 0 measures with its
+    share of the node's CPUs, and the others take its choice. The results are in
+    ``train_calibration`` / ``val_calibration``.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        collate_fn: Callable[..., object] | None = None,
+        calibrate: bool | None = None,
+        force: bool | None = None,
+        samples: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.collate_fn = collate_fn
+        self._options: dict[str, Any] = {"calibrate": calibrate, "force": force, "samples": samples}
+        self.train_calibration: Calibration | None = None
+        self.val_calibration: Calibration | None = None
+        self._train: object | None = None
+        self._val: object | None = None
+
+    def train_dataset(self) -> object:
+        raise NotImplementedError("return the training dataset from train_dataset()")
+
+    def val_dataset(self) -> object | None:
+        return None
+
+    def _calibrated(self, dataset: object) -> Calibration:
+        from trainperf.calibration.api import calibrate
+
+        return calibrate(
+            dataset, batch_size=self.batch_size, collate_fn=self.collate_fn, **self._options
+        )
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit" or self._train is not None:
+            return
+        self._train = self.train_dataset()
+        self.train_calibration = self._calibrated(self._train)
+        self._val = self.val_dataset()
+        if self._val is not None:
+            self.val_calibration = self._calibrated(self._val)
+
+    def _loader(self, dataset: object, calibration: Calibration, *, train: bool) -> Any:
+        extra: dict[str, object] = {"shuffle": train, "drop_last": train}
+        if self.collate_fn is not None:
+            extra["collate_fn"] = self.collate_fn
+        return calibration.loader(dataset, **extra)
+
+    def train_dataloader(self) -> Any:
+        if self._train is None or self.train_calibration is None:
+            raise RuntimeError("train_dataloader() before setup('fit')")
+        return self._loader(self._train, self.train_calibration, train=True)
+
+    def val_dataloader(self) -> Any:
+        if self._val is None or self.val_calibration is None:
+            return []
+        return self._loader(self._val, self.val_calibration, train=False)
