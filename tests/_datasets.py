@@ -45,3 +45,11 @@ class KillsItsWorkers(Busy):
         if get_worker_info() is not None:
             os.kill(os.getpid(), signal.SIGKILL)
         return super().__getitem__(i)
+
+
+class Waits(Busy):
+    """Samples that take ``cost`` seconds of waiting (remote storage), not of CPU."""
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        time.sleep(self.cost)
+        return torch.ones(self.width), torch.zeros(1)

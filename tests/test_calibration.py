@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from torch.utils.data import TensorDataset  # noqa: E402
 
-from _datasets import Busy, KillsItsWorkers, spin  # noqa: E402
+from _datasets import Busy, KillsItsWorkers, Waits, spin  # noqa: E402
 from trainperf.calibration.api import Calibration, calibrate, calibrated_loader  # noqa: E402
 from trainperf.errors import RecordError, UsageError  # noqa: E402
 from trainperf.kvlog import parse_kv  # noqa: E402
@@ -62,6 +62,17 @@ def test_a_heavy_pipeline_with_a_training_step_gets_a_worker(tmp_path, two_cpus)
     assert result.samples_per_s > 1.3 * base.samples_per_s
     assert result.floor_samples_per_s is not None
     assert result.floor_samples_per_s > result.samples_per_s  # input still costs something
+
+
+def test_a_loader_that_waits_gets_more_workers_than_cpus(tmp_path, two_cpus) -> None:
+    # 3 ms of waiting per sample and almost no CPU: workers overlap the waits.
+    result = calibrate(
+        Waits(4000, 0.003, width=8), batch_size=8, home=tmp_path, limits=two_cpus, max_workers=6
+    )
+    base = next(t for t in result.candidates if t.config.num_workers == 0)
+    assert base.cpu_share < 0.25
+    assert result.chosen.num_workers > two_cpus.usable_cpus
+    assert result.samples_per_s > 2.5 * base.samples_per_s
 
 
 def test_a_candidate_whose_workers_die_is_demoted(tmp_path, two_cpus, caplog) -> None:

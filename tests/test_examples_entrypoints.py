@@ -52,6 +52,9 @@ def imported(stderr: str) -> set[str]:
 )
 def test_ocr_trains_a_few_steps_and_leaves_no_files(tmp_path, switches) -> None:
     markers = tmp_path.parent / f"{tmp_path.name}-markers.jsonl"
+    cache = tmp_path.parent / f"{tmp_path.name}-cache"
+    if "data.cache=true" in switches:
+        switches = (*switches, f"data.cache_dir={cache}")
     proc = run_module(
         "trainperf.examples.ocr.train",
         "trainer.max_steps=3",
@@ -64,6 +67,12 @@ def test_ocr_trains_a_few_steps_and_leaves_no_files(tmp_path, switches) -> None:
     assert re.search(r"ocr: hmean=\d\.\d{3} precision=", proc.stdout)
     assert [m.name for m in read_markers(markers)] == ["config_validated", "first_step"]
     assert list(tmp_path.iterdir()) == []  # no outputs/, lightning_logs/, checkpoints
+    if "data.cache=true" in switches:  # the label maps went to the cache, checksummed
+        from trainperf.cache.dataset import verify_folder
+
+        report = verify_folder(cache)
+        assert report.entries > 0
+        assert report.ok
 
 
 @pytest.mark.slow

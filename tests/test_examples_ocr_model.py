@@ -63,40 +63,27 @@ def test_dataset_rejects_out_of_range_pages() -> None:
         dataset[2]
 
 
-def test_kept_maps_are_built_once_per_page() -> None:
-    dataset = PageDataset(
-        count=3,
-        seed=1,
-        spec=PageSpec(height=64, width=64),
-        with_maps=True,
-        fast_maps=True,
-        keep_maps=True,
+def test_cached_maps_are_the_built_maps_and_built_once(tmp_path) -> None:
+    spec = PageSpec(height=64, width=64)
+    plain = PageDataset(count=3, seed=1, spec=spec, with_maps=True, fast_maps=True)
+    cached = PageDataset(
+        count=3, seed=1, spec=spec, with_maps=False, fast_maps=True, cache_dir=tmp_path / "c"
     )
-    first = dataset[2].maps
-    again = dataset[2].maps
-    assert first is not None
-    assert again is first  # the same tensors, not rebuilt
-    assert set(dataset.kept_maps or {}) == {2}
-
-
-@pytest.mark.slow
-def test_spawned_workers_produce_the_same_batches() -> None:
-    from torch.utils.data import DataLoader
-
-    from trainperf.examples.ocr.data import _Collate
-
-    dataset = PageDataset(
-        count=4, seed=5, spec=PageSpec(height=64, width=64), with_maps=False, fast_maps=True
+    for index in range(3):
+        expected = plain[index].maps
+        got = cached[index].maps
+        assert expected is not None
+        assert got is not None
+        assert expected.keys() == got.keys()
+        for name in expected:
+            assert torch.equal(expected[name], got[name]), name
+    entries = sorted((tmp_path / "c" / "entries").glob("*/*.tpc"))
+    assert len(entries) == 3
+    stamps = [e.stat().st_mtime_ns for e in entries]
+    again = PageDataset(
+        count=3, seed=1, spec=spec, with_maps=False, fast_maps=True, cache_dir=tmp_path / "c"
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=2,
-        num_workers=1,
-        multiprocessing_context="spawn",
-        collate_fn=_Collate(fast_maps=True),
-    )
-    in_process = [collate_pages([dataset[i], dataset[i + 1]], fast_maps=True) for i in (0, 2)]
-    for from_worker, expected in zip(loader, in_process, strict=True):
-        assert torch.equal(from_worker.images, expected.images)
-        assert torch.allclose(from_worker.maps["threshold"], expected.maps["threshold"], atol=1e-6)
-        assert len(from_worker.polygons) == 2
+    assert again[2].maps is not None
+    assert [e.stat().st_mtime_ns for e in entries] == stamps  # read, not rebuilt
+    assert again.maps_cache is not None
+    assert again.maps_cache.explain_miss(2).startswith("hit")

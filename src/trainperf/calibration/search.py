@@ -2,10 +2,12 @@
 
 The budget: ``workers x worker_threads x c + main_threads <= cpus``, where ``cpus``
 is the rank's usable CPUs (``detect_resources``) and ``c`` the CPU a loading process
-really uses, measured on the first candidate (no workers): CPU seconds per wall
-second of fetching. For CPU-heavy samples ``c`` is about 1 and the budget is the
-usual one; a dataset that mostly waits (files over a network, latency) has a small
-``c``, and more workers than CPUs then fit.
+really uses, measured on the first candidate (no workers): CPU seconds of the
+loading thread per wall second of fetching. For CPU-heavy samples ``c`` is about 1
+and the budget is the usual one. A loader that mostly waits (``c`` below
+``IO_BOUND_SHARE``: files on remote storage, latency) is not what uses the CPU:
+its worker count is bounded by ``max_workers``, memory, and the measurements (the
+climb stops when more workers stop helping), not by the CPU count.
 
 The search (racing with early stops; every constant is named below):
 
@@ -42,6 +44,7 @@ __all__ = [
     "DROP",
     "FLOOR_GAP",
     "IMPROVE",
+    "IO_BOUND_SHARE",
     "LADDER",
     "MEMORY_SAFETY",
     "PATIENCE",
@@ -59,6 +62,7 @@ FLOOR_GAP = 0.03  # this close to the compute floor: stop searching
 TIE = 0.03  # within this of the fastest, fewer workers win
 MEMORY_SAFETY = 0.8  # share of available memory and free /dev/shm a candidate may plan on
 MIN_CPU_SHARE = 0.05  # a loading process never counts as less than this much CPU
+IO_BOUND_SHARE = 0.25  # a loader using less CPU than this per wall second mostly waits
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,9 @@ class SearchResult:
 
 
 def _fits(budget: Budget, workers: int, share: float) -> bool:
-    return workers * max(share, MIN_CPU_SHARE) + 1 <= budget.cpus + 1e-9
+    if share < IO_BOUND_SHARE:
+        return True  # waiting workers: the measurements decide
+    return workers * share + 1 <= budget.cpus + 1e-9
 
 
 def _screen(
@@ -123,8 +129,6 @@ def search(
 ) -> SearchResult:
     """Run the search; ``floor(batches)`` gives seconds per step replaying cached batches."""
     result = SearchResult()
-    length = len(dataset)  # type: ignore[arg-type]
-    offset = [0]
 
     def measure(config: LoaderConfig, keep: list[object] | None = None) -> Trial:
         best = max(
@@ -145,14 +149,13 @@ def search(
             dataset,
             config,
             plan,
-            start=offset[0],
+            start=0,
             collate_fn=collate_fn,
             step=step,
             judge=judge,
             clock=clock,
             keep=keep,
         )
-        offset[0] = (offset[0] + (trial.batches + 8) * budget.batch_size) % max(length, 1)
         result.trials.append(trial)
         report(trial)
         return trial

@@ -1,9 +1,10 @@
 """Timing one loader configuration: warm up, then time fetches (and steps).
 
-A trial builds a real DataLoader over a window of the dataset (each trial reads
-other indices than the last, so a page cache warmed by one candidate does not flatter
-the next), lets it warm up (worker start-up and the batches they prefetched while
-starting are not timed), then times fetches in chunks. After each chunk a ``judge``
+A trial builds a real DataLoader over a window of the dataset -- the same indices
+for every candidate, since samples can differ in cost several times over and
+candidates must be compared on the same work -- lets it warm up (worker start-up and
+the batches they prefetched while starting are not timed), then times fetches in
+chunks. After each chunk a ``judge``
 may stop the trial early (a candidate clearly worse than the best so far). Any
 exception -- a worker killed by a signal, ``MemoryError``, a fetch timing out, CUDA
 running out of memory -- ends the trial as ``failed`` with the reason; it never
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["MAX_EXTEND", "Status", "Trial", "TrialPlan", "run_trial", "window"]
 
 MAX_EXTEND = 64
+# torch's warning when a DataLoader has more workers than CPUs.
+_TOO_MANY = "This DataLoader will create"
 
 Status = Literal["chosen", "measured", "dropped", "failed", "screened"]
 
@@ -43,7 +47,9 @@ class Trial:
     batches: int = 0  # timed
     elapsed_s: float = 0.0  # everything this candidate cost, start-up included
     reason: str = ""
-    cpu_share: float | None = None  # CPU seconds per wall second of fetching (workers 0)
+    # CPU seconds per wall second of fetching, in the loading thread (workers 0): near 1
+    # for CPU-heavy samples, small for a loader that waits on storage.
+    cpu_share: float | None = None
     worker_rss_bytes: int | None = None  # unshared memory per worker process
 
     def to_json(self) -> JsonObject:
@@ -133,7 +139,9 @@ def run_trial(
         kwargs["collate_fn"] = collate_fn
     if config.num_workers:
         kwargs["timeout"] = plan.timeout_s
-    loader: DataLoader[object] = DataLoader(dataset, sampler=indices, **kwargs)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TOO_MANY)
+        loader: DataLoader[object] = DataLoader(dataset, sampler=indices, **kwargs)  # type: ignore[arg-type]
     times: list[float] = []
     this = psutil.Process()
     fetch_cpu = fetch_wall = 0.0
@@ -142,7 +150,10 @@ def run_trial(
     status: Status = "measured"
     iterator: Iterator[object] | None = None
     try:
-        with config.threads():
+        with config.threads(), warnings.catch_warnings():
+            # More workers than CPUs is what a loader that waits on storage wants; torch's
+            # warning about it is not news to the search that is measuring it.
+            warnings.filterwarnings("ignore", message=_TOO_MANY)
             iterator = iter(loader)
             for _ in range(warmup):
                 batch = next(iterator)
@@ -154,10 +165,10 @@ def run_trial(
                 sum(times) < plan.min_time_s and len(times) < plan.max_batches
             ):
                 for _ in range(plan.chunk):
-                    started, cpu = clock(), time.process_time()
+                    started, cpu = clock(), time.thread_time()
                     batch = next(iterator)
                     fetched = clock()
-                    fetch_cpu += time.process_time() - cpu
+                    fetch_cpu += time.thread_time() - cpu
                     fetch_wall += fetched - started
                     if step is not None:
                         step(batch)

@@ -80,6 +80,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "measure the fastest DataLoader settings for a dataset, and keep them",
     ),
     (
+        "cache",
+        "trainperf.cli.cache",
+        "inspect, verify or clear a preprocessing cache folder",
+    ),
+    (
         "resources",
         "trainperf.cli.resources",
         "the CPU, memory, /dev/shm and GPU budget this process really has",

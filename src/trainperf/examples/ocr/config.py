@@ -34,10 +34,11 @@ class DataConfig:
     # Naive on purpose: the reference border map, and validation label maps rebuilt
     # in the collate function on every batch, as a typical DBNet pipeline does.
     fast_maps: bool = False
-    # Keep each validation page's label maps after the first epoch builds them. For
-    # now an in-process store (per DataLoader worker, kept with persistent workers);
-    # the persistent, shared preprocessing cache replaces it when it lands.
+    # Label maps (validation and training: no augmentation comes after them) from the
+    # preprocessing cache (trainperf.cache), built once and shared by every worker,
+    # process and run, in cache_dir (default: <TRAINPERF_HOME>/cache/ocr-maps).
     cache: bool = False
+    cache_dir: str = ""
     seed: int = 0
 
 

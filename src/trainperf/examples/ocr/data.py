@@ -4,11 +4,15 @@ Pages are rendered on demand from ``(seed, index)`` (the "decode" cost of a real
 dataset). Training samples carry their label maps, built in ``__getitem__``, so
 DataLoader workers share that work. Validation samples carry only the image and the
 word polygons; the naive validation collate rebuilds every page's label maps on
-every batch, as DBNet-style ``db_collate_fn`` implementations do.
+every batch, as DBNet-style ``db_collate_fn`` implementations do. With
+``data.cache=true`` both get their maps from the preprocessing cache
+(:class:`trainperf.cache.CachedDataset`): built once per page, code and settings,
+then read by every worker, process and later run.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,9 +24,12 @@ from trainperf.examples.ocr.labels import make_label_maps
 from trainperf.examples.ocr.synth import PageSpec, render_page
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     from numpy.typing import NDArray
 
+    from trainperf.cache import CachedDataset
     from trainperf.examples.ocr.config import DataConfig
 
 __all__ = ["OCRDataModule", "PageDataset", "PageSample", "collate_pages"]
@@ -49,16 +56,23 @@ class PageDataset(Dataset[PageSample]):
         spec: PageSpec,
         with_maps: bool,
         fast_maps: bool,
-        keep_maps: bool = False,
+        cache_dir: str | Path | None = None,
     ) -> None:
         self.count = count
         self.seed = seed
         self.spec = spec
         self.with_maps = with_maps
         self.fast_maps = fast_maps
-        # Label maps kept per page index (keep_maps=True): valid because a page's maps
-        # depend only on its index. Process-local: each DataLoader worker keeps its own.
-        self.kept_maps: dict[int, dict[str, torch.Tensor]] | None = {} if keep_maps else None
+        self.maps_cache: CachedDataset | None = None
+        if cache_dir is not None:
+            from trainperf.cache import BITS, CachedDataset
+
+            self.maps_cache = CachedDataset(
+                _PagePolygons(self),
+                functools.partial(label_maps, height=spec.height, width=spec.width, fast=fast_maps),
+                cache_dir=cache_dir,
+                codec={"shrink": BITS, "shrink_mask": BITS, "threshold_mask": BITS},
+            )
 
     def __len__(self) -> int:
         return self.count
@@ -69,16 +83,36 @@ class PageDataset(Dataset[PageSample]):
         page = render_page(self.spec, self.seed * 7_919 + index)
         image = torch.tensor(page.image).permute(2, 0, 1).float().div_(255.0)
         maps = None
-        if self.with_maps:
-            maps = self.kept_maps.get(index) if self.kept_maps is not None else None
-            if maps is None:
-                built = make_label_maps(
-                    page.polygons, self.spec.height, self.spec.width, fast=self.fast_maps
-                )
-                maps = {k: torch.from_numpy(v) for k, v in built.as_dict().items()}
-                if self.kept_maps is not None:
-                    self.kept_maps[index] = maps
+        if self.maps_cache is not None:
+            cached = self.maps_cache.lookup(page.polygons)
+            assert isinstance(cached, dict)
+            maps = {k: torch.from_numpy(v) for k, v in cached.items()}
+        elif self.with_maps:
+            built = label_maps(
+                page.polygons, height=self.spec.height, width=self.spec.width, fast=self.fast_maps
+            )
+            maps = {k: torch.from_numpy(v) for k, v in built.items()}
         return PageSample(image, page.polygons, maps)
+
+
+def label_maps(
+    polygons: tuple[NDArray[np.float32], ...], *, height: int, width: int, fast: bool
+) -> dict[str, NDArray[np.float32]]:
+    """The DB label maps of one page, as the cache stores them."""
+    return make_label_maps(polygons, height, width, fast=fast).as_dict()
+
+
+class _PagePolygons:
+    """The word polygons of each page: the input the label maps depend on."""
+
+    def __init__(self, pages: PageDataset) -> None:
+        self.count, self.seed, self.spec = pages.count, pages.seed, pages.spec
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple[NDArray[np.float32], ...]:
+        return render_page(self.spec, self.seed * 7_919 + index).polygons
 
 
 @dataclass  # not frozen: Lightning moves batches to the device field by field
@@ -125,6 +159,11 @@ class OCRDataModule(L.LightningDataModule):
     def __init__(self, config: DataConfig) -> None:
         super().__init__()
         self.config = config
+        cache_dir = None
+        if config.cache:
+            from trainperf.settings import Settings
+
+            cache_dir = config.cache_dir or str(Settings.from_env().home() / "cache" / "ocr-maps")
         spec = PageSpec(
             height=config.height,
             width=config.width,
@@ -141,14 +180,15 @@ class OCRDataModule(L.LightningDataModule):
             spec=spec,
             with_maps=True,
             fast_maps=config.fast_maps,
+            cache_dir=cache_dir,
         )
         self.val_set = PageDataset(
             count=config.val_pages,
             seed=config.seed + _VAL_SEED_OFFSET,
             spec=spec,
-            with_maps=config.cache,
+            with_maps=False,
             fast_maps=config.fast_maps,
-            keep_maps=config.cache,
+            cache_dir=cache_dir,
         )
 
     def _loader(self, dataset: PageDataset, *, shuffle: bool) -> DataLoader[PageSample]:
