@@ -5,8 +5,9 @@
 1. Read latency of one cached 640x640 page with its four maps (three 0/1 masks
    bit-packed, the threshold map float32), warm: the median of ``--reads`` lookups,
    next to building the maps (reference and fast implementations).
-2. OCR validation with the naive settings (maps rebuilt in the collate, reference
-   implementation) against ``data.cache=true`` once warm: seconds per sample for the
+2. OCR validation with the naive settings (pages rendered and maps rebuilt in the
+   collate, reference implementation) against ``data.cache=true`` once warm (each
+   page's image, polygons and maps read from the cache): seconds per sample for the
    data alone (the loader) and for the whole validation step (loader, model,
    post-processing, metrics).
 3. Precomputing the validation maps with 1 and with 2 processes.
@@ -27,6 +28,12 @@ import warnings
 from pathlib import Path
 
 from _machine import describe_machine
+from trainperf.examples.ocr.labels import make_label_maps
+
+
+def label_maps(polygons, *, height: int, width: int, fast: bool) -> dict:
+    """One page's four label maps, the function every cache below stores."""
+    return make_label_maps(polygons, height, width, fast=fast).as_dict()
 
 
 def folder_bytes(folder: Path) -> int:
@@ -54,7 +61,6 @@ class Polygons:
 
 def read_latency(scratch: Path, reads: int) -> dict[str, float]:
     from trainperf.cache import BITS, CachedDataset
-    from trainperf.examples.ocr.data import label_maps
 
     _, polygons = pages(640, 8)
     out = {}
@@ -121,7 +127,6 @@ def validation(scratch: Path, count: int) -> dict[str, float]:
 
 def precompute(scratch: Path, count: int) -> dict[str, float]:
     from trainperf.cache import BITS, CachedDataset
-    from trainperf.examples.ocr.data import label_maps
 
     _, polygons = pages(256, count, seed=1000)
     fn = functools.partial(label_maps, height=256, width=256, fast=False)
@@ -139,8 +144,6 @@ def precompute(scratch: Path, count: int) -> dict[str, float]:
 
 
 def others(scratch: Path, count: int) -> dict[str, dict[str, float] | str]:
-    from trainperf.examples.ocr.data import label_maps
-
     _, polygons = pages(256, count, seed=2000)
     results: dict[str, dict[str, float] | str] = {}
     from trainperf.cache import BITS, CachedDataset

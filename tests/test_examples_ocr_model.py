@@ -63,20 +63,23 @@ def test_dataset_rejects_out_of_range_pages() -> None:
         dataset[2]
 
 
-def test_cached_maps_are_the_built_maps_and_built_once(tmp_path) -> None:
+def test_cached_pages_are_the_built_pages_and_built_once(tmp_path) -> None:
     spec = PageSpec(height=64, width=64)
     plain = PageDataset(count=3, seed=1, spec=spec, with_maps=True, fast_maps=True)
     cached = PageDataset(
         count=3, seed=1, spec=spec, with_maps=False, fast_maps=True, cache_dir=tmp_path / "c"
     )
     for index in range(3):
-        expected = plain[index].maps
-        got = cached[index].maps
-        assert expected is not None
-        assert got is not None
-        assert expected.keys() == got.keys()
-        for name in expected:
-            assert torch.equal(expected[name], got[name]), name
+        expected, got = plain[index], cached[index]
+        assert torch.equal(expected.image, got.image)
+        assert len(expected.polygons) == len(got.polygons)
+        for a, b in zip(expected.polygons, got.polygons, strict=True):
+            assert (a == b).all()
+        assert expected.maps is not None
+        assert got.maps is not None
+        assert expected.maps.keys() == got.maps.keys()
+        for name in expected.maps:
+            assert torch.equal(expected.maps[name], got.maps[name]), name
     entries = sorted((tmp_path / "c" / "entries").glob("*/*.tpc"))
     assert len(entries) == 3
     stamps = [e.stat().st_mtime_ns for e in entries]
@@ -85,5 +88,10 @@ def test_cached_maps_are_the_built_maps_and_built_once(tmp_path) -> None:
     )
     assert again[2].maps is not None
     assert [e.stat().st_mtime_ns for e in entries] == stamps  # read, not rebuilt
-    assert again.maps_cache is not None
-    assert again.maps_cache.explain_miss(2).startswith("hit")
+    assert again.cache is not None
+    assert again.cache.explain_miss(2).startswith("hit")
+    other = PageDataset(
+        count=3, seed=1, spec=spec, with_maps=False, fast_maps=False, cache_dir=tmp_path / "c"
+    )
+    assert other.cache is not None
+    assert other.cache.explain_miss(2).startswith("miss")  # the reference maps: another key

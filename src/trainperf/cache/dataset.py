@@ -365,7 +365,8 @@ class CachedDataset:
         progress: Callable[[int, int], None] | None = None,
     ) -> PrecomputeReport:
         """Compute every missing entry: in ``num_workers`` processes, longest first when
-        earlier runs recorded costs, resumable (entries present are skipped). Under
+        earlier runs recorded costs, resumable (entries present are skipped), with a
+        progress line on a terminal (or ``progress(done, total)`` calls). Under
         ``torch.distributed`` each rank takes its share of the indices, then all wait
         at a barrier."""
         if num_workers < 0:
@@ -380,6 +381,15 @@ class CachedDataset:
         report.total = len(chosen)
         done = 0
         measured: dict[int, float] = {}
+        status = None
+        if progress is None:
+            from trainperf.cli._progress import Status
+
+            status = Status()  # a progress line on a terminal, nothing otherwise
+
+            def progress(done: int, total: int) -> None:
+                assert status is not None
+                status(f"precompute: {done}/{total} entries")
 
         def record(result: tuple[int, str, float]) -> None:
             nonlocal done
@@ -401,6 +411,8 @@ class CachedDataset:
             with context.Pool(num_workers, initializer=_worker_init, initargs=(self,)) as pool:
                 for result in pool.imap_unordered(_worker_ensure, chosen, chunksize=1):
                     record(result)
+        if status is not None:
+            status.done()
         self._save_costs(measured)
         self.flush_stats()
         if world > 1:

@@ -241,6 +241,12 @@ def _visit(thing: object, out: CodePrint, bound: list[object], seen: set[int], d
     if id(thing) in seen or depth > _MAX_DEPTH:
         return
     seen.add(id(thing))
+    wrapped = getattr(thing, "__wrapped__", None)
+    if wrapped is not None and not isinstance(thing, type):
+        # functools.wraps / lru_cache: the code that runs is the wrapped function's
+        _visit(wrapped, out, bound, seen, depth + 1)
+        if not inspect.isfunction(thing):
+            return
     if isinstance(thing, functools.partial):
         bound.extend([list(thing.args), dict(thing.keywords)])
         _visit(thing.func, out, bound, seen, depth + 1)

@@ -14,13 +14,17 @@ The search (racing with early stops; every constant is named below):
 1. ``workers=0`` with every CPU to the main process: the baseline. It also gives the
    bytes of a batch (for memory screening) and, with a train step, cached batches
    whose replay is the compute floor.
-2. Worker counts up a ladder (1, 2, 3, 4, 6, 8, 12, 16) within the budget. Each is
+2. Worker counts up a ladder (1, 2, 3, 4, 6, 8, 12, 16; for a loader that waits, whose
+   best count is far up, 2, 4, 8, 12, 16) within the budget. Each is
    screened for memory first, then timed; it is dropped early when after a chunk of
    batches it runs ``DROP`` slower than the best so far twice in a row (one noisy
    chunk is not enough). The climb stops after ``PATIENCE`` rungs without an
    improvement of ``IMPROVE``, or once a candidate is within ``FLOOR_GAP`` of the
    compute floor (nothing left to gain).
 3. ``prefetch_factor=4`` for the best worker count, kept only if it wins by ``IMPROVE``.
+4. When the two fastest are within ``DUEL_GAP`` of each other, both are measured once
+   more, side by side, and each keeps the mean of its two measurements: the choice
+   between near-equals is where one noisy measurement would decide it.
 
 The winner is the fastest, except that a configuration with fewer workers within
 ``TIE`` of it is preferred (fewer processes, less memory, same speed).
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DROP",
+    "DUEL_GAP",
     "FLOOR_GAP",
     "IMPROVE",
     "IO_BOUND_SHARE",
@@ -49,12 +54,15 @@ __all__ = [
     "MEMORY_SAFETY",
     "PATIENCE",
     "TIE",
+    "WAITING_LADDER",
     "Budget",
     "SearchResult",
     "search",
 ]
 
 LADDER = (1, 2, 3, 4, 6, 8, 12, 16)
+WAITING_LADDER = (2, 4, 8, 12, 16)
+DUEL_GAP = 0.15
 DROP = 0.15  # a chunk this much slower than the best (twice in a row) ends a candidate
 IMPROVE = 0.05  # what counts as better when climbing the ladder or trying prefetch
 PATIENCE = 2  # rungs without improvement before the climb stops
@@ -130,7 +138,9 @@ def search(
     """Run the search; ``floor(batches)`` gives seconds per step replaying cached batches."""
     result = SearchResult()
 
-    def measure(config: LoaderConfig, keep: list[object] | None = None) -> Trial:
+    def measure(
+        config: LoaderConfig, keep: list[object] | None = None, *, record: bool = True
+    ) -> Trial:
         best = max(
             (t.samples_per_s or 0.0 for t in result.trials if t.status == "measured"), default=0.0
         )
@@ -156,8 +166,9 @@ def search(
             clock=clock,
             keep=keep,
         )
-        result.trials.append(trial)
-        report(trial)
+        if record:
+            result.trials.append(trial)
+            report(trial)
         return trial
 
     cached: list[object] = []
@@ -176,7 +187,7 @@ def search(
     worker_rss: int | None = None
     stale = 0
     best_rate = base.samples_per_s or 0.0
-    for workers in LADDER:
+    for workers in LADDER if share >= IO_BOUND_SHARE else WAITING_LADDER:
         if workers > budget.max_workers or not _fits(budget, workers, share):
             break
         if _near_floor(result, best_rate):
@@ -207,6 +218,7 @@ def search(
                 break
         best_rate = max(best_rate, rate or 0.0)
     _try_prefetch(result, budget, measure, worker_rss)
+    _duel(result, measure)
     _choose(result)
     return result
 
@@ -244,12 +256,38 @@ def _try_prefetch(
         result.held_back.append(held)
 
 
-def _choose(result: SearchResult) -> None:
-    measured = [
+def _eligible(result: SearchResult) -> list[Trial]:
+    return [
         t
         for t in result.trials
         if t.status == "measured" and t.samples_per_s and t not in result.held_back
     ]
+
+
+def _duel(result: SearchResult, measure: Callable[..., Trial]) -> None:
+    """Measure the two fastest once more, side by side, when they are close."""
+    ranked = sorted(_eligible(result), key=lambda t: -(t.samples_per_s or 0.0))
+    if len(ranked) < 2:
+        return
+    first, second = ranked[0], ranked[1]
+    if (second.samples_per_s or 0.0) < (1 - DUEL_GAP) * (first.samples_per_s or 0.0):
+        return
+    for trial in (first, second):
+        again = measure(trial.config, record=False)
+        if again.status != "measured" or not again.samples_per_s:
+            continue
+        combined = dataclasses.replace(
+            trial,
+            samples_per_s=((trial.samples_per_s or 0.0) + again.samples_per_s) / 2,
+            batches=trial.batches + again.batches,
+            elapsed_s=trial.elapsed_s + again.elapsed_s,
+            reason="measured twice (a close second)",
+        )
+        result.trials[result.trials.index(trial)] = combined
+
+
+def _choose(result: SearchResult) -> None:
+    measured = _eligible(result)
     if not measured:
         return
     fastest = max(measured, key=lambda t: t.samples_per_s or 0.0)

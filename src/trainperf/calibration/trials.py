@@ -90,7 +90,7 @@ class TrialPlan:
     timeout_s: float  # one fetch taking longer fails the candidate
     # Fast pipelines (in-memory data) time more batches, until this much time has
     # passed or ``MAX_EXTEND`` times ``batches``: a few sub-millisecond fetches are noise.
-    min_time_s: float = 0.25
+    min_time_s: float = 0.4
 
     @property
     def max_batches(self) -> int:
@@ -175,7 +175,12 @@ def run_trial(
                     times.append(clock() - started)
                     if keep is not None:
                         keep.append(batch)
-                verdict = judge(_rate(times, config.batch_size), len(times))
+                # A judgement needs a whole round of the workers' pipeline and some time:
+                # the first batches of many workers come in bursts.
+                settled = len(times) >= 2 * config.num_workers and (
+                    sum(times) >= plan.min_time_s / 2
+                )
+                verdict = judge(_rate(times, config.batch_size), len(times)) if settled else None
                 if verdict:
                     status, reason = "dropped", verdict
                     break

@@ -63,13 +63,14 @@ class PageDataset(Dataset[PageSample]):
         self.spec = spec
         self.with_maps = with_maps
         self.fast_maps = fast_maps
-        self.maps_cache: CachedDataset | None = None
+        # data.cache=true: each page (image, polygons, label maps) built once, then read.
+        self.cache: CachedDataset | None = None
         if cache_dir is not None:
             from trainperf.cache import BITS, CachedDataset
 
-            self.maps_cache = CachedDataset(
-                _PagePolygons(self),
-                functools.partial(label_maps, height=spec.height, width=spec.width, fast=fast_maps),
+            self.cache = CachedDataset(
+                _PageIds(self),
+                functools.partial(built_page, fast=fast_maps),
                 cache_dir=cache_dir,
                 codec={"shrink": BITS, "shrink_mask": BITS, "threshold_mask": BITS},
             )
@@ -80,30 +81,47 @@ class PageDataset(Dataset[PageSample]):
     def __getitem__(self, index: int) -> PageSample:
         if not 0 <= index < self.count:
             raise IndexError(f"page {index} out of range 0..{self.count - 1}")
+        if self.cache is not None:
+            return _from_cache(self.cache[index])
         page = render_page(self.spec, self.seed * 7_919 + index)
         image = torch.tensor(page.image).permute(2, 0, 1).float().div_(255.0)
         maps = None
-        if self.maps_cache is not None:
-            cached = self.maps_cache.lookup(page.polygons)
-            assert isinstance(cached, dict)
-            maps = {k: torch.from_numpy(v) for k, v in cached.items()}
-        elif self.with_maps:
-            built = label_maps(
-                page.polygons, height=self.spec.height, width=self.spec.width, fast=self.fast_maps
+        if self.with_maps:
+            built = make_label_maps(
+                page.polygons, self.spec.height, self.spec.width, fast=self.fast_maps
             )
-            maps = {k: torch.from_numpy(v) for k, v in built.items()}
+            maps = {k: torch.from_numpy(v) for k, v in built.as_dict().items()}
         return PageSample(image, page.polygons, maps)
 
 
-def label_maps(
-    polygons: tuple[NDArray[np.float32], ...], *, height: int, width: int, fast: bool
-) -> dict[str, NDArray[np.float32]]:
-    """The DB label maps of one page, as the cache stores them."""
-    return make_label_maps(polygons, height, width, fast=fast).as_dict()
+def built_page(page: tuple[PageSpec, int], *, fast: bool) -> dict[str, NDArray[np.generic]]:
+    """What the cache keeps of a page: the image, its word polygons (concatenated, with
+    their sizes) and its label maps."""
+    import numpy as np
+
+    spec, seed = page
+    rendered = render_page(spec, seed)
+    maps = make_label_maps(rendered.polygons, spec.height, spec.width, fast=fast).as_dict()
+    points = (
+        np.concatenate(rendered.polygons) if rendered.polygons else np.zeros((0, 2), np.float32)
+    )
+    sizes = np.array([len(p) for p in rendered.polygons], dtype=np.int32)
+    return {"image": rendered.image, "points": points, "sizes": sizes, **maps}
 
 
-class _PagePolygons:
-    """The word polygons of each page: the input the label maps depend on."""
+def _from_cache(value: object) -> PageSample:
+    import numpy as np
+
+    assert isinstance(value, dict)
+    value = dict(value)  # taken apart below; the cache's own dict stays whole
+    image = torch.from_numpy(value.pop("image")).permute(2, 0, 1).float().div_(255.0)
+    sizes = value.pop("sizes")
+    polygons = tuple(np.split(value.pop("points"), np.cumsum(sizes)[:-1])) if len(sizes) else ()
+    return PageSample(image, polygons, {k: torch.from_numpy(v) for k, v in value.items()})
+
+
+class _PageIds:
+    """What identifies each page: its spec and its seed (cheap; the cache's key)."""
 
     def __init__(self, pages: PageDataset) -> None:
         self.count, self.seed, self.spec = pages.count, pages.seed, pages.spec
@@ -111,8 +129,8 @@ class _PagePolygons:
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, index: int) -> tuple[NDArray[np.float32], ...]:
-        return render_page(self.spec, self.seed * 7_919 + index).polygons
+    def __getitem__(self, index: int) -> tuple[PageSpec, int]:
+        return self.spec, self.seed * 7_919 + index
 
 
 @dataclass  # not frozen: Lightning moves batches to the device field by field
