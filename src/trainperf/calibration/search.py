@@ -21,7 +21,7 @@ The search (racing with early stops; every constant is named below):
    chunk is not enough). The climb stops after ``PATIENCE`` rungs without an
    improvement of ``IMPROVE``, or once a candidate is within ``FLOOR_GAP`` of the
    compute floor (nothing left to gain).
-3. ``prefetch_factor=4`` for the best worker count, kept only if it wins by ``IMPROVE``.
+3. ``prefetch_factor=4`` for the best worker count, kept only if it wins by ``TIE``.
 4. When the two fastest are within ``DUEL_GAP`` of each other, both are measured once
    more, side by side, and each keeps the mean of its two measurements: the choice
    between near-equals is where one noisy measurement would decide it.
@@ -246,12 +246,12 @@ def _try_prefetch(
         result.trials.append(Trial(config, "screened", reason=reason))
         return
     trial = measure(config)
-    if trial.status == "measured" and (trial.samples_per_s or 0.0) <= (1 + IMPROVE) * (
+    if trial.status == "measured" and (trial.samples_per_s or 0.0) <= (1 + TIE) * (
         best.samples_per_s or 0.0
     ):
         # Not clearly better: measured, but the default prefetch stays the choice.
         index = result.trials.index(trial)
-        held = dataclasses.replace(trial, reason=f"not {IMPROVE:.0%} faster than prefetch 2")
+        held = dataclasses.replace(trial, reason=f"not {TIE:.0%} faster than prefetch 2")
         result.trials[index] = held
         result.held_back.append(held)
 
