@@ -53,7 +53,13 @@ def test_variable_shapes_tuples_and_scalars(tmp_path) -> None:
             return i
 
     def make(i: int) -> tuple[object, ...]:
-        return (np.ones((i + 1, 2 * i + 1), dtype=np.int16), np.zeros(0), None, "x", float("nan"))
+        return (
+            np.ones((i + 1, 2 * i + 1), dtype=np.int16),
+            np.zeros((0, 2)),
+            None,
+            "x",
+            float("nan"),
+        )
 
     cache = CachedDataset(Ragged(), make, cache_dir=tmp_path / "c")
     for i in range(3):
@@ -61,7 +67,7 @@ def test_variable_shapes_tuples_and_scalars(tmp_path) -> None:
         value = CachedDataset(Ragged(), make, cache_dir=tmp_path / "c")[i]
         assert value[0].shape == (i + 1, 2 * i + 1)
         assert value[0].dtype == np.int16
-        assert value[1].shape == (0,)
+        assert value[1].shape == (0, 2)  # empty, and 2-D (a page without words)
         assert value[2:4] == (None, "x")
         assert np.isnan(value[4])
 
@@ -102,6 +108,7 @@ def test_inputs_that_cannot_be_fingerprinted_are_refused() -> None:
         content_digest({"handle": threading.Lock()})
     assert content_digest({"b": 1, "a": [1.0, "x"]}) == content_digest({"a": [1.0, "x"], "b": 1})
     assert content_digest(np.zeros(3, np.float32)) != content_digest(np.zeros(3, np.float64))
+    assert content_digest(np.zeros((0, 2))) != content_digest(np.zeros((2, 0)))
 
 
 def test_a_key_function_chooses_what_identifies_an_input(tmp_path, counted) -> None:

@@ -114,6 +114,8 @@ def _split(
 def write_entry(path: Path, value: object, extra: JsonObject, codecs: Mapping[str, Codec]) -> int:
     """Write ``value`` to ``path`` (a temporary file: the caller publishes it) and fsync;
     return the bytes written."""
+    import numpy as np
+
     header, arrays = _split(value, codecs)
     offset = 0
     for field in header["fields"]:  # type: ignore[union-attr]
@@ -129,7 +131,7 @@ def write_entry(path: Path, value: object, extra: JsonObject, codecs: Mapping[st
     crc = zlib.crc32(body)
     chunks: list[bytes | memoryview] = []
     for array in arrays:
-        data = array.data.cast("B")
+        data = array.reshape(-1).view(np.uint8).data
         crc = zlib.crc32(data, crc)
         chunks.append(data)
         gap = _pad(array.nbytes)

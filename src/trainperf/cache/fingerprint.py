@@ -69,7 +69,7 @@ def _update(h: hashlib.blake2b, value: object, depth: int, path: str) -> None:
                 f"returns numbers, strings or arrays of numbers"
             )
         h.update(f"a{array.dtype.str}{array.shape};".encode())
-        h.update(array.data)
+        h.update(array.reshape(-1).view(np.uint8).data)
     elif isinstance(value, list | tuple):
         h.update(b"(" if isinstance(value, tuple) else b"[")
         for i, item in enumerate(value):
