@@ -438,3 +438,27 @@ def test_two_ranks_precompute_disjoint_shards(tmp_path, counted) -> None:
     for index, pid in computed:
         by_process.setdefault(pid, set()).add(index % 2)
     assert sorted(map(sorted, by_process.values())) == [[0], [1]]  # rank r took r, r+2, ...
+
+
+def test_many_openers_of_a_new_cache_at_once(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trainperf.cache.store import EntryStore
+
+    for attempt in range(20):
+        root = tmp_path / f"new{attempt}"
+        barrier = threading.Barrier(8)
+
+        def open_it(root=root, barrier=barrier) -> Path:
+            barrier.wait()
+            return EntryStore.open(root, create=True).root
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(lambda _: open_it(), range(8))) == {root}
+        assert sorted(p.name for p in root.iterdir()) == [
+            "claims",
+            "content",
+            "entries",
+            "stats",
+            "trainperf-cache.json",
+        ]

@@ -58,34 +58,37 @@ class EntryStore:
     @classmethod
     def open(cls, root: Path, *, create: bool) -> EntryStore:
         marker = root / MARKER
-        if marker.is_file():
-            try:
-                data = json.loads(marker.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = None
-            if not isinstance(data, dict) or data.get("kind") != "trainperf.cache":
-                raise RecordError(
-                    f"{marker} is not a trainperf cache marker; leaving {root} as it is"
-                )
-            if data.get("schema") != SCHEMA:
-                raise RecordError(
-                    f"{root} holds a trainperf cache of schema {data.get('schema')!r}, this "
-                    f"version reads {SCHEMA}; clear it or use another folder"
-                )
-        elif not create:
-            raise UsageError(f"{root} is not a trainperf cache (no {MARKER}); check the path")
-        elif root.exists() and any(root.iterdir()):
-            raise UsageError(
-                f"{root} is not empty and not a trainperf cache; give an empty or new folder "
-                f"so that nothing of yours is mixed with cache files"
+        if not marker.is_file():
+            if not create:
+                raise UsageError(f"{root} is not a trainperf cache (no {MARKER}); check the path")
+            # Other processes may be creating the same cache this instant (DDP ranks,
+            # DataLoader workers): their marker temporaries do not make the folder foreign.
+            foreign = root.exists() and any(
+                not p.name.startswith(f".{MARKER}.") for p in root.iterdir()
             )
-        else:
-            root.mkdir(parents=True, exist_ok=True)
-            temporary = root / f".{MARKER}.{os.getpid()}"
-            temporary.write_text(json.dumps({"kind": "trainperf.cache", "schema": SCHEMA}))
-            with contextlib.suppress(FileExistsError):
-                os.link(temporary, marker)  # two processes creating it: one wins
-            temporary.unlink(missing_ok=True)
+            if foreign and not marker.is_file():
+                raise UsageError(
+                    f"{root} is not empty and not a trainperf cache; give an empty or new "
+                    f"folder so that nothing of yours is mixed with cache files"
+                )
+            if not marker.is_file():
+                root.mkdir(parents=True, exist_ok=True)
+                temporary = root / f".{MARKER}.{os.getpid()}.{os.urandom(3).hex()}"
+                temporary.write_text(json.dumps({"kind": "trainperf.cache", "schema": SCHEMA}))
+                with contextlib.suppress(FileExistsError):
+                    os.link(temporary, marker)  # several processes creating it: one wins
+                temporary.unlink(missing_ok=True)
+        try:
+            data = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if not isinstance(data, dict) or data.get("kind") != "trainperf.cache":
+            raise RecordError(f"{marker} is not a trainperf cache marker; leaving {root} as it is")
+        if data.get("schema") != SCHEMA:
+            raise RecordError(
+                f"{root} holds a trainperf cache of schema {data.get('schema')!r}, this "
+                f"version reads {SCHEMA}; clear it or use another folder"
+            )
         for folder in ("entries", "content", "claims", "stats"):
             (root / folder).mkdir(exist_ok=True)
         return cls(root)
