@@ -66,6 +66,24 @@ while _time.perf_counter() < _end:  # a module that costs {seconds} s to import
 """
 
 
+def run_ranks(script: Path, ranks: int = 2, timeout: int = 240) -> subprocess.CompletedProcess[str]:
+    """``script`` as ``ranks`` real torch.distributed processes on this machine (torchrun)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={ranks}",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def write_startup_project(base: Path) -> tuple[Path, Path]:
     """A project whose entry point imports "libraries" of known import cost.
 

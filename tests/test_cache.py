@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from _cache_helpers import COUNT_FILE_VARIABLE, Pages, maps
-from _support import run_cli
+from _support import run_cli, run_ranks
 from trainperf.cache import BITS, U8, CachedDataset, Quantized
 from trainperf.cache.dataset import verify_folder
 from trainperf.cache.fingerprint import code_print, content_digest
@@ -415,20 +415,7 @@ RANKS = textwrap.dedent(
 def test_two_ranks_precompute_disjoint_shards(tmp_path, counted) -> None:
     script = tmp_path / "ranks.py"
     script.write_text(RANKS.format(tests=TESTS, cache=str(tmp_path / "c")))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node=2",
-            str(script),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    proc = run_ranks(script, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = sorted(line for line in proc.stdout.splitlines() if line[:1].isdigit())
     assert lines == ["0 10 10", "1 10 10"]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 
 import pytest
 
-from _support import run_cli
+from _support import run_cli, run_ranks
 
 torch = pytest.importorskip("torch")
 
@@ -168,22 +167,7 @@ DDP = textwrap.dedent(
 def test_rank_zero_measures_and_every_rank_gets_its_choice(tmp_path) -> None:
     script = tmp_path / "ddp.py"
     script.write_text(DDP)
-    import subprocess
-
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node=2",
-            str(script),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    proc = run_ranks(script, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert sorted(r["rank"] for r in results) == [0, 1]

@@ -14,6 +14,18 @@ from trainperf.lightning import CalibratedDataModule, PerfMonitor  # noqa: E402
 from trainperf.monitoring.records import read_periods  # noqa: E402
 
 
+def quiet_trainer(**options) -> L.Trainer:
+    """A CPU Trainer that writes nothing: no logger, checkpoints, bar or summary."""
+    return L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **options,
+    )
+
+
 class Tiny(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
@@ -34,16 +46,8 @@ class Tiny(L.LightningModule):
 @pytest.mark.slow
 def test_fit_is_recorded_with_validation_and_metrics(tmp_path) -> None:
     callback = PerfMonitor(out=tmp_path / "run")
-    trainer = L.Trainer(
-        max_epochs=2,
-        callbacks=[callback],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=2,  # validation before the first step: not part of it
-        accelerator="cpu",
-    )
+    # num_sanity_val_steps=2: validation before the first step, which is not part of it
+    trainer = quiet_trainer(max_epochs=2, callbacks=[callback], num_sanity_val_steps=2)
     trainer.fit(
         Tiny(),
         DataLoader(Busy(24, 0.003, width=8), batch_size=4),
@@ -73,16 +77,7 @@ class TinyWithTest(Tiny):
 def test_validation_and_test_over_the_training_dataset_are_not_training(tmp_path) -> None:
     data = Busy(16, 0.001, width=8)  # one dataset object for every loop
     callback = PerfMonitor(out=tmp_path / "run")
-    trainer = L.Trainer(
-        max_epochs=2,
-        callbacks=[callback],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(max_epochs=2, callbacks=[callback], num_sanity_val_steps=0)
     from trainperf import monitor
 
     with monitor(out=tmp_path / "outer") as run:  # the callback joins this run
@@ -101,16 +96,7 @@ def test_validation_and_test_over_the_training_dataset_are_not_training(tmp_path
 def _fit(tmp_path, name: str, *, probe: bool):
     torch.manual_seed(0)
     callback = PerfMonitor(out=tmp_path / name, probe=probe)
-    trainer = L.Trainer(
-        max_epochs=1,
-        callbacks=[callback],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(max_epochs=1, callbacks=[callback], num_sanity_val_steps=0)
     module = Tiny()
     trainer.fit(
         module,
@@ -149,15 +135,7 @@ class Pages(CalibratedDataModule):
 def test_a_calibrated_datamodule_feeds_the_fit(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TRAINPERF_HOME", str(tmp_path))
     data = Pages(batch_size=8, samples=4)
-    trainer = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0)
     trainer.fit(Tiny(), datamodule=data)
     assert data.train_calibration.source == data.val_calibration.source == "measured"
     assert trainer.global_step == 8

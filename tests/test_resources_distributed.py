@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from _support import run_ranks
 from trainperf.resources.distributed import RankLayout, read_rank_layout
 
 
@@ -91,20 +90,7 @@ RANK_SCRIPT = textwrap.dedent(
 def test_two_gloo_ranks_under_torchrun_split_the_budget(tmp_path) -> None:
     script = tmp_path / "ranks.py"
     script.write_text(RANK_SCRIPT)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node=2",
-            str(script),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    proc = run_ranks(script, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
     ranks = sorted(json.loads(line.removeprefix("RESULT ")), key=lambda r: r["rank"])
