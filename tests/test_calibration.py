@@ -119,6 +119,17 @@ def test_results_are_stored_and_reused_until_they_expire(tmp_path, two_cpus, cap
     assert calibrate(data, batch_size=32, home=tmp_path, limits=two_cpus).source == "measured"
     expired = calibrate(data, batch_size=64, home=tmp_path, limits=two_cpus, ttl_s=0)
     assert expired.source == "measured"
+    # Every measurement, not reuse, is a row in the history: a trend per dataset.
+    from trainperf.monitoring.history import indexed_calibrations
+
+    rows = indexed_calibrations(tmp_path / "history.sqlite")
+    assert [(r.batch_size, r.mode) for r in rows] == [
+        (64, "loader"),
+        (32, "loader"),
+        (64, "loader"),
+    ]
+    assert rows[0].key == rows[2].key != rows[1].key
+    assert json.loads(rows[2].chosen) == expired.chosen.to_json()
 
 
 def test_a_pipeline_that_got_slower_is_searched_again(tmp_path, two_cpus) -> None:

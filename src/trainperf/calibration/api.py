@@ -368,7 +368,29 @@ def _calibrate_here(
         entry = dict(calibration.to_json())
         entry["ttl_s"] = ttl_s
         store.put(key, {"created_at": calibration.created_at, "ttl_s": ttl_s, "result": entry})
+        _index(store, key, calibration, batch_size, digest)
     return calibration
+
+
+def _index(
+    store: CalibrationStore, key: str, calibration: Calibration, batch_size: int, dataset: str
+) -> None:
+    """A row in ``history.sqlite`` beside the store, for trends across calibrations."""
+    from trainperf.monitoring.history import IndexedCalibration, index_calibration
+
+    index_calibration(
+        store.path.parent / "history.sqlite",
+        IndexedCalibration(
+            key=key,
+            created_at=calibration.created_at,
+            fingerprint=key.split("/", 1)[0],
+            dataset=dataset,
+            batch_size=batch_size,
+            mode=calibration.mode,
+            chosen=json.dumps(calibration.chosen.to_json()),
+            samples_per_s=calibration.samples_per_s,
+        ),
+    )
 
 
 def _stored(store: CalibrationStore, key: str, ttl_s: float) -> Calibration | None:
@@ -539,7 +561,3 @@ def _empty_cuda_cache() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def result_json(calibration: Calibration) -> str:
-    return json.dumps(calibration.to_json())
