@@ -84,7 +84,7 @@ def _add_callback(kwargs: dict[str, object]) -> None:
     from trainperf.lightning import PerfMonitor
 
     given = kwargs.get("callbacks")
-    callbacks = [] if given is None else list(given) if isinstance(given, list) else [given]
+    callbacks = [] if given is None else list(given) if isinstance(given, list | tuple) else [given]
     if not any(isinstance(c, PerfMonitor) for c in callbacks):
         kwargs["callbacks"] = [*callbacks, PerfMonitor()]
 
