@@ -25,7 +25,7 @@ import mmap
 import os
 import struct
 import zlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from trainperf.cache.codec import codec_from_json
 from trainperf.errors import RecordError, UsageError
@@ -152,22 +152,26 @@ def write_entry(path: Path, value: object, extra: JsonObject, codecs: Mapping[st
 def read_header(path: Path) -> tuple[JsonObject, int, int, int]:
     """The header, its length, the payload length and the CRC, checking the length."""
     with path.open("rb") as handle:
-        fixed = handle.read(_FIXED.size)
-        if len(fixed) < _FIXED.size:
-            raise CorruptEntry(f"{path.name}: shorter than a header")
-        magic, header_length, payload_length, crc = _FIXED.unpack(fixed)
-        if magic != MAGIC:
-            raise CorruptEntry(f"{path.name}: not a trainperf cache entry")
-        size = os.fstat(handle.fileno()).st_size
-        if size != _FIXED.size + header_length + payload_length:
-            raise CorruptEntry(
-                f"{path.name}: {size} bytes where the header says "
-                f"{_FIXED.size + header_length + payload_length} (torn or truncated)"
-            )
-        try:
-            header = json.loads(handle.read(header_length))
-        except ValueError:
-            raise CorruptEntry(f"{path.name}: unreadable header") from None
+        return _header(handle, path)
+
+
+def _header(handle: BinaryIO, path: Path) -> tuple[JsonObject, int, int, int]:
+    fixed = handle.read(_FIXED.size)
+    if len(fixed) < _FIXED.size:
+        raise CorruptEntry(f"{path.name}: shorter than a header")
+    magic, header_length, payload_length, crc = _FIXED.unpack(fixed)
+    if magic != MAGIC:
+        raise CorruptEntry(f"{path.name}: not a trainperf cache entry")
+    size = os.fstat(handle.fileno()).st_size
+    if size != _FIXED.size + header_length + payload_length:
+        raise CorruptEntry(
+            f"{path.name}: {size} bytes where the header says "
+            f"{_FIXED.size + header_length + payload_length} (torn or truncated)"
+        )
+    try:
+        header = json.loads(handle.read(header_length))
+    except ValueError:
+        raise CorruptEntry(f"{path.name}: unreadable header") from None
     if not isinstance(header, dict):
         raise CorruptEntry(f"{path.name}: unreadable header")
     return header, header_length, payload_length, crc
@@ -177,8 +181,8 @@ def read_entry(path: Path, *, check: bool) -> tuple[JsonObject, Value]:
     """The header and the value; raises :class:`CorruptEntry` rather than return a bad one."""
     import numpy as np
 
-    header, header_length, payload_length, crc = read_header(path)
-    with path.open("rb") as handle:
+    with path.open("rb") as handle:  # one open: the header, then the map of the same file
+        header, header_length, payload_length, crc = _header(handle, path)
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
     start = _FIXED.size + header_length
     if check and zlib.crc32(memoryview(mapped)[_FIXED.size :]) != crc:

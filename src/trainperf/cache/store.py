@@ -203,9 +203,6 @@ class EntryStore:
         pid = data.get("pid")
         return data.get("host") == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
 
-    def claimed(self, key: str) -> bool:
-        return self.claim_path(key).exists() and not self._stale(self.claim_path(key))
-
     def release(self, key: str, token: str) -> None:
         path = self.claim_path(key)
         if self._holder(path) == token:

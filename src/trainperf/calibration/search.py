@@ -234,7 +234,7 @@ def _try_prefetch(
     measure: Callable[[LoaderConfig], Trial],
     worker_rss: int | None,
 ) -> None:
-    measured = [t for t in result.trials if t.status == "measured" and t.samples_per_s]
+    measured = _eligible(result)
     if not measured:
         return
     best = max(measured, key=lambda t: t.samples_per_s or 0.0)

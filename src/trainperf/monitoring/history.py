@@ -12,10 +12,11 @@ cannot be opened or is not trainperf's is reported and left untouched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -87,47 +88,58 @@ def _connect(database: Path) -> sqlite3.Connection | None:
 
 
 def index_run(database: Path, folder: Path, meta: RunMeta, summary: RunSummary) -> None:
+    _insert(
+        database,
+        "runs",
+        (
+            str(folder.resolve()),
+            meta.run_id,
+            meta.started_at,
+            meta.command,
+            meta.rank,
+            str(meta.fingerprint.get("digest")),
+            summary.steps,
+            summary.samples_per_s,
+            summary.step_median_s,
+            summary.primary,
+        ),
+    )
+
+
+def _insert(database: Path, table: str, values: tuple[object, ...]) -> None:
     connection = _connect(database)
     if connection is None:
         return
-    digest = meta.fingerprint.get("digest")
+    marks = ", ".join("?" * len(values))
     with contextlib.closing(connection), contextlib.suppress(sqlite3.Error), connection:
-        connection.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                str(folder.resolve()),
-                meta.run_id,
-                meta.started_at,
-                meta.command,
-                meta.rank,
-                str(digest),
-                summary.steps,
-                summary.samples_per_s,
-                summary.step_median_s,
-                summary.primary,
-            ),
-        )
+        connection.execute(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", values)  # noqa: S608
 
 
 def indexed_runs(database: Path, *, fingerprint: str | None = None) -> list[IndexedRun]:
     """Runs in the index, oldest first; only those of ``fingerprint`` when given."""
+    rows = _select(database, "runs", "fingerprint", fingerprint, order="started_at")
+    return [IndexedRun(*row) for row in rows]
+
+
+def _select(database: Path, table: str, column: str, value: str | None, *, order: str) -> list[Any]:
+    """Rows of ``table`` (only those whose ``column`` is ``value``, when given)."""
     if not database.exists():
         return []
     connection = _connect(database)
     if connection is None:
         return []
-    query = "SELECT * FROM runs"
+    query = f"SELECT * FROM {table}"  # noqa: S608 - table and column are this module's names
     args: tuple[str, ...] = ()
-    if fingerprint is not None:
-        query += " WHERE fingerprint = ?"
-        args = (fingerprint,)
+    if value is not None:
+        query += f" WHERE {column} = ?"
+        args = (value,)
     with contextlib.closing(connection):
         try:
-            rows = connection.execute(query + " ORDER BY started_at", args).fetchall()
+            rows: list[Any] = connection.execute(f"{query} ORDER BY {order}", args).fetchall()
         except sqlite3.Error as exc:
             logger.warning("cannot read %s (%s)", database, exc)
             return []
-    return [IndexedRun(*row) for row in rows]
+    return rows
 
 
 @dataclass(frozen=True)
@@ -143,41 +155,10 @@ class IndexedCalibration:
 
 
 def index_calibration(database: Path, row: IndexedCalibration) -> None:
-    connection = _connect(database)
-    if connection is None:
-        return
-    with contextlib.closing(connection), contextlib.suppress(sqlite3.Error), connection:
-        connection.execute(
-            "INSERT OR REPLACE INTO calibrations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.key,
-                row.created_at,
-                row.fingerprint,
-                row.dataset,
-                row.batch_size,
-                row.mode,
-                row.chosen,
-                row.samples_per_s,
-            ),
-        )
+    _insert(database, "calibrations", dataclasses.astuple(row))
 
 
 def indexed_calibrations(database: Path, *, key: str | None = None) -> list[IndexedCalibration]:
     """Calibrations in the index, oldest first; only those under ``key`` when given."""
-    if not database.exists():
-        return []
-    connection = _connect(database)
-    if connection is None:
-        return []
-    query = "SELECT * FROM calibrations"
-    args: tuple[str, ...] = ()
-    if key is not None:
-        query += " WHERE key = ?"
-        args = (key,)
-    with contextlib.closing(connection):
-        try:
-            rows = connection.execute(query + " ORDER BY created_at", args).fetchall()
-        except sqlite3.Error as exc:
-            logger.warning("cannot read %s (%s)", database, exc)
-            return []
+    rows = _select(database, "calibrations", "key", key, order="created_at")
     return [IndexedCalibration(*row) for row in rows]

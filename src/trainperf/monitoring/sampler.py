@@ -81,35 +81,27 @@ class GpuReader:
 
 def nvml_reader() -> GpuReader | None:
     """A reader for this process's GPU, or ``None`` without a driver or NVML."""
-    import importlib.util
     from pathlib import Path
 
     if not Path("/proc/driver/nvidia").is_dir() and not Path("/dev/nvidiactl").exists():
         return None
-    if importlib.util.find_spec("pynvml") is None:
+    from trainperf.resources.gpu import filter_visible, nvml_gpus
+
+    gpus = nvml_gpus(lambda _: None)
+    if gpus is None:
+        return None
+    visible = filter_visible(gpus, os.environ.get("CUDA_VISIBLE_DEVICES"), lambda _: None)
+    local = os.environ.get("LOCAL_RANK", "0")
+    position = int(local) if local.isdecimal() else 0
+    if position >= len(visible) or visible[position].uuid is None:
         return None
     import pynvml
-
-    from trainperf.resources.gpu import GpuInfo, filter_visible
 
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError:
         return None
     try:
-        gpus = []
-        for index in range(int(pynvml.nvmlDeviceGetCount())):
-            uuid = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(index))
-            uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
-            gpus.append(GpuInfo(index=index, name="", memory_total_bytes=0, uuid=uuid))
-        visible = filter_visible(
-            tuple(gpus), os.environ.get("CUDA_VISIBLE_DEVICES"), lambda _: None
-        )
-        local = os.environ.get("LOCAL_RANK", "0")
-        position = int(local) if local.isdecimal() else 0
-        if position >= len(visible) or visible[position].uuid is None:
-            pynvml.nvmlShutdown()
-            return None
         return GpuReader(pynvml.nvmlDeviceGetHandleByUUID(visible[position].uuid))
     except pynvml.NVMLError:
         pynvml.nvmlShutdown()

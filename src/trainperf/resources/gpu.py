@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
 
-__all__ = ["GpuInfo", "detect_gpus", "filter_visible"]
+__all__ = ["GpuInfo", "detect_gpus", "filter_visible", "nvml_gpus"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +57,7 @@ def detect_gpus(
     nvidia = os.path.isdir(root / "proc/driver/nvidia") or os.path.exists(root / "dev/nvidiactl")
     visible = environ.get("CUDA_VISIBLE_DEVICES")
     if nvidia and not (visible and "MIG-" in visible):
-        gpus = _from_nvml(warn)
+        gpus = nvml_gpus(warn)
         if gpus is not None:
             return filter_visible(gpus, visible, warn)
     driver = nvidia or os.path.exists(root / "dev/kfd")
@@ -91,7 +91,7 @@ def filter_visible(
     )
 
 
-def _from_nvml(warn: Callable[[str], None]) -> tuple[GpuInfo, ...] | None:
+def nvml_gpus(warn: Callable[[str], None]) -> tuple[GpuInfo, ...] | None:
     """All GPUs on the host, or ``None`` when NVML is missing or has no driver."""
     if importlib.util.find_spec("pynvml") is None:
         return None
