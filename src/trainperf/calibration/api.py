@@ -27,6 +27,7 @@ rank's share of the node, rank 0 measures, and the others wait for its result.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -326,17 +327,11 @@ def _calibrate_here(
     )
     winner = result.winner
     if winner is None:
-        calibration = _default(limits, batch_size, described, clock() - began)
-        reason = "every candidate failed; the static choice of detect_resources stands"
-        calibration = Calibration(
-            calibration.chosen,
-            None,
-            calibration.elapsed_s,
-            tuple(result.trials),
-            "default",
-            reason,
-            run_mode,
-            dataset=described,
+        calibration = dataclasses.replace(
+            _default(limits, batch_size, described, clock() - began),
+            candidates=tuple(result.trials),
+            reason="every candidate failed; the static choice of detect_resources stands",
+            mode=run_mode,
         )
     else:
         chosen = winner.config
@@ -425,23 +420,30 @@ def _recheck(
     train_step: Callable[[object], object] | None,
     clock: Callable[[], float],
 ) -> Calibration | None:
-    """The stored choice if it still runs at its stored speed, else ``None``."""
+    """The stored choice if it still runs at its stored speed, else ``None``. A drop is
+    confirmed by a second measurement before it counts: one slow pass is noise as often
+    as not, and a new search costs far more than a second look."""
     quick = TrialPlan(batches=plan.batches, chunk=plan.batches, timeout_s=plan.timeout_s)
-    trial = run_trial(
-        dataset,
-        stored.chosen.replace(persistent_workers=False),
-        quick,
-        start=0,
-        collate_fn=collate_fn,
-        step=train_step,
-        judge=lambda rate, batches: None,
-        clock=clock,
-    )
     was = stored.samples_per_s
-    now = trial.samples_per_s if trial.status == "measured" else None
-    if was is None or (now is not None and now >= (1 - RECHECK_DROP) * was):
-        log_kv(logger, "calibration_reused", {"samples_per_s": now, "stored_samples_per_s": was})
-        return stored
+    now = None
+    for _ in range(2):
+        trial = run_trial(
+            dataset,
+            stored.chosen.replace(persistent_workers=False),
+            quick,
+            start=0,
+            collate_fn=collate_fn,
+            step=train_step,
+            judge=lambda rate, batches: None,
+            clock=clock,
+        )
+        if trial.status == "measured" and trial.samples_per_s is not None:
+            now = max(now or 0.0, trial.samples_per_s)
+        if was is None or (now is not None and now >= (1 - RECHECK_DROP) * was):
+            log_kv(
+                logger, "calibration_reused", {"samples_per_s": now, "stored_samples_per_s": was}
+            )
+            return stored
     logger.info(
         "calibration_stale stored_samples_per_s=%s samples_per_s=%s: searching again", was, now
     )
