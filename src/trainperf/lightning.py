@@ -26,6 +26,7 @@ instead of starting one; that run's summary is written when it ends.
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import logging
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ from trainperf.monitoring.session import Run, active_run, monitor
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from trainperf.calibration.api import Calibration
@@ -57,6 +58,7 @@ class PerfMonitor(L.Callback):
         self.run: Run | None = None
         self._owned = False  # started by this callback, so finished by it
         self._batches: collections.deque[Any] = collections.deque(maxlen=PROBE_BATCHES)
+        self._bounded: Callable[[], None] | None = None  # the run's own stop, while fitting
 
     @property
     def summary(self) -> RunSummary | None:
@@ -70,6 +72,9 @@ class PerfMonitor(L.Callback):
         joined = active_run()
         if joined is not None:
             self.run, self._owned = joined, False
+            # A bounded run (trainperf doctor): the fit stops itself at the limit,
+            # through should_stop, and is proved at the end of training.
+            self._bounded, joined.on_limit = joined.on_limit, None
             return
         run = monitor(out=self.out)
         run.__enter__()  # may refuse the folder: then there is no run to finish
@@ -81,18 +86,48 @@ class PerfMonitor(L.Callback):
         if self.probe:
             self._batches.append(batch)  # already on the module's device
 
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self._bounded is not None and self.run is not None and self.run.limit_reached:
+            trainer.should_stop = True
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         batches, self._batches = list(self._batches), collections.deque(maxlen=PROBE_BATCHES)
         run = self.run
-        if run is None or not batches or summarize(run.periods).primary != "input-bound":
+        if run is None:
             return
-        if not pl_module.automatic_optimization or len(trainer.optimizers) != 1:
-            _log.info("trainperf probe skipped: manual optimisation or several optimizers")
+        steppable = pl_module.automatic_optimization and len(trainer.optimizers) == 1
+        if batches and summarize(run.periods).primary == "input-bound":
+            if not steppable:
+                _log.info("trainperf probe skipped: manual optimisation or several optimizers")
+            else:
+                try:
+                    _replay(run, pl_module, trainer.optimizers[0], batches)
+                except Exception as exc:  # a probe must never break the fit it watches
+                    _log.warning("trainperf probe skipped: %s", exc)
+        if self._bounded is not None:
+            self._prove(run, trainer, pl_module if steppable else None)
+
+    def _prove(self, run: Run, trainer: L.Trainer, module: L.LightningModule | None) -> None:
+        """``trainperf doctor``: its proofs, end to end through this module's step."""
+        from trainperf.doctor.child import prove
+
+        if module is None:
+            prove(run)
             return
-        try:
-            _replay(run, pl_module, trainer.optimizers[0], batches)
-        except Exception as exc:  # a probe must never break the fit it watches
-            _log.warning("trainperf probe skipped: %s", exc)
+        optimizer = trainer.optimizers[0]
+
+        def to_device(batch: object) -> object:
+            return trainer.strategy.batch_to_device(batch)
+
+        with _restored(module, optimizer):
+            prove(run, train_step=_training_step(module, optimizer, to_device))
 
     def _current(self) -> Run | None:
         # trainer.validate()/test() without fit: the process's run, if one is recording.
@@ -125,6 +160,8 @@ class PerfMonitor(L.Callback):
         pl_module.log_dict(metrics, logger=trainer.logger is not None, prog_bar=False)
 
     def _finish(self) -> None:
+        if self.run is not None and self._bounded is not None:
+            self.run.on_limit, self._bounded = self._bounded, None
         if self.run is not None and self._owned and self.run.summary is None:
             self.run.__exit__(None, None, None)
 
@@ -141,13 +178,25 @@ def _replay(
     run: Run, module: L.LightningModule, optimizer: torch.optim.Optimizer, batches: list[Any]
 ) -> None:
     """Replay cached batches through the real step; leave the module as it was."""
-    weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    optimizer_state = copy.deepcopy(optimizer.state_dict())
-    cpu_rng = torch.get_rng_state()
     cuda = module.device.type == "cuda"
-    cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
+    with _restored(module, optimizer):
+        run.replay(
+            _training_step(module, optimizer),
+            batches,
+            sync=torch.cuda.synchronize if cuda else None,
+        )
+
+
+def _training_step(
+    module: L.LightningModule,
+    optimizer: torch.optim.Optimizer,
+    to_device: Callable[[object], object] | None = None,
+) -> Callable[[object], None]:
+    """The module's training step, backward and optimizer step, as one call per batch."""
 
     def step(batch: object) -> None:
+        if to_device is not None:
+            batch = to_device(batch)
         with torch.enable_grad():
             out = module.training_step(batch, 0)
         loss = out["loss"] if isinstance(out, dict) else out
@@ -156,9 +205,21 @@ def _replay(
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return step
+
+
+@contextlib.contextmanager
+def _restored(module: L.LightningModule, optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Steps taken inside leave no trace: weights, optimizer and random state come back,
+    and the module's ``log`` calls go nowhere meanwhile."""
+    weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    optimizer_state = copy.deepcopy(optimizer.state_dict())
+    cpu_rng = torch.get_rng_state()
+    cuda = module.device.type == "cuda"
+    cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
     module.log = module.log_dict = _silent  # type: ignore[method-assign]
     try:
-        run.replay(step, batches, sync=torch.cuda.synchronize if cuda else None)
+        yield
     finally:
         del module.log, module.log_dict  # the class's own methods again
         module.load_state_dict(weights)

@@ -45,6 +45,11 @@ class Command:
 # (name, module, summary). Only commands that work are listed, in --help order.
 _COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
+        "doctor",
+        "trainperf.cli.doctor",
+        "diagnose a training command end to end, prove the advice, write one report",
+    ),
+    (
         "imports",
         "trainperf.cli.imports",
         "what importing an entry point costs, blamed on your own import lines",

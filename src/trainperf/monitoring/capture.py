@@ -37,6 +37,8 @@ from trainperf.monitoring.records import Period
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from trainperf.monitoring.hooks import LoaderSeen
+
 __all__ = ["DEVICE_LAG", "TENTATIVE_LIMIT", "DeviceTimer", "StepRecorder"]
 
 # More backward() calls than this without an optimizer step: not gradient accumulation.
@@ -86,6 +88,12 @@ class StepRecorder:
     suspended: bool = False
     # Peak device memory (allocated, reserved) per epoch, filled in by the hooks.
     device_memory: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # The loaders seen, by dataset (the ids ``fetched`` gets), when someone will use them
+    # afterwards (``trainperf doctor`` proves its advice on them); None keeps no reference.
+    loaders: dict[int, LoaderSeen] | None = None
+    # Called (once set) by the hooks before the next DataLoader fetch, outside the
+    # recorder's own bookkeeping: where a bounded run stops.
+    at_fetch: Callable[[], None] | None = None
     armed: float = field(default=0.0)
     train_loader: int | None = None
     epoch: int = 0

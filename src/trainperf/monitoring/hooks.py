@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from trainperf.monitoring.capture import StepRecorder
 
-__all__ = ["CudaTimer", "batch_size", "instrument"]
+__all__ = ["CudaTimer", "LoaderSeen", "batch_size", "instrument"]
 
 # How deep to look into nested batches (dicts of lists of tensors...) for a size.
 _MAX_DEPTH = 4
@@ -51,6 +52,33 @@ def batch_size(batch: object, depth: int = 0) -> int | None:
         if found is not None:
             return found
     return None
+
+
+@dataclass(frozen=True)
+class LoaderSeen:
+    """What a DataLoader iterator tells of its loader: enough to build it again."""
+
+    dataset: object
+    collate_fn: Callable[..., object] | None
+    batch_size: int | None  # None: batching off (batch_size=None) or a custom sampler
+    drop_last: bool
+    num_workers: int
+    prefetch_factor: int | None
+    pin_memory: bool
+
+    @classmethod
+    def of(cls, iterator: Any) -> LoaderSeen:
+        sampler = getattr(iterator, "_index_sampler", None)
+        size = getattr(sampler, "batch_size", None)
+        return cls(
+            dataset=iterator._dataset,
+            collate_fn=getattr(iterator, "_collate_fn", None),
+            batch_size=size if getattr(iterator, "_auto_collation", False) else None,
+            drop_last=bool(getattr(sampler, "drop_last", False)),
+            num_workers=int(getattr(iterator, "_num_workers", 0)),
+            prefetch_factor=getattr(iterator, "_prefetch_factor", None),
+            pin_memory=bool(getattr(iterator, "_pin_memory", False)),
+        )
 
 
 class CudaTimer:
@@ -101,6 +129,8 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
         if number is None:
             number = next(serials)
             iterator._trainperf_serial = number  # type: ignore[attr-defined]
+            if recorder.loaders is not None:
+                recorder.loaders.setdefault(id(iterator._dataset), LoaderSeen.of(iterator))
         return number
 
     original_backward = torch.Tensor.backward
@@ -117,6 +147,8 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
     def timed_next(self: _BaseDataLoaderIter) -> Any:
         if recorder.suspended:
             return original_next(self)
+        if recorder.at_fetch is not None:
+            recorder.at_fetch()
         started = clock()
         try:
             batch = original_next(self)

@@ -19,26 +19,29 @@ if TYPE_CHECKING:
     from trainperf.monitoring.records import Period
     from trainperf.monitoring.sampler import Sample
 
-__all__ = ["render_run_html"]
+__all__ = ["STYLE", "bars", "render_run_html", "run_sections"]
 
 W, H, PAD = 640, 180, 36
-_STYLE = """
+STYLE = """
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}
-h1{font-size:20px} h2{font-size:16px;margin-top:28px}
+h1{font-size:20px} h2{font-size:17px;margin-top:32px} h3{font-size:15px;margin-top:22px}
 svg{background:#fafafa;border:1px solid #ddd} .axis{font-size:10px;fill:#555}
 table{border-collapse:collapse} td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #eee}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
 """
 
 
-def _frame(body: str, *, y_max: float, x_label: str, y_label: str) -> str:
+def _frame(body: str, *, y_max: float, x_label: str, y_label: str, height: int = H) -> str:
     axis = (
-        f'<text class="axis" x="{PAD}" y="{H - 8}">{html.escape(x_label)}</text>'
+        f'<text class="axis" x="{PAD}" y="{height - 8}">{html.escape(x_label)}</text>'
         f'<text class="axis" x="4" y="14">{html.escape(y_label)} (max {y_max:.3g})</text>'
-        f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 8}" y2="{H - PAD}" stroke="#999"/>'
-        f'<line x1="{PAD}" y1="20" x2="{PAD}" y2="{H - PAD}" stroke="#999"/>'
+        f'<line x1="{PAD}" y1="{height - PAD}" x2="{W - 8}" y2="{height - PAD}" stroke="#999"/>'
+        f'<line x1="{PAD}" y1="20" x2="{PAD}" y2="{height - PAD}" stroke="#999"/>'
     )
-    return f'<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img">{axis}{body}</svg>'
+    return (
+        f'<svg width="{W}" height="{height}" viewBox="0 0 {W} {height}" role="img">'
+        f"{axis}{body}</svg>"
+    )
 
 
 def _xy(i: float, n: float, v: float, top: float) -> tuple[float, float]:
@@ -103,7 +106,8 @@ def _line(points: Sequence[tuple[float, float]], x_label: str, y_label: str, col
     return _frame(body, y_max=top, x_label=x_label, y_label=y_label)
 
 
-def _bars(rows: Sequence[tuple[str, float, str]]) -> str:
+def bars(rows: Sequence[tuple[str, float, str]], *, unit: str = "s", label: str = "seconds") -> str:
+    """Horizontal bars, one row each: (name, value, colour), labelled with ``unit``."""
     top = max((v for _, v, _ in rows), default=0.0) or 1e-9
     body = ""
     for i, (name, value, colour) in enumerate(rows):
@@ -111,14 +115,27 @@ def _bars(rows: Sequence[tuple[str, float, str]]) -> str:
         body += (
             f'<rect x="{PAD}" y="{30 + 40 * i}" width="{width:.1f}" height="28" '
             f'fill="{colour}"/><text class="axis" x="{PAD + 4}" y="{48 + 40 * i}">'
-            f"{html.escape(name)} {value:.2f} s</text>"
+            f"{html.escape(name)} {value:,.2f} {html.escape(unit)}</text>"
         )
-    return _frame(body, y_max=top, x_label="seconds", y_label="time")
+    height = max(H, 40 * len(rows) + 50)
+    return _frame(body, y_max=top, x_label=label, y_label=unit, height=height)
 
 
 def render_run_html(
     title: str, summary: RunSummary, periods: Sequence[Period], samples: Sequence[Sample]
 ) -> str:
+    e = html.escape
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>trainperf run: {e(title)}</title>
+<style>{STYLE}</style></head><body>
+<h1>{e(title)}</h1>
+{run_sections(summary, periods, samples)}
+</body></html>
+"""
+
+
+def run_sections(summary: RunSummary, periods: Sequence[Period], samples: Sequence[Sample]) -> str:
+    """The run's verdict, findings and plots, as HTML to put in a page."""
     e = html.escape
     train = [p for p in periods if p.kind == "train"]
     window = max(1, len(train) // 50)
@@ -138,32 +155,27 @@ def render_run_html(
     shares = "".join(f"<tr><td>{e(k)}</td><td>{v:.1%}</td></tr>" for k, v in summary.shares.items())
     median = f"{summary.step_median_s * 1e3:.2f} ms" if summary.step_median_s else "n/a"
     rate_text = f"{summary.samples_per_s:,.1f}" if summary.samples_per_s else "n/a"
-    split = _bars(
+    split = bars(
         (("training", summary.train_s, "#8fb8de"), ("validation", summary.val_s, "#b5d99c"))
     )
     waits = [p.data_wait_s * 1e3 for p in train if not p.first_of_epoch]
     gpu = [(s.t_s, s.gpu_util_percent) for s in samples if s.gpu_util_percent is not None]
     gpu_section = (
-        f"<h2>GPU utilisation (NVML)</h2>{_line(gpu, 'seconds', '%', '#c44e52')}" if gpu else ""
+        f"<h3>GPU utilisation (NVML)</h3>{_line(gpu, 'seconds', '%', '#c44e52')}" if gpu else ""
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>trainperf run: {e(title)}</title>
-<style>{_STYLE}</style></head><body>
-<h1>{e(title)}</h1>
-<p><b>Verdict: {e(summary.primary)}</b> &mdash; {summary.steps} training steps
+    return f"""<p><b>Verdict: {e(summary.primary)}</b> &mdash; {summary.steps} training steps
 {f"on {summary.ranks} ranks " if summary.ranks > 1 else ""}(median {median}),
 {rate_text} samples/s.</p>
-<h2>Findings</h2>
+<h3>Findings</h3>
 <table><tr><th>finding</th><th>evidence</th><th>fix</th><th>gain</th></tr>{findings}</table>
-<h2>Where the time goes</h2><table>{shares}</table>
-<h2>Step-time composition</h2>{_stacked_steps(train)}
-<h2>Data wait per step</h2>{_histogram(waits, "data wait")}
+<h3>Where the time goes</h3><table>{shares}</table>
+<h3>Step-time composition</h3>{_stacked_steps(train)}
+<h3>Data wait per step</h3>{_histogram(waits, "data wait")}
 <p>Median data wait {statistics.median(waits) if waits else 0:.3f} ms.</p>
-<h2>Throughput</h2>{_line(rate, "seconds", "samples/s", "#4c72b0")}
-<h2>Memory (process and DataLoader workers)</h2>{_line(memory, "seconds", "MiB", "#8172b2")}
-<h2>Peak memory per epoch</h2>{_epoch_memory(summary)}{gpu_section}
-<h2>Training and validation</h2>{split}
-</body></html>
+<h3>Throughput</h3>{_line(rate, "seconds", "samples/s", "#4c72b0")}
+<h3>Memory (process and DataLoader workers)</h3>{_line(memory, "seconds", "MiB", "#8172b2")}
+<h3>Peak memory per epoch</h3>{_epoch_memory(summary)}{gpu_section}
+<h3>Training and validation</h3>{split}
 """
 
 

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from trainperf.errors import UsageError
-from trainperf.monitoring.analyze import RunSummary, summarize
+from trainperf.monitoring.analyze import MIN_STEPS, RunSummary, summarize
 from trainperf.monitoring.capture import StepRecorder
 from trainperf.monitoring.probe import PROBE_FILE, Replay, replay
 from trainperf.monitoring.records import DEVICE_MEMORY, Period, RunMeta, write_device_memory
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
     from pathlib import Path
     from types import TracebackType
+
+    from trainperf.monitoring.hooks import LoaderSeen
 
 __all__ = ["FLUSH_EVERY_S", "Run", "active_run", "monitor"]
 
@@ -67,6 +69,15 @@ class Run:
         self._meta: RunMeta | None = None
         self._hooks: AbstractContextManager[None] | None = None
         self.replayed: Replay | None = None
+        # A bounded run (``trainperf doctor``): after ``stop_steps`` training steps or
+        # ``stop_after_s`` seconds (and at least MIN_STEPS steps), ``limit_reached``;
+        # ``on_limit`` then runs at the next DataLoader fetch, outside the recorder.
+        self.stop_steps: int | None = None
+        self.stop_after_s: float | None = None
+        self.on_limit: Callable[[], None] | None = None
+        self.limit_reached = False
+        self.keep_loaders = False  # keep the loaders seen (``loaders``) for later use
+        self._train_steps = 0
 
     @classmethod
     def injected(cls, folder: str) -> Run:
@@ -81,6 +92,17 @@ class Run:
     def periods(self) -> list[Period]:
         """The steps and validation periods recorded so far."""
         return list(self._periods)
+
+    @property
+    def loaders(self) -> dict[int, LoaderSeen]:
+        """The DataLoaders seen, by dataset id, when ``keep_loaders`` was set."""
+        found = None if self._recorder is None else self._recorder.loaders
+        return dict(found or {})
+
+    @property
+    def train_loader(self) -> int | None:
+        """The dataset id of the loader whose batches fed the optimizer steps."""
+        return None if self._recorder is None else self._recorder.train_loader
 
     def step(self) -> None:
         """Mark the end of a training step yourself (loops the hooks cannot see)."""
@@ -124,8 +146,27 @@ class Run:
         self._periods.append(period)
         self._pending.append(period)
         now = self.clock()
+        if period.kind == "train":
+            self._train_steps += 1
+            if not self.limit_reached and self._over_limit(now):
+                self.limit_reached = True
+                if self.on_limit is not None and self._recorder is not None:
+                    self._recorder.at_fetch = self._fire_limit
         if now - self._last_flush >= FLUSH_EVERY_S:
             self._flush(now)
+
+    def _over_limit(self, now: float) -> bool:
+        if self.stop_steps is not None and self._train_steps >= self.stop_steps:
+            return True
+        if self.stop_after_s is None or self._recorder is None:
+            return False
+        return self._train_steps >= MIN_STEPS and now - self._recorder.origin >= self.stop_after_s
+
+    def _fire_limit(self) -> None:
+        if self._recorder is not None:
+            self._recorder.at_fetch = None
+        if self.on_limit is not None:
+            self.on_limit()
 
     def _flush(self, now: float) -> None:
         if self._file is not None and self._pending:
@@ -170,6 +211,8 @@ class Run:
         self._meta = meta
         self._file = (self.path / "steps.jsonl").open("a", encoding="utf-8")
         self._recorder = StepRecorder(clock=self.clock, emit=self._emit)
+        if self.keep_loaders:
+            self._recorder.loaders = {}
         if self._origin is not None:
             self._recorder.origin = self._origin
         self._last_flush = self.clock()

@@ -78,7 +78,27 @@ def resolve_target(target: str | None, code: str | None, *, cwd: Path | None = N
         raise UsageError(
             f"{target!r} is neither a script path nor a module name such as 'pkg.module'"
         )
-    return Target("module", target, str(here), project_root(here))
+    return Target("module", target, str(here), _module_root(target, here))
+
+
+def _module_root(name: str, here: Path) -> Path:
+    """The project a module belongs to: the working folder's, or, for a module from
+    elsewhere (an installed package's example, a sibling checkout), the project
+    around its file, so that its own import lines are the ones blamed."""
+    import importlib.util
+
+    top = name.split(".")[0]
+    root = project_root(here)
+    if (here / top).is_dir() or (here / f"{top}.py").is_file():
+        return root
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return root
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return root
+    origin = Path(spec.origin).resolve()
+    return root if origin.is_relative_to(root) else project_root(origin.parent)
 
 
 def excluded_folders() -> list[str]:

@@ -39,6 +39,9 @@ class DataConfig:
     # process and run, in cache_dir (default: <TRAINPERF_HOME>/cache/ocr-maps).
     cache: bool = False
     cache_dir: str = ""
+    # Loader settings from a stored calibration (trainperf calibrate, trainperf doctor
+    # --apply) instead of num_workers; the static choice of detect_resources() if none.
+    calibrated: bool = False
     seed: int = 0
 
 

@@ -210,13 +210,22 @@ class OCRDataModule(L.LightningDataModule):
         )
 
     def _loader(self, dataset: PageDataset, *, shuffle: bool) -> DataLoader[PageSample]:
+        collate = _Collate(self.config.fast_maps)
+        if self.config.calibrated:
+            import trainperf
+
+            found = trainperf.calibrate(
+                dataset, batch_size=self.config.batch_size, collate_fn=collate, calibrate=False
+            )
+            loader = found.loader(dataset, shuffle=shuffle, drop_last=shuffle, collate_fn=collate)
+            return loader  # type: ignore[return-value]  # a DataLoader of this dataset's samples
         workers = self.config.num_workers
         return DataLoader(
             dataset,
             batch_size=self.config.batch_size,
             shuffle=shuffle,
             num_workers=workers,
-            collate_fn=_Collate(self.config.fast_maps),
+            collate_fn=collate,
             persistent_workers=workers > 0,
             pin_memory=self._on_gpu(),
             drop_last=shuffle,

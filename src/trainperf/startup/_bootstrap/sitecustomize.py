@@ -93,11 +93,16 @@ def _on_torch_optim(module: ModuleType) -> None:
     if os.environ.get("TRAINPERF_MARKERS"):
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
-        def first_step(*_: object) -> None:
-            _mark("first_step")
-            handle.remove()
+        marked = []
 
-        handle = register_optimizer_step_post_hook(first_step)
+        def first_step(*_: object) -> None:
+            # Stays registered: removing a hook while torch iterates over the hooks
+            # breaks that iteration when another hook (the monitor's) follows.
+            if not marked:
+                marked.append(True)
+                _mark("first_step")
+
+        register_optimizer_step_post_hook(first_step)
     if _RUN is not None and os.getpid() == _OWNER:
         _guarded(_RUN.__enter__)
 
@@ -131,6 +136,10 @@ if os.environ.get("TRAINPERF_RUN_DIR") and not _CHILD:
 
     _RUN = Run.injected(os.environ["TRAINPERF_RUN_DIR"])
     os.register_at_fork(after_in_child=_disarm_in_child)
+    if os.environ.get("TRAINPERF_DOCTOR"):
+        from trainperf.doctor.child import arm
+
+        arm(_RUN)
 
 
 def _chain_site_customization() -> None:
@@ -152,6 +161,10 @@ def _shutting_down() -> None:
         _mark("exit_start")
     run = _RUN
     if run is not None and run.entered and os.getpid() == _OWNER:
+        if os.environ.get("TRAINPERF_DOCTOR"):
+            from trainperf.doctor.child import prove
+
+            _guarded(lambda: prove(run))  # a plain loop that ended before its limit
         _guarded(lambda: run.__exit__(None, None, None))
 
 

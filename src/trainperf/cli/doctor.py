@@ -1,0 +1,109 @@
+"""``trainperf doctor [-- CMD ...]``: diagnose a training command, prove the advice, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainperf.cli import EXIT_FINDING, EXIT_OK, Command
+from trainperf.cli._progress import Status
+from trainperf.errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--steps", type=int, metavar="N", help="stop the command after N training steps"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop the command this long after it started (default 120)",
+    )
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="store the calibration it measures, for calibrated_loader and data.calibrated=true",
+    )
+    parser.add_argument("--html", metavar="FILE", help="also write the report page here")
+    parser.add_argument(
+        "--no-startup", action="store_true", help="skip the import profile of the entry point"
+    )
+    parser.add_argument(
+        "cmd", nargs="*", help="-- then the training command (default: the bundled OCR example)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainperf.doctor.diagnose import DEFAULT_BUDGET_S, diagnose
+
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    html_to = Path(args.html) if args.html else None
+    if html_to is not None and html_to.is_dir():
+        raise UsageError(f"--html {html_to} is a folder; give a file name such as report.html")
+    status = Status()
+    try:
+        report = diagnose(
+            command or None,
+            steps=args.steps,
+            budget_s=DEFAULT_BUDGET_S if args.budget is None else args.budget,
+            apply=args.apply,
+            profile_startup=not args.no_startup,
+            progress=status,
+        )
+        status("writing the report")
+        page = _write_page(report)
+    finally:
+        status.done()
+    if html_to is not None and page is not None:
+        try:
+            shutil.copyfile(page, html_to)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write {html_to}: {exc.strerror or exc}; give a writable path"
+            ) from None
+    shown = str(html_to or page) if page is not None else None
+    if args.json:
+        data = report.to_json()
+        data["html"] = shown
+        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+    else:
+        from trainperf.doctor.render import render_text
+
+        print(render_text(report, html_path=shown))
+    return EXIT_FINDING if report.failed else EXIT_OK
+
+
+def _write_page(report: object) -> Path | None:
+    from trainperf.doctor.html import render_doctor_html
+    from trainperf.doctor.report import DoctorReport
+    from trainperf.monitoring.analyze import summarize_folder
+    from trainperf.monitoring.records import is_run, rank_folders, read_periods
+    from trainperf.monitoring.sampler import read_samples
+
+    assert isinstance(report, DoctorReport)
+    folder = Path(report.run)
+    if not folder.is_dir():
+        return None
+    summary, periods, samples = None, [], []
+    if is_run(folder):
+        summary, _ = summarize_folder(folder)
+        first = rank_folders(folder)[0]
+        periods = read_periods(first / "steps.jsonl")
+        if (first / "samples.jsonl").is_file():
+            samples = read_samples(first / "samples.jsonl")
+    page = folder / "doctor.html"
+    page.write_text(
+        render_doctor_html(report, summary=summary, periods=periods, samples=samples), "utf-8"
+    )
+    return page
+
+
+COMMAND = Command(configure, run)

@@ -1,0 +1,412 @@
+"""The part of ``trainperf doctor`` that runs inside the diagnosed command.
+
+Loaded by the start-up bootstrap when ``TRAINPERF_DOCTOR`` is set. It bounds the
+run (``TRAINPERF_DOCTOR_STEPS`` training steps or ``TRAINPERF_DOCTOR_BUDGET_S``
+seconds from the process start) and, before the command ends, proves the advice
+on the objects only this process holds: the DataLoaders its hooks saw.
+
+* **input-bound** training: the training loader is calibrated (end to end through
+  the real training step where the Lightning callback can give one, else the loader
+  alone), and the gain over the loader's own settings is measured side by side;
+* **input-bound** training or **validation** spending its time in the loader: a few
+  batches are built twice (is the work deterministic?), profiled (which functions
+  take the time?) and written to a scratch trainperf cache, whose reads are timed:
+  the cached-against-uncached ratio is measured, not assumed.
+
+A Lightning fit stops through ``trainer.should_stop`` (the callback polls
+:attr:`Run.limit_reached`) and is proved at ``on_train_end``; a plain loop is proved
+at its limit and then ended (``os._exit(0)``: its own loop cannot be stopped
+politely), or at exit when it ends first. Results go to ``proofs.json`` in the
+run folder; a proof that fails records its error instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trainperf.monitoring.analyze import INPUT_SHARE, summarize
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from trainperf._json import Json, JsonObject
+    from trainperf.monitoring.hooks import LoaderSeen
+    from trainperf.monitoring.records import Period
+    from trainperf.monitoring.session import Run
+
+__all__ = [
+    "APPLY_VARIABLE",
+    "BUDGET_VARIABLE",
+    "CACHE_BATCHES",
+    "DOCTOR_VARIABLE",
+    "PROOFS_FILE",
+    "STEPS_VARIABLE",
+    "VALIDATION_SHARE",
+    "arm",
+    "cache_proof",
+    "prove",
+]
+
+DOCTOR_VARIABLE = "TRAINPERF_DOCTOR"
+STEPS_VARIABLE = "TRAINPERF_DOCTOR_STEPS"
+BUDGET_VARIABLE = "TRAINPERF_DOCTOR_BUDGET_S"
+APPLY_VARIABLE = "TRAINPERF_DOCTOR_APPLY"
+PROOFS_FILE = "proofs.json"
+PROOFS_SCHEMA = "trainperf.doctor.proofs/1"
+CACHE_BATCHES = 4  # batches built, profiled and cached per loader
+HOT_SHARE = 0.15  # a function taking this share of building a batch is named
+# Validation is looked into once it takes this share of the run and its loader at
+# least INPUT_SHARE of validation time (the monitor's own verdict needs 50%).
+VALIDATION_SHARE = 0.1
+_PROVED: set[int] = set()
+
+
+def say(message: str) -> None:
+    """A progress line the doctor shows while the command runs."""
+    sys.stderr.write(f"trainperf doctor: {message}\n")
+    sys.stderr.flush()
+
+
+def arm(run: Run) -> None:
+    """Make ``run`` (injected by ``trainperf run``'s bootstrap) the doctor's run."""
+    run.keep_loaders = True
+    steps = os.environ.get(STEPS_VARIABLE, "")
+    budget = os.environ.get(BUDGET_VARIABLE, "")
+    run.stop_steps = int(steps) if steps.isdecimal() and int(steps) > 0 else None
+    with contextlib.suppress(ValueError):
+        run.stop_after_s = float(budget) if budget else None
+    run.on_limit = lambda: _stop(run)
+
+
+def _stop(run: Run) -> None:
+    """A plain loop at its limit: prove, write the record, end the process."""
+    say(f"stopping the command at its limit, after {len(_train(run.periods))} training steps")
+    prove(run, stopped=True)
+    run.__exit__(None, None, None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _train(periods: Sequence[Period]) -> list[Period]:
+    return [p for p in periods if p.kind == "train"]
+
+
+def step_data_share(periods: Sequence[Period]) -> float:
+    """Median share of a steady training step spent waiting for data."""
+    train = _train(periods)
+    steady = [p for p in train if not p.first_of_epoch and p.wall_s > 0] or train
+    shares = [p.data_wait_s / p.wall_s for p in steady if p.wall_s > 0]
+    return statistics.median(shares) if shares else 0.0
+
+
+def prove(
+    run: Run,
+    *,
+    train_step: Callable[[object], object] | None = None,
+    stopped: bool = False,
+) -> None:
+    """Run the proofs the run so far calls for, once, and write ``proofs.json``."""
+    if id(run) in _PROVED or not run.entered:
+        return
+    _PROVED.add(id(run))
+    periods = run.periods
+    summary = summarize(periods)
+    loaders = run.loaders
+    train_id = run.train_loader
+    proofs: list[Json] = []
+    described: list[Json] = []
+    for key, seen in loaders.items():
+        role = "training" if key == train_id else "validation"
+        described.append({"role": role, **_describe(seen)})
+    data_share = step_data_share(periods)
+    train = loaders.get(train_id) if train_id is not None else None
+    previous = run._recorder.suspended if run._recorder is not None else False
+    if run._recorder is not None:
+        run._recorder.suspended = True  # nothing below is the program's own work
+    try:
+        if train is not None and data_share >= INPUT_SHARE and summary.steps >= 1:
+            proofs.append(_guard("calibration", lambda: calibration_proof(train, train_step)))
+            proofs.append(_guard("cache", lambda: cache_proof(train, role="training")))
+        val = [p for p in periods if p.kind == "val"]
+        val_wall = sum(p.wall_s for p in val)
+        val_data = sum(p.data_wait_s for p in val) / val_wall if val_wall else 0.0
+        if summary.shares["validation"] >= VALIDATION_SHARE and val_data >= INPUT_SHARE:
+            for key, seen in loaders.items():
+                if key != train_id:
+                    proofs.append(_guard("cache", functools.partial(_validation_cache, seen)))
+    finally:
+        if run._recorder is not None:
+            run._recorder.suspended = previous
+    record: JsonObject = {
+        "schema": PROOFS_SCHEMA,
+        "stopped_at_step": summary.steps if stopped else None,
+        "data_wait_share_of_step": data_share,
+        "loaders": described,
+        "proofs": proofs,
+    }
+    (run.path / PROOFS_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def _validation_cache(seen: LoaderSeen) -> JsonObject:
+    return cache_proof(seen, role="validation")
+
+
+def _guard(kind: str, action: Callable[[], JsonObject]) -> JsonObject:
+    """A proof that fails is reported as such; the command goes on."""
+    try:
+        return action()
+    except Exception as exc:
+        say(f"{kind} proof failed: {type(exc).__name__}: {exc}")
+        return {"kind": kind, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _describe(seen: LoaderSeen) -> JsonObject:
+    dataset = seen.dataset
+    try:
+        length: int | None = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        length = None
+    return {
+        "dataset": f"{type(dataset).__module__}.{type(dataset).__qualname__}",
+        "length": length,
+        "batch_size": seen.batch_size,
+        "num_workers": seen.num_workers,
+        "prefetch_factor": seen.prefetch_factor,
+        "pin_memory": seen.pin_memory,
+    }
+
+
+def calibration_proof(
+    seen: LoaderSeen, train_step: Callable[[object], object] | None
+) -> JsonObject:
+    """Calibrate the training loader and measure its own settings against the choice."""
+    from trainperf.calibration.api import calibrate
+
+    out: JsonObject = {"kind": "calibration", "role": "training", **_describe(seen)}
+    if seen.batch_size is None or not _map_style(seen.dataset):
+        out["skipped"] = "the loader is not a map-style dataset batched by batch_size"
+        return out
+    say(
+        "calibrating the training loader "
+        + ("end to end (the real training step)" if train_step else "(loading only)")
+    )
+    apply = os.environ.get(APPLY_VARIABLE) == "1"
+    calibration = calibrate(
+        seen.dataset,
+        batch_size=seen.batch_size,
+        collate_fn=seen.collate_fn,
+        train_step=train_step,
+        force=True,
+        persist=apply,
+        progress=say,
+    )
+    current = [
+        t
+        for t in calibration.candidates
+        if t.config.num_workers == seen.num_workers
+        and t.samples_per_s
+        and (seen.num_workers == 0 or t.config.prefetch_factor in (None, seen.prefetch_factor))
+    ]
+    baseline = max((t.samples_per_s or 0.0 for t in current), default=None)
+    out.update(
+        calibration=calibration.to_json(),
+        applied=apply,
+        baseline_samples_per_s=baseline,
+        chosen_samples_per_s=calibration.samples_per_s,
+        gain=(
+            calibration.samples_per_s / baseline if baseline and calibration.samples_per_s else None
+        ),
+    )
+    return out
+
+
+def _map_style(dataset: object) -> bool:
+    return hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
+
+
+def cache_proof(seen: LoaderSeen, *, role: str, batches: int = CACHE_BATCHES) -> JsonObject:
+    """Build a few batches twice, profile one, cache them and time the reads."""
+    out: JsonObject = {"kind": "cache", "role": role, **_describe(seen)}
+    if not _map_style(seen.dataset):
+        out["skipped"] = "an iterable dataset: its samples have no index to cache by"
+        return out
+    say(f"measuring the {role} loader's work cached against uncached")
+    dataset: Any = seen.dataset
+    size = seen.batch_size or 1
+    count = min(batches, max(1, len(dataset) // size))
+    groups = [list(range(i * size, min((i + 1) * size, len(dataset)))) for i in range(count)]
+
+    def build(indices: list[int]) -> object:
+        samples = [dataset[i] for i in indices]
+        if seen.batch_size is None:
+            return samples[0]
+        if seen.collate_fn is None:
+            from torch.utils.data import default_collate
+
+            return default_collate(samples)
+        return seen.collate_fn(samples)
+
+    reference = build(groups[0])  # also the warm-up
+    built: list[object] = []
+    uncached: list[float] = []
+    for indices in groups:
+        started = time.perf_counter()
+        built.append(build(indices))
+        uncached.append(time.perf_counter() - started)
+    same = _same(flatten(reference), flatten(built[0]))
+    out.update(
+        batches=count,
+        samples_per_batch=size,
+        deterministic=same,
+        uncached_s=statistics.median(uncached),
+        hot=_hot_functions(lambda: build(groups[-1])),
+    )
+    if not same:
+        out["reason"] = (
+            "the same batch built twice differs (random augmentation?): cache what comes "
+            "before the random part"
+        )
+        return out
+    cached, nbytes = _cached_reads(built)
+    out.update(cached_s=cached, bytes_per_batch=nbytes, speedup=out_ratio(uncached, cached))
+    return out
+
+
+def out_ratio(uncached: list[float], cached: float) -> float | None:
+    return statistics.median(uncached) / cached if cached > 0 else None
+
+
+def flatten(value: object, prefix: str = "v", depth: int = 0) -> dict[str, object]:
+    """A batch as named leaves: arrays (tensors as numpy) and JSON scalars."""
+    import numpy as np
+
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        return {prefix: value.detach().cpu().numpy()}
+    if isinstance(value, np.ndarray):
+        return {prefix: value}
+    if value is None or isinstance(value, bool | int | float | str):
+        return {prefix: value}
+    if depth > 8:
+        raise TypeError(f"batch nested deeper than 8 levels at {prefix}")
+    items: Iterator[tuple[object, object]]
+    if isinstance(value, dict):
+        items = iter(value.items())
+    elif isinstance(value, list | tuple):
+        items = iter(enumerate(value))
+    elif hasattr(value, "__dict__"):
+        items = iter(vars(value).items())
+    else:
+        raise TypeError(f"cannot cache a {type(value).__name__} (at {prefix})")
+    out: dict[str, object] = {}
+    for key, item in items:
+        out.update(flatten(item, f"{prefix}.{key}", depth + 1))
+    return out
+
+
+def _same(a: dict[str, object], b: dict[str, object]) -> bool:
+    import numpy as np
+
+    if a.keys() != b.keys():
+        return False
+    for key, left in a.items():
+        right = b[key]
+        if isinstance(left, np.ndarray):
+            if not isinstance(right, np.ndarray) or not np.array_equal(left, right, equal_nan=True):
+                return False
+        elif left != right:
+            return False
+    return True
+
+
+def _cached_reads(built: list[object]) -> tuple[float, int]:
+    """Median time to read a batch back from a trainperf cache entry, as tensors."""
+    import torch
+
+    from trainperf.cache.entry import read_entry, write_entry
+
+    times = []
+    nbytes = 0
+    with tempfile.TemporaryDirectory(prefix="trainperf-doctor-") as scratch:
+        paths = []
+        for i, batch in enumerate(built):
+            path = Path(scratch) / f"{i}.entry"
+            nbytes = max(nbytes, write_entry(path, flatten(batch), {}, {}))
+            paths.append(path)
+        for path in paths:
+            read_entry(path, check=True)  # the first read of an entry checks it
+        for _ in range(3):
+            for path in paths:
+                started = time.perf_counter()
+                _, value = read_entry(path, check=False)
+                assert isinstance(value, dict)
+                for leaf in value.values():
+                    if hasattr(leaf, "dtype"):
+                        torch.from_numpy(leaf)
+                times.append(time.perf_counter() - started)
+    return statistics.median(times), nbytes
+
+
+def _hot_functions(action: Callable[[], object], top: int = 4) -> list[Json]:
+    """Where building a batch spends its time: call paths from the batch down to the
+    deepest functions that still take ``HOT_SHARE`` of it (cProfile, one batch), e.g.
+    ``_Collate.__call__ > collate_pages > make_label_maps 54%``."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(action)
+    stats: Any = pstats.Stats(profiler)
+    children: dict[tuple[str, int, str], dict[tuple[str, int, str], float]] = {}
+    for function, (_, _, _, _, callers) in stats.stats.items():
+        for caller, (_, _, _, cumulative) in callers.items():
+            children.setdefault(caller, {})[function] = cumulative
+    root = next((f for f in stats.stats if f[2] == action.__name__), None)
+    if root is None:
+        return []
+    total = stats.stats[root][3] or 1e-12
+    paths: list[tuple[float, list[tuple[str, int, str]]]] = []
+
+    def descend(node: tuple[str, int, str], path: list[tuple[str, int, str]]) -> None:
+        heavy = [
+            (share, child)
+            for child, seconds in children.get(node, {}).items()
+            if (share := seconds / total) >= HOT_SHARE and child not in path
+        ]
+        if not heavy or len(path) > 12:
+            if path:
+                paths.append((stats.stats[node][3] / total, path))
+            return
+        for _, child in sorted(heavy, reverse=True):
+            descend(child, [*path, child])
+
+    descend(root, [])
+    paths.sort(key=lambda item: item[0], reverse=True)
+    return [
+        {
+            "function": " > ".join(_name(f) for f in path if not _plumbing(f)) or _name(path[-1]),
+            "file": path[-1][0],
+            "share": share,
+        }
+        for share, path in paths[:top]
+    ]
+
+
+def _name(function: tuple[str, int, str]) -> str:
+    file, _, name = function
+    return name if file == "~" else f"{Path(file).stem}.{name}"
+
+
+def _plumbing(function: tuple[str, int, str]) -> bool:
+    """Frames that only pass the batch along: comprehensions, lambdas, built-ins."""
+    file, _, name = function
+    return name.startswith("<") or file == "~"

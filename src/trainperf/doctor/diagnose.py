@@ -1,0 +1,420 @@
+"""The doctor's phases, in order; see :mod:`trainperf.doctor`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainperf.doctor.child import (
+    APPLY_VARIABLE,
+    BUDGET_VARIABLE,
+    DOCTOR_VARIABLE,
+    PROOFS_FILE,
+    STEPS_VARIABLE,
+    step_data_share,
+)
+from trainperf.doctor.report import DoctorReport
+from trainperf.errors import RecordError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from trainperf._json import Json, JsonObject
+    from trainperf.monitoring.analyze import RunSummary
+    from trainperf.monitoring.records import Period
+
+__all__ = [
+    "BUNDLED_ARGS",
+    "DEFAULT_BUDGET_S",
+    "GRACE_S",
+    "bundled_command",
+    "diagnose",
+    "entry_point",
+]
+
+# The OCR example as it comes: the eager entry point, num_workers=0, the reference
+# label maps, validation rebuilding them every batch. Two epochs show two validations.
+BUNDLED_ARGS = (
+    "-m",
+    "trainperf.examples.ocr.train_eager",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+)
+DEFAULT_BUDGET_S = 120.0  # from the process start to the limit of a user's command
+GRACE_S = 300.0  # after the limit: the proofs, and the command winding down
+STARTUP_REPEAT = 2  # fresh interpreters per import timing
+_PYTHON = re.compile(r"python[0-9.]*(\.exe)?$")
+# Interpreter options that take a value, before the script or -m.
+_WITH_VALUE = {"-X", "-W", "-Q"}
+
+
+def bundled_command() -> list[str]:
+    return [sys.executable, *BUNDLED_ARGS]
+
+
+def entry_point(command: Sequence[str]) -> tuple[str | None, str | None]:
+    """The module or script a Python command starts, for the import profile; else a
+    note saying why there is none."""
+    if not command or not _PYTHON.search(Path(command[0]).name):
+        return None, (
+            "start-up imports not profiled: the command does not start with python (give "
+            "python script.py or python -m module to have them profiled)"
+        )
+    rest = list(command[1:])
+    while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c", "-"):
+        option = rest.pop(0)
+        if option in _WITH_VALUE and rest:
+            rest.pop(0)
+    if len(rest) >= 2 and rest[0] == "-m":
+        return rest[1], None
+    if rest and rest[0] not in ("-c", "-"):
+        return rest[0], None
+    return None, "start-up imports not profiled: the command runs code given inline"
+
+
+def diagnose(
+    command: Sequence[str] | None,
+    *,
+    steps: int | None = None,
+    budget_s: float = DEFAULT_BUDGET_S,
+    apply: bool = False,
+    profile_startup: bool = True,
+    progress: Callable[[str], None] | None = None,
+    home: Path | None = None,
+) -> DoctorReport:
+    """All six phases on ``command`` (None: the bundled OCR example with its naive settings)."""
+    from trainperf.monitoring.session import new_run_id
+    from trainperf.settings import Settings
+
+    say = progress or (lambda message: None)
+    if steps is not None and steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {steps}")
+    if not budget_s > 0:
+        raise UsageError(f"--budget must be > 0 seconds, got {budget_s:g}")
+    bundled = command is None
+    argv = bundled_command() if command is None else list(command)
+    if not argv:
+        raise UsageError(
+            "give the command to diagnose after --, e.g. trainperf doctor -- python t.py"
+        )
+    began = time.perf_counter()
+    folder = (home or Settings.from_env().home()) / "runs" / new_run_id()
+
+    say("resources: CPU, memory, /dev/shm and GPU budget")
+    resources = _resources()
+    notes: list[str] = []
+    startup: JsonObject = {}
+    target, note = entry_point(argv)
+    if note:
+        notes.append(note)
+    if profile_startup and target is not None:
+        startup = _startup(target, say)
+
+    returncode, timed_out = _monitored_run(argv, folder, steps, budget_s, apply, say)
+    startup["markers"] = _markers(folder)
+
+    say("analysis")
+    summary, finished, periods = _analysis(folder)
+    proofs_record = _read_proofs(folder)
+    proofs = tuple(p for p in _objects(proofs_record.get("proofs")))
+    loaders = _objects(proofs_record.get("loaders"))
+    tail = _tail(folder / "output.log")
+    failure = None
+    if timed_out:
+        failure = (
+            f"stopped by the doctor: still running {budget_s + GRACE_S:.0f} s after it started "
+            f"(--budget {budget_s:g} s plus {GRACE_S:.0f} s for the proofs)"
+        )
+    elif returncode != 0:
+        failure = f"the command exited with code {returncode}: {_last_error(tail)}"
+    from trainperf.doctor.findings import compose
+
+    cpus = resources.get("cpu_budget")
+    findings = compose(
+        startup=startup,
+        periods=periods,
+        summary=summary,
+        proofs=proofs,
+        loaders=loaders,
+        data_share=step_data_share(periods),
+        cpus=float(cpus) if isinstance(cpus, int | float) else None,
+        bundled=bundled,
+    )
+    if summary is None:
+        notes.append(
+            "no training step was seen: the command used no torch optimizer or DataLoader, "
+            "or it failed before training"
+        )
+    stopped = proofs_record.get("stopped_at_step")
+    report = DoctorReport(
+        command=tuple(argv),
+        bundled=bundled,
+        run=str(folder),
+        returncode=None if timed_out else returncode,
+        finished=finished,
+        elapsed_s=time.perf_counter() - began,
+        resources=resources,
+        startup=startup,
+        summary=None if summary is None else summary.to_json(),
+        proofs=proofs,
+        findings=findings,
+        failure=failure,
+        output_tail=tuple(tail),
+        stopped_at_step=stopped if isinstance(stopped, int) else None,
+        notes=tuple(notes),
+    )
+    if folder.is_dir():
+        (folder / "doctor.json").write_text(json.dumps(report.to_json(), indent=1), "utf-8")
+    return report
+
+
+def _resources() -> JsonObject:
+    from trainperf.resources import detect_resources
+
+    return detect_resources().to_json()
+
+
+def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
+    """The entry point's import profile, and its heavy lines deferred together, re-timed."""
+    from trainperf.startup import measure_imports
+    from trainperf.startup.probe import resolve_target
+    from trainperf.startup.verify import measure_saving
+
+    try:
+        report = measure_imports(
+            target, repeat=STARTUP_REPEAT, progress=lambda m: say(f"start-up: {m}")
+        )
+    except UsageError as exc:
+        return {"entry": target, "error": str(exc)}
+    root = Path.cwd()
+    lines: list[Json] = []
+    grouped = set(report.groups[0].starts) if report.groups else set()
+    chosen = [c for i, c in enumerate(report.lines) if i < 10 or c.where in grouped]
+    for cost in chosen:
+        lines.append(
+            {
+                "where": f"{_relative(cost.file, root)}:{cost.line}",
+                "file": cost.file,
+                "line": cost.line,
+                "statement": cost.statement,
+                "exclusive_s": cost.exclusive_s,
+                "cumulative_s": cost.cumulative_s,
+            }
+        )
+    out: JsonObject = {
+        "entry": target,
+        "import_s": report.total_s,
+        "modules": report.modules,
+        "lines": lines,
+        "groups": [
+            {
+                "starts": [_relative_where(s, root) for s in g.starts],
+                "saving_s": g.saving_s,
+                "packages": list(g.packages),
+            }
+            for g in report.groups[:3]
+        ],
+        "packages": [
+            {"name": p.name, "cumulative_s": p.cumulative_s, "modules": p.modules}
+            for p in report.packages[:8]
+        ],
+        "error": report.error,
+        "verified": None,
+    }
+    from trainperf.doctor.findings import HEAVY_LINE_S, STARTUP_FINDING_S
+
+    heavy = [c for c in report.lines if c.exclusive_s >= HEAVY_LINE_S]
+    group = report.groups[0] if report.groups else None
+    defer: list[tuple[str, int]] = [(c.file, c.line) for c in heavy]
+    predicted = sum(c.exclusive_s for c in heavy)
+    if group is not None and group.saving_s >= predicted:
+        defer = [_split_where(s) for s in group.starts]
+        predicted = group.saving_s
+    if defer and predicted >= STARTUP_FINDING_S:
+        say(f"start-up: re-timing {target} with {len(defer)} import lines deferred")
+        measured = measure_saving(resolve_target(target, None), tuple(defer), repeat=STARTUP_REPEAT)
+        out["verified"] = {
+            "lines": [f"{_relative(f, root)}:{n}" for f, n in defer],
+            "predicted_s": predicted,
+            "measured_s": measured,
+        }
+    return out
+
+
+def _relative(file: str, root: Path) -> str:
+    try:
+        return str(Path(file).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return file
+
+
+def _relative_where(where: str, root: Path) -> str:
+    file, line = _split_where(where)
+    return f"{_relative(file, root)}:{line}"
+
+
+def _split_where(where: str) -> tuple[str, int]:
+    file, _, line = where.rpartition(":")
+    return file, int(line) if line.isdecimal() else 0
+
+
+def _monitored_run(
+    argv: list[str],
+    folder: Path,
+    steps: int | None,
+    budget_s: float,
+    apply: bool,
+    say: Callable[[str], None],
+) -> tuple[int, bool]:
+    """Run the command with the monitor and the doctor's child part injected."""
+    from trainperf.markers import MARKERS_VARIABLE
+    from trainperf.startup.phases import bootstrap_env
+
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the run folder {folder}: {exc.strerror or exc}; set TRAINPERF_HOME "
+            f"to a writable folder"
+        ) from None
+    env = bootstrap_env(
+        {
+            "TRAINPERF_RUN_DIR": str(folder.resolve()),
+            DOCTOR_VARIABLE: "1",
+            STEPS_VARIABLE: str(steps or ""),
+            BUDGET_VARIABLE: f"{budget_s:g}",
+            APPLY_VARIABLE: "1" if apply else "",
+            MARKERS_VARIABLE: str((folder / "markers.jsonl").resolve()),
+        }
+    )
+    log = folder / "output.log"
+    (folder / "started_at").write_text(f"{time.time():.6f}\n", encoding="utf-8")
+    deadline = time.monotonic() + budget_s + GRACE_S
+    with log.open("wb") as out:
+        try:
+            process = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            _remove_empty(folder)
+            raise UsageError(
+                f"cannot run {argv[0]}: {exc.strerror or exc}; check the spelling or give a "
+                f"full path to an executable"
+            ) from None
+        timed_out = False
+        while process.poll() is None:
+            time.sleep(0.25)
+            say(_running_status(folder, log))
+            if time.monotonic() > deadline and not timed_out:
+                timed_out = True
+                process.send_signal(signal.SIGINT)  # a chance to write its records
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    return process.wait(), timed_out
+
+
+def _remove_empty(folder: Path) -> None:
+    for name in ("started_at",):
+        (folder / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _running_status(folder: Path, log: Path) -> str:
+    steps = 0
+    for path in (folder / "steps.jsonl", *folder.glob("rank*/steps.jsonl")):
+        with contextlib.suppress(OSError):
+            steps += path.read_bytes().count(b"\n")
+    said = ""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - 4096))
+            for line in handle.read().decode("utf-8", "replace").splitlines():
+                if line.startswith("trainperf doctor: "):
+                    said = line.removeprefix("trainperf doctor: ")
+    except OSError:
+        pass
+    return f"monitored run: {steps} periods recorded" + (f"; {said}" if said else "")
+
+
+def _markers(folder: Path) -> JsonObject:
+    """Seconds from the start to each phase marker the command's main process reached."""
+    from trainperf.markers import read_markers
+
+    path = folder / "markers.jsonl"
+    started = folder / "started_at"
+    if not path.is_file() or not started.is_file():
+        return {}
+    try:
+        origin = float(started.read_text("utf-8"))
+        found = read_markers(path)
+    except (OSError, ValueError, RecordError):
+        return {}
+    main = found[0].pid if found else None
+    out: JsonObject = {}
+    for marker in found:
+        if marker.pid == main and marker.name != "exit_start":
+            out.setdefault(marker.name, round(marker.time - origin, 4))
+    return out
+
+
+def _analysis(folder: Path) -> tuple[RunSummary | None, bool, list[Period]]:
+    from trainperf.monitoring.analyze import summarize_folder
+    from trainperf.monitoring.records import is_run, rank_folders, read_periods
+
+    if not is_run(folder):
+        return None, False, []
+    summary, finished = summarize_folder(folder)
+    periods = read_periods(rank_folders(folder)[0] / "steps.jsonl")
+    if summary.steps == 0:
+        return None, finished, periods
+    return summary, finished, periods
+
+
+def _read_proofs(folder: Path) -> JsonObject:
+    path = folder / PROOFS_FILE
+    if not path.is_file():
+        ranked = sorted(folder.glob(f"rank*/{PROOFS_FILE}"))
+        if not ranked:
+            return {}
+        path = ranked[0]
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _objects(value: object) -> list[JsonObject]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _tail(path: Path, lines: int = 20) -> list[str]:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 16384))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    kept = [line for line in text.splitlines() if not line.startswith("trainperf doctor: ")]
+    return kept[-lines:]
+
+
+def _last_error(tail: Sequence[str]) -> str:
+    """The line that says what went wrong: an exception's, else the last line."""
+    for line in reversed(tail):
+        stripped = line.strip()
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", stripped):
+            return stripped
+        if stripped.startswith(("Error", "error:", "python: can't open file")):
+            return stripped
+    return next((line.strip() for line in reversed(tail) if line.strip()), "no output")
