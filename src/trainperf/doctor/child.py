@@ -90,8 +90,8 @@ def arm(run: Run) -> None:
 def _stop(run: Run) -> None:
     """A plain loop at its limit: prove, write the record, end the process."""
     say(f"stopping the command at its limit, after {len(_train(run.periods))} training steps")
+    run.__exit__(None, None, None)  # the record first: the step in hand is written too
     prove(run, stopped=True)
-    run.__exit__(None, None, None)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
@@ -269,7 +269,7 @@ def cache_proof(seen: LoaderSeen, *, role: str, batches: int = CACHE_BATCHES) ->
         samples_per_batch=size,
         deterministic=same,
         uncached_s=statistics.median(uncached),
-        hot=_hot_functions(lambda: build(groups[-1])),
+        hot=_hot_functions(build, groups[-1]),
     )
     if not same:
         out["reason"] = (
@@ -356,7 +356,9 @@ def _cached_reads(built: list[object]) -> tuple[float, int]:
     return statistics.median(times), nbytes
 
 
-def _hot_functions(action: Callable[[], object], top: int = 4) -> list[Json]:
+def _hot_functions(
+    action: Callable[[list[int]], object], indices: list[int], top: int = 4
+) -> list[Json]:
     """Where building a batch spends its time: call paths from the batch down to the
     deepest functions that still take ``HOT_SHARE`` of it (cProfile, one batch), e.g.
     ``_Collate.__call__ > collate_pages > make_label_maps 54%``."""
@@ -364,14 +366,15 @@ def _hot_functions(action: Callable[[], object], top: int = 4) -> list[Json]:
     import pstats
 
     profiler = cProfile.Profile()
-    profiler.runcall(action)
+    profiler.runcall(action, indices)
     stats: Any = pstats.Stats(profiler)
     children: dict[tuple[str, int, str], dict[tuple[str, int, str], float]] = {}
     for function, (_, _, _, _, callers) in stats.stats.items():
         for caller, (_, _, _, cumulative) in callers.items():
             children.setdefault(caller, {})[function] = cumulative
-    root = next((f for f in stats.stats if f[2] == action.__name__), None)
-    if root is None:
+    code = action.__code__
+    root = (code.co_filename, code.co_firstlineno, code.co_name)
+    if root not in stats.stats:
         return []
     total = stats.stats[root][3] or 1e-12
     paths: list[tuple[float, list[tuple[str, int, str]]]] = []
@@ -380,11 +383,11 @@ def _hot_functions(action: Callable[[], object], top: int = 4) -> list[Json]:
         heavy = [
             (share, child)
             for child, seconds in children.get(node, {}).items()
-            if (share := seconds / total) >= HOT_SHARE and child not in path
+            if (share := seconds / total) >= HOT_SHARE and child not in path and child != root
         ]
         if not heavy or len(path) > 12:
             if path:
-                paths.append((stats.stats[node][3] / total, path))
+                paths.append((min(stats.stats[node][3] / total, 1.0), path))
             return
         for _, child in sorted(heavy, reverse=True):
             descend(child, [*path, child])

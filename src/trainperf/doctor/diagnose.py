@@ -323,7 +323,7 @@ def _monitored_run(
 
 
 def _remove_empty(folder: Path) -> None:
-    for name in ("started_at",):
+    for name in ("started_at", "output.log"):
         (folder / name).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         folder.rmdir()

@@ -49,6 +49,8 @@ CACHE_WORTH = 1.10  # a cache is advised when it would make the run this much fa
 
 
 def _ms(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
     return f"{seconds * 1e3:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
@@ -71,7 +73,8 @@ def startup_finding(startup: JsonObject, *, bundled: bool) -> DoctorFinding | No
     lines = [
         line
         for line in _objects(startup.get("lines"))
-        if _exclusive(line) >= HEAVY_LINE_S or line.get("where") in grouped
+        if _exclusive(line) >= HEAVY_LINE_S
+        or (line.get("where") in grouped and (_float(line, "cumulative_s") or 0.0) >= HEAVY_LINE_S)
     ]
     lines.sort(key=lambda line: _float(line, "cumulative_s") or 0.0, reverse=True)
     predicted = max(
@@ -238,7 +241,11 @@ def _calibration_text(proof: JsonObject) -> tuple[str, float | None, str | None]
         return "calibration gave no result", None, None
     chosen = calibration.get("chosen")
     described = (
-        " ".join(f"{k}={v}" for k, v in chosen.items() if v is not None and k != "batch_size")
+        " ".join(
+            f"{k}={v}"
+            for k, v in chosen.items()
+            if v is not None and v is not False and k != "batch_size"
+        )
         if isinstance(chosen, dict)
         else "?"
     )
@@ -379,17 +386,41 @@ def compose(
             if finding.kind in covered:
                 continue
             measured = finding.gain.startswith("measured")
+            fix = finding.fix
+            if finding.kind == "startup-bound":
+                fix = _startup_bound_fix(startup, fix)
             found.append(
                 DoctorFinding(
                     kind=finding.kind,
                     title=finding.kind.replace("-", " "),
                     evidence=tuple(f"{k}={v:.3g}" for k, v in finding.evidence.items()),
-                    fix=finding.fix,
+                    fix=fix,
                     gain=finding.gain,
                     gain_source="measured" if measured else "estimated",
                 )
             )
     return tuple(found)
+
+
+def _startup_bound_fix(startup: JsonObject, fix: str) -> str:
+    """Start-up dominates, but the profile found nothing of the entry point's to defer:
+    the time is what training itself needs loaded."""
+    if not startup.get("lines") or startup.get("error"):
+        return fix
+    markers = startup.get("markers")
+    first = markers.get("first_step") if isinstance(markers, dict) else None
+    validated = markers.get("config_validated") if isinstance(markers, dict) else None
+    when = (
+        f" (its configuration is validated at {validated:.2f} s, the first step comes at "
+        f"{first:.2f} s)"
+        if isinstance(first, int | float) and isinstance(validated, int | float)
+        else ""
+    )
+    return (
+        f"nothing at the top of the entry point is worth deferring{when}: start-up is loading "
+        "what training needs (torch, Lightning); it only dominates because the run is short, "
+        "so train more steps per process rather than starting many short ones"
+    )
 
 
 def _exclusive(line: JsonObject) -> float:

@@ -34,9 +34,11 @@ def describe_resources(resources: JsonObject) -> str:
 def describe_startup(startup: JsonObject) -> str:
     if not startup:
         return "not profiled"
-    if startup.get("error"):
+    if startup.get("error") and not isinstance(startup.get("import_s"), int | float):
         return f"{startup.get('entry')}: not profiled ({startup['error']})"
     parts = []
+    if startup.get("error"):
+        parts.append(f"loading {startup.get('entry')} stopped at {startup['error']}")
     if isinstance(startup.get("import_s"), int | float):
         parts.append(
             f"{startup.get('entry')} imports in {startup['import_s']:.2f} s "

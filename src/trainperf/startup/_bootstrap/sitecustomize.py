@@ -93,7 +93,7 @@ def _on_torch_optim(module: ModuleType) -> None:
     if os.environ.get("TRAINPERF_MARKERS"):
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
-        marked = []
+        marked: list[bool] = []
 
         def first_step(*_: object) -> None:
             # Stays registered: removing a hook while torch iterates over the hooks

@@ -1,0 +1,451 @@
+"""`trainperf doctor`: bounded monitored runs, proofs measured inside the command, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from _support import run_cli
+from trainperf.doctor.child import cache_proof
+from trainperf.doctor.diagnose import entry_point
+from trainperf.doctor.findings import input_finding, startup_finding, validation_finding
+from trainperf.doctor.html import SECTIONS
+from trainperf.monitoring.analyze import summarize
+from trainperf.monitoring.hooks import LoaderSeen
+from trainperf.monitoring.records import Period
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+# Input-bound on purpose: each sample spins 3 ms, the model is one linear layer.
+LOOP = textwrap.dedent(
+    """
+    import sys, time
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Busy(Dataset):
+        def __len__(self):
+            return 20000
+        def __getitem__(self, i):
+            end = time.perf_counter() + 0.003
+            while time.perf_counter() < end:
+                pass
+            return torch.full((8,), float(i % 7))
+
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for step, x in enumerate(DataLoader(Busy(), batch_size=4)):
+        opt.zero_grad()
+        model(x).sum().backward()
+        opt.step()
+        if step + 1 == int(sys.argv[1]):
+            raise RuntimeError("planted failure after %d steps" % (step + 1))
+    print("loop done")
+    """
+)
+
+
+def _doctor(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPERF_")}
+    return subprocess.run(
+        [sys.executable, "-m", "trainperf", "doctor", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean, "TRAINPERF_HOME": str(cwd / ".trainperf")},
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def stopped_loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """A plain input-bound loop of 5,000 steps, diagnosed with --steps 250 (3 s)."""
+    base = tmp_path_factory.mktemp("doctor-loop")
+    (base / "loop.py").write_text(LOOP, encoding="utf-8")
+    done = _doctor(base, "--steps", "250", "--json", "--", sys.executable, "loop.py", "0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return base, json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_a_plain_loop_is_stopped_at_its_limit_and_its_loader_proved(
+    stopped_loop: tuple[Path, dict[str, object]],
+) -> None:
+    _base, report = stopped_loop
+    assert 250 <= report["steps"] <= 252  # type: ignore[operator]
+    assert report["stopped_at_step"] == report["steps"]
+    assert "loop done" not in "\n".join(report["output_tail"])  # type: ignore[arg-type]
+    proofs = {p["kind"]: p for p in report["proofs"]}  # type: ignore[union-attr, index]
+    calibration = proofs["calibration"]["calibration"]
+    assert calibration["mode"] == "loader"  # a plain loop gives no step to measure through
+    assert any(c["num_workers"] == 0 and c["samples_per_s"] for c in calibration["candidates"])
+    assert proofs["calibration"]["baseline_samples_per_s"] > 0
+    cache = proofs["cache"]
+    assert cache["deterministic"] is True
+    assert cache["cached_s"] < cache["uncached_s"]  # 4 x 3 ms spun against one file read
+    assert any("loop.__getitem__" in h["function"] for h in cache["hot"])
+    findings = {f["kind"]: f for f in report["findings"]}  # type: ignore[union-attr, index]
+    assert findings["input-bound"]["gain_source"] == "measured"
+    assert "num_workers=0" in findings["input-bound"]["title"]
+    # The monitor's report schema is the base of the doctor's.
+    assert {"samples_per_s", "shares", "epochs", "verdict"} <= set(report)
+    assert report["verdict"]["primary"] == "input-bound"  # type: ignore[index]
+    assert report["startup"]["entry"] == "loop.py"  # type: ignore[index]
+    assert Path(str(report["html"])).is_file()
+
+
+@pytest.mark.slow
+def test_the_report_renders_in_a_real_browser(
+    stopped_loop: tuple[Path, dict[str, object]],
+) -> None:
+    """Headless Chromium opens the page: no console error, every section, a screenshot."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it from Debian's packages")
+        pytest.skip("chromium is not installed")
+    base, report = stopped_loop
+    page = Path(str(report["html"]))
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={base / 'chromium-profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in dom.stdout, section
+    assert dom.stdout.count("<svg") >= 5  # the plots are in the rendered page
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "doctor-report.png"
+    shot.unlink(missing_ok=True)
+    taken = subprocess.run(
+        [browser, *flags, "--window-size=1280,2400", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    assert shot.stat().st_size > 10_000  # a real picture, not an empty page
+
+
+@pytest.mark.slow
+def test_a_command_that_crashes_is_reported_with_what_was_measured(tmp_path: Path) -> None:
+    (tmp_path / "loop.py").write_text(LOOP, encoding="utf-8")
+    done = _doctor(tmp_path, "--no-startup", "--", sys.executable, "loop.py", "9")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr  # the doctor's own output has none
+    assert "FAILED: the command exited with code 1: RuntimeError: planted failure after 9" in (
+        done.stdout
+    )
+    assert "9 training steps" in done.stdout  # what it measured before the failure
+    run = next((tmp_path / ".trainperf" / "runs").iterdir())
+    assert json.loads((run / "doctor.json").read_text())["returncode"] == 1
+    assert (run / "doctor.html").is_file()
+
+
+def test_a_missing_script_is_a_failure_of_the_command(tmp_path: Path) -> None:
+    done = _doctor(tmp_path, "--json", "--", sys.executable, "missing.py")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert "can't open file" in report["failure"]
+    assert "no such script: missing.py" in report["startup"]["error"]
+    assert report["steps"] == 0
+
+
+def test_a_missing_executable_is_a_usage_error(tmp_path: Path) -> None:
+    done = _doctor(tmp_path, "--", "no-such-trainer-xyz")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "cannot run no-such-trainer-xyz" in done.stderr
+    assert not (tmp_path / ".trainperf" / "runs").exists() or not any(
+        (tmp_path / ".trainperf" / "runs").iterdir()
+    )
+
+
+@pytest.mark.parametrize("args", [("--steps", "0"), ("--budget", "-1")])
+def test_bad_limits_are_usage_errors(args: tuple[str, str]) -> None:
+    done = run_cli("doctor", *args, "--", sys.executable, "-c", "pass")
+    assert done.returncode == 2
+    assert "must be" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+LIGHTNING = textwrap.dedent(
+    """
+    import time
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Busy(Dataset):
+        def __len__(self):
+            return 4000
+        def __getitem__(self, i):
+            end = time.perf_counter() + 0.002
+            while time.perf_counter() < end:
+                pass
+            return torch.full((8,), float(i % 5))
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(8, 1)
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch).pow(2).mean()
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    model = Tiny()
+    trainer = L.Trainer(max_epochs=50, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        accelerator="cpu")
+    before = model.layer.weight.detach().clone()
+    trainer.fit(model, DataLoader(Busy(), batch_size=4))
+    print("fit done after", trainer.global_step, "steps")
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_lightning_fit_stops_itself_and_is_calibrated_end_to_end(tmp_path: Path) -> None:
+    (tmp_path / "fit.py").write_text(LIGHTNING, encoding="utf-8")
+    done = _doctor(
+        tmp_path, "--steps", "10", "--no-startup", "--json", "--", sys.executable, "fit.py"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    # Stopped through trainer.should_stop: the script goes on after fit.
+    assert any("fit done after" in line for line in report["output_tail"])
+    assert 10 <= report["steps"] <= 12
+    calibration = next(p for p in report["proofs"] if p["kind"] == "calibration")
+    assert calibration["calibration"]["mode"] == "end-to-end"
+    assert calibration["applied"] is False
+    assert not (tmp_path / ".trainperf" / "calibration.json").exists()  # no --apply
+
+
+def test_entry_points_are_found_in_python_commands() -> None:
+    assert entry_point(["python", "-u", "train.py", "x=1"]) == ("train.py", None)
+    assert entry_point(["python3.11", "-X", "importtime", "-m", "pkg.train"]) == ("pkg.train", None)
+    target, note = entry_point(["torchrun", "train.py"])
+    assert target is None
+    assert note is not None
+    assert "python" in note
+    target, note = entry_point(["python", "-c", "pass"])
+    assert target is None
+    assert note is not None
+
+
+def _periods(step_s: float, wait_s: float, *, steps: int = 20, val: float = 0.0) -> list[Period]:
+    out = [
+        Period("train", i, 0, i * step_s, step_s, wait_s, 8, first_of_epoch=i == 0)
+        for i in range(steps)
+    ]
+    if val:
+        out.append(Period("val", 0, 0, steps * step_s, val, val * 0.8, 64))
+    return out
+
+
+def _calibration(gain: float, workers: int) -> dict[str, object]:
+    return {
+        "kind": "calibration",
+        "role": "training",
+        "baseline_samples_per_s": 100.0,
+        "chosen_samples_per_s": 100.0 * gain,
+        "gain": gain,
+        "calibration": {
+            "mode": "end-to-end",
+            "elapsed_s": 3.0,
+            "chosen": {"batch_size": 8, "num_workers": workers, "prefetch_factor": None},
+            "candidates": [{"num_workers": 0, "samples_per_s": 100.0}],
+        },
+    }
+
+
+LOADERS = [{"role": "training", "dataset": "x.Pages", "batch_size": 8, "num_workers": 0}]
+
+
+def test_more_workers_are_advised_only_when_they_measured_faster() -> None:
+    periods = _periods(0.2, 0.1)
+    summary = summarize(periods)
+    same = input_finding(
+        periods, summary, [_calibration(1.01, 2)], LOADERS, data_share=0.5, cpus=2, bundled=True
+    )
+    assert same is not None
+    assert "keep num_workers=0" in same.fix
+    assert "data.num_workers=2" not in same.overrides
+    faster = input_finding(
+        periods, summary, [_calibration(1.6, 4)], LOADERS, data_share=0.5, cpus=8, bundled=True
+    )
+    assert faster is not None
+    assert "set num_workers=4" in faster.fix
+    assert "data.num_workers=4" in faster.overrides
+    assert faster.gain_source == "measured"
+    assert faster.speedup == pytest.approx(1.6)
+    assert (
+        input_finding(periods, summary, [], LOADERS, data_share=0.1, cpus=2, bundled=True) is None
+    )
+
+
+def _cache(deterministic: bool, role: str) -> dict[str, object]:
+    return {
+        "kind": "cache",
+        "role": role,
+        "deterministic": deterministic,
+        "batches": 4,
+        "samples_per_batch": 8,
+        "uncached_s": 0.080,
+        "cached_s": 0.001,
+        "hot": [{"function": "data.collate > labels.make_label_maps", "share": 0.6}],
+        "reason": "differs",
+    }
+
+
+def test_validation_is_advised_a_cache_only_when_its_batches_are_deterministic() -> None:
+    periods = _periods(0.1, 0.01, val=3.0)
+    summary = summarize(periods)
+    cached = validation_finding(periods, summary, [_cache(True, "validation")], bundled=True)
+    assert cached is not None
+    assert cached.gain_source == "measured"
+    assert "data.cache=true" in cached.overrides
+    assert any("labels.make_label_maps 60%" in e for e in cached.evidence)
+    random = validation_finding(periods, summary, [_cache(False, "validation")], bundled=True)
+    assert random is not None
+    assert random.overrides == ()
+    assert random.gain_source == "estimated"
+    quiet = _periods(0.1, 0.01, val=0.05)
+    assert validation_finding(quiet, summarize(quiet), [], bundled=True) is None
+
+
+def test_heavy_import_lines_are_named_with_the_measured_saving() -> None:
+    startup: dict[str, object] = {
+        "entry": "train.py",
+        "lines": [
+            {
+                "where": "train.py:3",
+                "statement": "import torch",
+                "exclusive_s": 0.0,
+                "cumulative_s": 2.5,
+            },
+            {
+                "where": "train.py:4",
+                "statement": "import json",
+                "exclusive_s": 0.001,
+                "cumulative_s": 0.001,
+            },
+        ],
+        "groups": [{"starts": ["train.py:3"], "saving_s": 2.4, "packages": ["torch"]}],
+        "verified": {"lines": ["train.py:3"], "predicted_s": 2.4, "measured_s": 2.2},
+        "markers": {"config_validated": 2.6},
+    }
+    found = startup_finding(startup, bundled=False)
+    assert found is not None
+    assert found.gain_source == "measured"
+    assert any("train.py:3 `import torch`" in e for e in found.evidence)
+    assert not any("import json" in e for e in found.evidence)
+    assert found.gain.startswith("2.20 s less")
+    startup["groups"] = [{"starts": ["train.py:3"], "saving_s": 0.2, "packages": ["x"]}]
+    startup["lines"] = startup["lines"][1:]  # type: ignore[index]
+    assert startup_finding(startup, bundled=False) is None
+
+
+class _Pages:
+    """Deterministic samples, or random ones (augmentation) when ``noisy``."""
+
+    def __init__(self, noisy: bool) -> None:
+        self.noisy = noisy
+
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, index: int) -> object:
+        import torch
+
+        base = torch.arange(256, dtype=torch.float32).reshape(16, 16) * index
+        return base + torch.rand(16, 16) if self.noisy else base
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_the_cache_proof_tells_deterministic_work_from_random(noisy: bool) -> None:
+    seen = LoaderSeen(_Pages(noisy), None, 8, False, 0, None, False)
+    proof = cache_proof(seen, role="validation")
+    assert proof["deterministic"] is (not noisy)
+    assert proof["batches"] == 4
+    assert proof["samples_per_batch"] == 8
+    if noisy:
+        assert "cached_s" not in proof
+        assert "random" in str(proof["reason"])
+    else:
+        assert proof["cached_s"] > 0
+        assert proof["bytes_per_batch"] >= 8 * 256 * 4
+
+
+@pytest.mark.slow
+def test_the_bundled_example_is_diagnosed_with_measured_gains(tmp_path: Path) -> None:
+    """The README's first command: the OCR example with its naive settings."""
+    done = _doctor(tmp_path, "--json", timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["bundled"] is True
+    findings = {f["kind"]: f for f in report["findings"]}
+    imports = findings["startup-imports"]
+    assert imports["gain_source"] == "measured"
+    evidence = "\n".join(imports["evidence"])
+    assert "train_eager.py" in evidence
+    assert "import lightning" in evidence
+    assert report["startup"]["verified"]["measured_s"] > 1.0  # torch and Lightning deferred
+    inputs = findings["input-bound"]
+    assert "num_workers=0" in inputs["title"]
+    assert inputs["gain_source"] == "measured"
+    assert any("calibration (end-to-end" in e for e in inputs["evidence"])
+    validation = findings["validation-preprocessing"]
+    assert validation["gain_source"] == "measured"
+    assert any("make_label_maps" in e for e in validation["evidence"])
+    assert "data.cache=true" in report["overrides"]
+    assert report["elapsed_s"] < 300  # a few minutes on two cores
+
+
+@pytest.mark.slow
+def test_the_digits_example_is_not_told_to_add_workers(tmp_path: Path) -> None:
+    done = _doctor(
+        tmp_path,
+        "--json",
+        "--",
+        sys.executable,
+        "-m",
+        "trainperf.examples.digits.train",
+        "loop=manual",
+        "trainer.max_epochs=3",
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["steps"] > 20
+    for finding in report["findings"]:
+        assert not any(o.startswith("data.num_workers=") for o in finding["overrides"])
+        assert "set num_workers=" not in finding["fix"]
