@@ -132,6 +132,28 @@ def test_results_are_stored_and_reused_until_they_expire(tmp_path, two_cpus, cap
     assert json.loads(rows[2].chosen) == expired.chosen.to_json()
 
 
+def test_a_result_measured_end_to_end_answers_a_loader_lookup(tmp_path, two_cpus) -> None:
+    """What ``trainperf doctor --apply`` stores (through the training step) is what a
+    plain ``calibrated_loader`` of the same dataset then uses, without measuring."""
+    data = in_memory()
+    model = torch.nn.Linear(16, 1)
+
+    def step(batch: object) -> None:
+        x, y = batch  # type: ignore[misc]
+        torch.nn.functional.mse_loss(model(x), y).backward()
+
+    measured = calibrate(data, batch_size=64, train_step=step, home=tmp_path, limits=two_cpus)
+    assert measured.mode == "end-to-end"
+    found = calibrate(data, batch_size=64, calibrate=False, home=tmp_path, limits=two_cpus)
+    assert found.source == "stored"
+    assert found.mode == "end-to-end"
+    assert found.chosen == measured.chosen
+    # A loader-mode result of its own wins over the end-to-end one.
+    own = calibrate(data, batch_size=64, force=True, home=tmp_path, limits=two_cpus)
+    again = calibrate(data, batch_size=64, calibrate=False, home=tmp_path, limits=two_cpus)
+    assert (own.mode, again.mode) == ("loader", "loader")
+
+
 def test_a_pipeline_that_got_slower_is_searched_again(tmp_path, two_cpus) -> None:
     data = in_memory()
     calibrate(data, batch_size=64, home=tmp_path, limits=two_cpus)

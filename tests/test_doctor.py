@@ -70,7 +70,9 @@ def stopped_loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     """A plain input-bound loop of 5,000 steps, diagnosed with --steps 250 (3 s)."""
     base = tmp_path_factory.mktemp("doctor-loop")
     (base / "loop.py").write_text(LOOP, encoding="utf-8")
-    done = _doctor(base, "--steps", "250", "--json", "--", sys.executable, "loop.py", "0")
+    done = _doctor(
+        base, "--steps", "250", "--apply", "--json", "--", sys.executable, "loop.py", "0"
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return base, json.loads(done.stdout)
 
@@ -79,7 +81,7 @@ def stopped_loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 def test_a_plain_loop_is_stopped_at_its_limit_and_its_loader_proved(
     stopped_loop: tuple[Path, dict[str, object]],
 ) -> None:
-    _base, report = stopped_loop
+    base, report = stopped_loop
     assert 250 <= report["steps"] <= 252  # type: ignore[operator]
     assert report["stopped_at_step"] == report["steps"]
     assert "loop done" not in "\n".join(report["output_tail"])  # type: ignore[arg-type]
@@ -88,6 +90,10 @@ def test_a_plain_loop_is_stopped_at_its_limit_and_its_loader_proved(
     assert calibration["mode"] == "loader"  # a plain loop gives no step to measure through
     assert any(c["num_workers"] == 0 and c["samples_per_s"] for c in calibration["candidates"])
     assert proofs["calibration"]["baseline_samples_per_s"] > 0
+    # --apply: the calibration is kept, for calibrated_loader to find.
+    assert proofs["calibration"]["applied"] is True
+    stored = json.loads((base / ".trainperf" / "calibration.json").read_text())
+    assert len(stored["entries"]) == 1
     cache = proofs["cache"]
     assert cache["deterministic"] is True
     assert cache["cached_s"] < cache["uncached_s"]  # 4 x 3 ms spun against one file read
