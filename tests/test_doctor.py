@@ -249,6 +249,7 @@ def test_a_lightning_fit_stops_itself_and_is_calibrated_end_to_end(tmp_path: Pat
     # Stopped through trainer.should_stop: the script goes on after fit.
     assert any("fit done after" in line for line in report["output_tail"])
     assert 10 <= report["steps"] <= 12
+    assert report["stopped_at_step"] is not None
     calibration = next(p for p in report["proofs"] if p["kind"] == "calibration")
     assert calibration["calibration"]["mode"] == "end-to-end"
     assert calibration["applied"] is False

@@ -118,8 +118,9 @@ class PerfMonitor(L.Callback):
         """``trainperf doctor``: its proofs, end to end through this module's step."""
         from trainperf.doctor.child import prove
 
+        stopped = run.limit_reached  # the fit ended at the doctor's limit, not its own
         if module is None:
-            prove(run)
+            prove(run, stopped=stopped)
             return
         optimizer = trainer.optimizers[0]
 
@@ -127,7 +128,7 @@ class PerfMonitor(L.Callback):
             return trainer.strategy.batch_to_device(batch)
 
         with _restored(module, optimizer):
-            prove(run, train_step=_training_step(module, optimizer, to_device))
+            prove(run, train_step=_training_step(module, optimizer, to_device), stopped=stopped)
 
     def _current(self) -> Run | None:
         # trainer.validate()/test() without fit: the process's run, if one is recording.

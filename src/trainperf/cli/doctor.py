@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             profile_startup=not args.no_startup,
             progress=status,
         )
-        status("writing the report")
+        status("report: writing the page")
         page = _write_page(report)
     finally:
         status.done()

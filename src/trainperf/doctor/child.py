@@ -130,10 +130,7 @@ def prove(
         described.append({"role": role, **_describe(seen)})
     data_share = step_data_share(periods)
     train = loaders.get(train_id) if train_id is not None else None
-    previous = run._recorder.suspended if run._recorder is not None else False
-    if run._recorder is not None:
-        run._recorder.suspended = True  # nothing below is the program's own work
-    try:
+    with run.unrecorded():  # nothing below is the program's own work
         if train is not None and data_share >= INPUT_SHARE and summary.steps >= 1:
             proofs.append(_guard("calibration", lambda: calibration_proof(train, train_step)))
             proofs.append(_guard("cache", lambda: cache_proof(train, role="training")))
@@ -144,9 +141,6 @@ def prove(
             for key, seen in loaders.items():
                 if key != train_id:
                     proofs.append(_guard("cache", functools.partial(_validation_cache, seen)))
-    finally:
-        if run._recorder is not None:
-            run._recorder.suspended = previous
     record: JsonObject = {
         "schema": PROOFS_SCHEMA,
         "stopped_at_step": summary.steps if stopped else None,

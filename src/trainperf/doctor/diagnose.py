@@ -120,7 +120,7 @@ def diagnose(
     returncode, timed_out = _monitored_run(argv, folder, steps, budget_s, apply, say)
     startup["markers"] = _markers(folder)
 
-    say("analysis")
+    say("analysis: the run's verdict and the proofs' measurements")
     summary, finished, periods = _analysis(folder)
     proofs_record = _read_proofs(folder)
     proofs = tuple(p for p in _objects(proofs_record.get("proofs")))
@@ -343,7 +343,9 @@ def _running_status(folder: Path, log: Path) -> str:
                     said = line.removeprefix("trainperf doctor: ")
     except OSError:
         pass
-    return f"monitored run: {steps} periods recorded" + (f"; {said}" if said else "")
+    if said:
+        return f"proofs, inside the command: {said}"
+    return f"monitored run: {steps} periods recorded (its output: {log})"
 
 
 def _markers(folder: Path) -> JsonObject:

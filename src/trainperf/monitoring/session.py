@@ -25,7 +25,7 @@ from trainperf.monitoring.records import DEVICE_MEMORY, Period, RunMeta, write_d
 from trainperf.monitoring.sampler import Sampler
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from contextlib import AbstractContextManager
     from pathlib import Path
     from types import TracebackType
@@ -109,6 +109,20 @@ class Run:
         if self._recorder is not None:
             self._recorder.explicit_step()
 
+    @contextlib.contextmanager
+    def unrecorded(self) -> Iterator[None]:
+        """Work inside the block (a probe, a proof) is not the program's: the hooks
+        record none of it."""
+        recorder = self._recorder
+        previous = recorder.suspended if recorder is not None else False
+        if recorder is not None:
+            recorder.suspended = True
+        try:
+            yield
+        finally:
+            if recorder is not None:
+                recorder.suspended = previous
+
     def replay(
         self,
         step: Callable[[object], object],
@@ -120,14 +134,8 @@ class Run:
         """Time ``step`` on batches already in memory, unrecorded: the counterfactual
         for an input-bound verdict (see :mod:`trainperf.monitoring.probe`). The step
         may change the model; restoring it is the caller's part."""
-        recorder = self._recorder
-        if recorder is not None:
-            recorder.suspended = True
-        try:
+        with self.unrecorded():
             result = replay(step, batches, repeats=repeats, sync=sync or (lambda: None))
-        finally:
-            if recorder is not None:
-                recorder.suspended = False
         self.replayed = result
         if self.entered:
             (self.path / PROBE_FILE).write_text(json.dumps(result.to_json()), encoding="utf-8")
