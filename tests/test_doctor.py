@@ -105,6 +105,8 @@ def test_a_plain_loop_is_stopped_at_its_limit_and_its_loader_proved(
     assert {"samples_per_s", "shares", "epochs", "verdict"} <= set(report)
     assert report["verdict"]["primary"] == "input-bound"  # type: ignore[index]
     assert report["startup"]["entry"] == "loop.py"  # type: ignore[index]
+    # No __main__ block: loading it to time its imports would have trained.
+    assert "has no `if __name__" in report["startup"]["error"]  # type: ignore[index]
     assert Path(str(report["html"])).is_file()
 
 
@@ -456,3 +458,19 @@ def test_the_digits_example_is_not_told_to_add_workers(tmp_path: Path) -> None:
     for finding in report["findings"]:
         assert not any(o.startswith("data.num_workers=") for o in finding["overrides"])
         assert "set num_workers=" not in finding["fix"]
+
+
+def test_what_a_loader_iterator_tells_is_plain_json() -> None:
+    """A batch sampler built with numpy ints still gives plain ints to the records."""
+    import numpy as np
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
+
+    data = TensorDataset(torch.zeros(32, 2))
+    sampler = BatchSampler(SequentialSampler(data), batch_size=np.int64(8), drop_last=False)
+    seen = LoaderSeen.of(iter(DataLoader(data, batch_sampler=sampler)))
+    assert seen.batch_size == 8
+    assert type(seen.batch_size) is int
+    assert json.dumps({"batch_size": seen.batch_size}) == '{"batch_size": 8}'
+    unbatched = LoaderSeen.of(iter(DataLoader(data, batch_size=None)))
+    assert unbatched.batch_size is None

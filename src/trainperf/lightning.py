@@ -112,7 +112,10 @@ class PerfMonitor(L.Callback):
                 except Exception as exc:  # a probe must never break the fit it watches
                     _log.warning("trainperf probe skipped: %s", exc)
         if self._bounded is not None:
-            self._prove(run, trainer, pl_module if steppable else None)
+            try:
+                self._prove(run, trainer, pl_module if steppable else None)
+            except Exception as exc:  # the doctor's proofs must never break the fit
+                _log.warning("trainperf doctor's proofs skipped: %s", exc)
 
     def _prove(self, run: Run, trainer: L.Trainer, module: L.LightningModule | None) -> None:
         """``trainperf doctor``: its proofs, end to end through this module's step."""
@@ -211,11 +214,18 @@ def _training_step(
 
 @contextlib.contextmanager
 def _restored(module: L.LightningModule, optimizer: torch.optim.Optimizer) -> Iterator[None]:
-    """Steps taken inside leave no trace: weights, optimizer and random state come back,
-    and the module's ``log`` calls go nowhere meanwhile."""
-    weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    optimizer_state = copy.deepcopy(optimizer.state_dict())
+    """Steps taken inside leave no trace: weights, optimizer state and the random states
+    (torch, Python, NumPy) come back, and the module's ``log`` calls go nowhere meanwhile.
+    Copies are kept in host memory, so a GPU's memory is not doubled."""
+    import random
+
+    import numpy as np
+
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+    optimizer_state = _to_host(optimizer.state_dict())
     cpu_rng = torch.get_rng_state()
+    python_rng = random.getstate()
+    numpy_rng = np.random.get_state()
     cuda = module.device.type == "cuda"
     cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
     module.log = module.log_dict = _silent  # type: ignore[method-assign]
@@ -227,8 +237,21 @@ def _restored(module: L.LightningModule, optimizer: torch.optim.Optimizer) -> It
         optimizer.load_state_dict(optimizer_state)
         optimizer.zero_grad(set_to_none=True)
         torch.set_rng_state(cpu_rng)
+        random.setstate(python_rng)
+        np.random.set_state(numpy_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _to_host(value: Any) -> Any:
+    """A deep copy of an optimizer's state with its tensors in host memory."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_host(v) for v in value)
+    return copy.deepcopy(value)
 
 
 def _silent(*args: object, **kwargs: object) -> None:

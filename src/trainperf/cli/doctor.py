@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="stop the command this long after it started (default 120)",
+        help="stop the command this long after it started (default 120 without --steps)",
     )
     parser.add_argument(
         "--apply",
@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainperf.doctor.diagnose import DEFAULT_BUDGET_S, diagnose
+    from trainperf.doctor.diagnose import diagnose
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     html_to = Path(args.html) if args.html else None
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         report = diagnose(
             command or None,
             steps=args.steps,
-            budget_s=DEFAULT_BUDGET_S if args.budget is None else args.budget,
+            budget_s=args.budget,
             apply=args.apply,
             profile_startup=not args.no_startup,
             progress=status,

@@ -77,7 +77,15 @@ def say(message: str) -> None:
 
 
 def arm(run: Run) -> None:
-    """Make ``run`` (injected by ``trainperf run``'s bootstrap) the doctor's run."""
+    """Make ``run`` (injected by ``trainperf run``'s bootstrap) the doctor's run.
+
+    Under torch.distributed with several ranks nothing is armed: each rank stopping or
+    calibrating on its own would leave the others blocked in a collective. Such a
+    command runs to its end (or the doctor's hard time limit) and is only monitored.
+    """
+    world = os.environ.get("WORLD_SIZE", "")
+    if world.isdecimal() and int(world) > 1:
+        return
     run.keep_loaders = True
     steps = os.environ.get(STEPS_VARIABLE, "")
     budget = os.environ.get(BUDGET_VARIABLE, "")
@@ -89,12 +97,16 @@ def arm(run: Run) -> None:
 
 def _stop(run: Run) -> None:
     """A plain loop at its limit: prove, write the record, end the process."""
-    say(f"stopping the command at its limit, after {len(_train(run.periods))} training steps")
-    run.__exit__(None, None, None)  # the record first: the step in hand is written too
-    prove(run, stopped=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    try:
+        say(f"stopping the command at its limit, after {len(_train(run.periods))} steps")
+        run.__exit__(None, None, None)  # the record first: the step in hand is written too
+        prove(run, stopped=True)
+    except BaseException as exc:  # whatever happens, the program ends here, as promised
+        say(f"proofs stopped: {type(exc).__name__}: {exc}")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _train(periods: Sequence[Period]) -> list[Period]:
@@ -115,44 +127,58 @@ def prove(
     train_step: Callable[[object], object] | None = None,
     stopped: bool = False,
 ) -> None:
-    """Run the proofs the run so far calls for, once, and write ``proofs.json``."""
+    """Run the proofs the run so far calls for, once, writing ``proofs.json`` after
+    each (a command stopped meanwhile keeps those done). Never raises: trainperf must
+    not break the program it watches."""
     if id(run) in _PROVED or not run.entered:
         return
     _PROVED.add(id(run))
+    try:
+        _prove(run, train_step, stopped)
+    except BaseException as exc:
+        say(f"proofs stopped: {type(exc).__name__}: {exc}")
+        if not isinstance(exc, Exception):
+            raise  # KeyboardInterrupt, SystemExit: the program's to handle
+
+
+def _prove(run: Run, train_step: Callable[[object], object] | None, stopped: bool) -> None:
     periods = run.periods
     summary = summarize(periods)
     loaders = run.loaders
     train_id = run.train_loader
     proofs: list[Json] = []
-    described: list[Json] = []
-    for key, seen in loaders.items():
-        role = "training" if key == train_id else "validation"
-        described.append({"role": role, **_describe(seen)})
-    data_share = step_data_share(periods)
-    train = loaders.get(train_id) if train_id is not None else None
-    with run.unrecorded():  # nothing below is the program's own work
-        if train is not None and data_share >= INPUT_SHARE and summary.steps >= 1:
-            proofs.append(_guard("calibration", lambda: calibration_proof(train, train_step)))
-            proofs.append(_guard("cache", lambda: cache_proof(train, role="training")))
-        val = [p for p in periods if p.kind == "val"]
-        val_wall = sum(p.wall_s for p in val)
-        val_data = sum(p.data_wait_s for p in val) / val_wall if val_wall else 0.0
-        if summary.shares["validation"] >= VALIDATION_SHARE and val_data >= INPUT_SHARE:
-            for key, seen in loaders.items():
-                if key != train_id:
-                    proofs.append(_guard("cache", functools.partial(_validation_cache, seen)))
     record: JsonObject = {
         "schema": PROOFS_SCHEMA,
         "stopped_at_step": summary.steps if stopped else None,
-        "data_wait_share_of_step": data_share,
-        "loaders": described,
+        "data_wait_share_of_step": step_data_share(periods),
+        "loaders": [
+            {"role": "training" if key == train_id else "validation", **_describe(seen)}
+            for key, seen in loaders.items()
+        ],
         "proofs": proofs,
     }
-    (run.path / PROOFS_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
+    def write() -> None:
+        text = json.dumps(record, indent=1, default=str)
+        (run.path / PROOFS_FILE).write_text(text, encoding="utf-8")
 
-def _validation_cache(seen: LoaderSeen) -> JsonObject:
-    return cache_proof(seen, role="validation")
+    write()
+    train = loaders.get(train_id) if train_id is not None else None
+    val = [p for p in periods if p.kind == "val"]
+    val_wall = sum(p.wall_s for p in val)
+    val_data = sum(p.data_wait_s for p in val) / val_wall if val_wall else 0.0
+    wanted: list[tuple[str, Callable[[], JsonObject]]] = []
+    if train is not None and step_data_share(periods) >= INPUT_SHARE and summary.steps >= 1:
+        wanted.append(("calibration", functools.partial(calibration_proof, train, train_step)))
+        wanted.append(("cache", functools.partial(cache_proof, train, role="training")))
+    if summary.shares["validation"] >= VALIDATION_SHARE and val_data >= INPUT_SHARE:
+        for key, seen in loaders.items():
+            if key != train_id:
+                wanted.append(("cache", functools.partial(cache_proof, seen, role="validation")))
+    with run.unrecorded():  # nothing below is the program's own work
+        for kind, action in wanted:
+            proofs.append(_guard(kind, action))
+            write()
 
 
 def _guard(kind: str, action: Callable[[], JsonObject]) -> JsonObject:
@@ -162,6 +188,9 @@ def _guard(kind: str, action: Callable[[], JsonObject]) -> JsonObject:
     except Exception as exc:
         say(f"{kind} proof failed: {type(exc).__name__}: {exc}")
         return {"kind": kind, "error": f"{type(exc).__name__}: {exc}"}
+    except KeyboardInterrupt:
+        say(f"{kind} proof interrupted")
+        raise
 
 
 def _describe(seen: LoaderSeen) -> JsonObject:
@@ -212,6 +241,8 @@ def calibration_proof(
         and (seen.num_workers == 0 or t.config.prefetch_factor in (None, seen.prefetch_factor))
     ]
     baseline = max((t.samples_per_s or 0.0 for t in current), default=None)
+    if not baseline:
+        baseline = _own_settings(seen, train_step)
     out.update(
         calibration=calibration.to_json(),
         applied=apply,
@@ -222,6 +253,34 @@ def calibration_proof(
         ),
     )
     return out
+
+
+def _own_settings(seen: LoaderSeen, train_step: Callable[[object], object] | None) -> float | None:
+    """The loader's own settings, timed like a candidate, when the search skipped them."""
+    from trainperf.calibration.api import DEFAULT_SAMPLES, DEFAULT_TIMEOUT_S
+    from trainperf.calibration.config import LoaderConfig
+    from trainperf.calibration.trials import TrialPlan, run_trial
+
+    assert seen.batch_size is not None
+    workers = seen.num_workers
+    config = LoaderConfig(
+        batch_size=seen.batch_size,
+        num_workers=workers,
+        prefetch_factor=seen.prefetch_factor if workers else None,
+    )
+    say(f"measuring the loader's own settings ({config.describe()})")
+    plan = TrialPlan(batches=DEFAULT_SAMPLES, chunk=4, timeout_s=DEFAULT_TIMEOUT_S)
+    trial = run_trial(
+        seen.dataset,
+        config,
+        plan,
+        start=0,
+        collate_fn=seen.collate_fn,
+        step=train_step,
+        judge=lambda rate, batches: None,
+        clock=time.perf_counter,
+    )
+    return trial.samples_per_s
 
 
 def _map_style(dataset: object) -> bool:
@@ -242,8 +301,8 @@ def cache_proof(seen: LoaderSeen, *, role: str, batches: int = CACHE_BATCHES) ->
 
     def build(indices: list[int]) -> object:
         samples = [dataset[i] for i in indices]
-        if seen.batch_size is None:
-            return samples[0]
+        if seen.batch_size is None:  # batching off: the collate function converts one sample
+            return samples[0] if seen.collate_fn is None else seen.collate_fn(samples[0])
         if seen.collate_fn is None:
             from torch.utils.data import default_collate
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -49,6 +50,7 @@ BUNDLED_ARGS = (
 )
 DEFAULT_BUDGET_S = 120.0  # from the process start to the limit of a user's command
 GRACE_S = 300.0  # after the limit: the proofs, and the command winding down
+NO_BUDGET_DEADLINE_S = 600.0  # with --steps alone: when a step never comes
 STARTUP_REPEAT = 2  # fresh interpreters per import timing
 _PYTHON = re.compile(r"python[0-9.]*(\.exe)?$")
 # Interpreter options that take a value, before the script or -m.
@@ -72,6 +74,8 @@ def entry_point(command: Sequence[str]) -> tuple[str | None, str | None]:
         option = rest.pop(0)
         if option in _WITH_VALUE and rest:
             rest.pop(0)
+        elif len(option) > 2 and option[1] != "-" and option[-1] in "mc":
+            rest.insert(0, f"-{option[-1]}")  # -um mod: flags run together, then -m
     if len(rest) >= 2 and rest[0] == "-m":
         return rest[1], None
     if rest and rest[0] not in ("-c", "-"):
@@ -83,7 +87,7 @@ def diagnose(
     command: Sequence[str] | None,
     *,
     steps: int | None = None,
-    budget_s: float = DEFAULT_BUDGET_S,
+    budget_s: float | None = None,
     apply: bool = False,
     profile_startup: bool = True,
     progress: Callable[[str], None] | None = None,
@@ -96,8 +100,10 @@ def diagnose(
     say = progress or (lambda message: None)
     if steps is not None and steps < 1:
         raise UsageError(f"--steps must be >= 1, got {steps}")
-    if not budget_s > 0:
+    if budget_s is not None and not budget_s > 0:
         raise UsageError(f"--budget must be > 0 seconds, got {budget_s:g}")
+    if budget_s is None and steps is None:
+        budget_s = DEFAULT_BUDGET_S
     bundled = command is None
     argv = bundled_command() if command is None else list(command)
     if not argv:
@@ -129,14 +135,21 @@ def diagnose(
     failure = None
     if timed_out:
         failure = (
-            f"stopped by the doctor: still running {budget_s + GRACE_S:.0f} s after it started "
-            f"(--budget {budget_s:g} s plus {GRACE_S:.0f} s for the proofs)"
+            f"stopped by the doctor: still running {_deadline(budget_s):.0f} s after it started "
+            f"(its limit plus {GRACE_S:.0f} s for the proofs); give a smaller --steps or "
+            f"--budget, or check that it trains with a DataLoader"
+        )
+    elif _no_bootstrap(tail):
+        failure = (
+            "the command's Python cannot import trainperf, so nothing was monitored; run it "
+            "with the interpreter of the environment trainperf is installed in"
         )
     elif returncode != 0:
         failure = f"the command exited with code {returncode}: {_last_error(tail)}"
     from trainperf.doctor.findings import compose
 
     cpus = resources.get("cpu_budget")
+    stopped = proofs_record.get("stopped_at_step")
     findings = compose(
         startup=startup,
         periods=periods,
@@ -146,13 +159,13 @@ def diagnose(
         data_share=step_data_share(periods),
         cpus=float(cpus) if isinstance(cpus, int | float) else None,
         bundled=bundled,
+        stopped_at_step=stopped if isinstance(stopped, int) else None,
     )
     if summary is None:
         notes.append(
             "no training step was seen: the command used no torch optimizer or DataLoader, "
             "or it failed before training"
         )
-    stopped = proofs_record.get("stopped_at_step")
     report = DoctorReport(
         command=tuple(argv),
         bundled=bundled,
@@ -175,6 +188,16 @@ def diagnose(
     return report
 
 
+def _deadline(budget_s: float | None) -> float:
+    """Seconds after which the doctor stops the command itself."""
+    return (budget_s if budget_s is not None else NO_BUDGET_DEADLINE_S) + GRACE_S
+
+
+def _no_bootstrap(tail: Sequence[str]) -> bool:
+    text = "\n".join(tail)
+    return "Error in sitecustomize" in text and "trainperf" in text
+
+
 def _resources() -> JsonObject:
     from trainperf.resources import detect_resources
 
@@ -187,12 +210,17 @@ def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
     from trainperf.startup.probe import resolve_target
     from trainperf.startup.verify import measure_saving
 
+    guarded = _runs_on_import(target)
+    if guarded is not None:
+        return {"entry": target, "error": guarded}
     try:
         report = measure_imports(
             target, repeat=STARTUP_REPEAT, progress=lambda m: say(f"start-up: {m}")
         )
     except UsageError as exc:
         return {"entry": target, "error": str(exc)}
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        return {"entry": target, "error": f"the import profile failed: {exc}"}
     root = Path.cwd()
     lines: list[Json] = []
     grouped = set(report.groups[0].starts) if report.groups else set()
@@ -239,13 +267,52 @@ def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
         predicted = group.saving_s
     if defer and predicted >= STARTUP_FINDING_S:
         say(f"start-up: re-timing {target} with {len(defer)} import lines deferred")
-        measured = measure_saving(resolve_target(target, None), tuple(defer), repeat=STARTUP_REPEAT)
+        try:
+            measured = measure_saving(
+                resolve_target(target, None), tuple(defer), repeat=STARTUP_REPEAT
+            )
+        except (UsageError, OSError, subprocess.SubprocessError) as exc:
+            out["verify_error"] = str(exc)
+            return out
         out["verified"] = {
             "lines": [f"{_relative(f, root)}:{n}" for f, n in defer],
             "predicted_s": predicted,
             "measured_s": measured,
         }
     return out
+
+
+def _runs_on_import(target: str) -> str | None:
+    """Why loading ``target`` to time its imports would run the program itself (a
+    script without an ``if __name__ == "__main__":`` block), or None."""
+    import ast
+    import importlib.util
+
+    path = Path(target)
+    if path.suffix != ".py" and not path.is_file():
+        try:
+            spec = importlib.util.find_spec(target)
+        except (ImportError, ValueError):
+            return None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            return None
+        path = Path(spec.origin)
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None  # the profile itself reports what is wrong with it
+    for node in tree.body:
+        test = node.test if isinstance(node, ast.If) else None
+        if (
+            isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__"
+        ):
+            return None
+    return (
+        f'not profiled: {target} has no `if __name__ == "__main__":` block, so loading it '
+        f"to time its imports would run the whole program (put the training under one)"
+    )
 
 
 def _relative(file: str, root: Path) -> str:
@@ -269,7 +336,7 @@ def _monitored_run(
     argv: list[str],
     folder: Path,
     steps: int | None,
-    budget_s: float,
+    budget_s: float | None,
     apply: bool,
     say: Callable[[str], None],
 ) -> tuple[int, bool]:
@@ -289,18 +356,24 @@ def _monitored_run(
             "TRAINPERF_RUN_DIR": str(folder.resolve()),
             DOCTOR_VARIABLE: "1",
             STEPS_VARIABLE: str(steps or ""),
-            BUDGET_VARIABLE: f"{budget_s:g}",
+            BUDGET_VARIABLE: "" if budget_s is None else f"{budget_s:g}",
             APPLY_VARIABLE: "1" if apply else "",
             MARKERS_VARIABLE: str((folder / "markers.jsonl").resolve()),
         }
     )
     log = folder / "output.log"
     (folder / "started_at").write_text(f"{time.time():.6f}\n", encoding="utf-8")
-    deadline = time.monotonic() + budget_s + GRACE_S
+    deadline = time.monotonic() + _deadline(budget_s)
     with log.open("wb") as out:
         try:
+            # Its own process group: a limit reached stops what it started too.
             process = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         except OSError as exc:
             _remove_empty(folder)
@@ -314,12 +387,17 @@ def _monitored_run(
             say(_running_status(folder, log))
             if time.monotonic() > deadline and not timed_out:
                 timed_out = True
-                process.send_signal(signal.SIGINT)  # a chance to write its records
+                _signal_group(process, signal.SIGINT)  # a chance to write its records
                 try:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
-                    process.kill()
+                    _signal_group(process, signal.SIGKILL)
     return process.wait(), timed_out
+
+
+def _signal_group(process: subprocess.Popen[bytes], number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, number)
 
 
 def _remove_empty(folder: Path) -> None:
@@ -361,7 +439,8 @@ def _markers(folder: Path) -> JsonObject:
         found = read_markers(path)
     except (OSError, ValueError, RecordError):
         return {}
-    main = found[0].pid if found else None
+    trained = [m.pid for m in found if m.name == "first_step"]
+    main = trained[0] if trained else found[0].pid if found else None
     out: JsonObject = {}
     for marker in found:
         if marker.pid == main and marker.name != "exit_start":

@@ -45,6 +45,7 @@ __all__ = [
 HEAVY_LINE_S = 0.05
 STARTUP_FINDING_S = 0.5
 WORKER_GAIN = 1.05  # calibrated settings must beat the loader's own by this much
+CONFIRMED_SHARE = 0.5  # a re-timed saving at least this share of the prediction confirms it
 CACHE_WORTH = 1.10  # a cache is advised when it would make the run this much faster
 
 
@@ -107,15 +108,22 @@ def startup_finding(startup: JsonObject, *, bundled: bool) -> DoctorFinding | No
             evidence.append("after the process started: " + ", ".join(said))
     verified = startup.get("verified")
     source: GainSource = "estimated"
-    if isinstance(verified, dict) and _float(verified, "measured_s") is not None:
-        measured = _float(verified, "measured_s") or 0.0
+    measured = _float(verified, "measured_s") if isinstance(verified, dict) else None
+    if measured is not None and measured >= CONFIRMED_SHARE * predicted:
         gain = (
             f"{measured:.2f} s less import time before the configuration is read (measured: "
             f"{entry} re-timed with those lines deferred; predicted {predicted:.2f} s)"
         )
         source = "measured"
+    elif measured is not None:
+        gain = (
+            f"not confirmed: re-timed with those lines deferred, {entry} saved "
+            f"{measured:.2f} s against {predicted:.2f} s predicted"
+        )
     else:
         gain = f"about {predicted:.2f} s less import time before the configuration is read"
+        if startup.get("verify_error"):
+            evidence.append(f"re-timing with them deferred failed: {startup['verify_error']}")
     fix = (
         "import these where they are used, after the configuration is validated "
         "(function-level imports or trainperf.lazy_import), so a bad setting fails at once"
@@ -159,26 +167,37 @@ def input_finding(
             f"the same step with its batches already in memory: {_ms(replay_s)} (replayed)"
         )
     fixes: list[str] = []
-    gains: list[tuple[float, str]] = []
+    gains: list[tuple[float, str, bool]] = []  # (factor, text, measured)
     overrides: list[str] = []
-    source: GainSource = "estimated"
+    if replay_s and step_s:
+        gains.append(
+            (
+                step_s / replay_s,
+                f"if input were free: {_percent(step_s / replay_s)} samples/s (measured by "
+                "replaying batches already in memory)",
+                True,
+            )
+        )
     for proof in _proofs(proofs, "calibration", "training"):
         if "error" in proof or "skipped" in proof:
             evidence.append(f"calibration not run: {proof.get('error') or proof.get('skipped')}")
             continue
         text, measured, chosen = _calibration_text(proof)
         evidence.append(text)
-        source = "measured"
-        if measured is not None and measured >= WORKER_GAIN and chosen is not None:
+        if measured is None:
+            evidence.append("the loader's own settings could not be timed: no gain to compare")
+        elif measured >= WORKER_GAIN and chosen is not None:
             fixes.append(f"set {chosen} (calibrated)")
             gains.append(
-                (measured, f"calibrated settings: {_percent(measured)} samples/s (measured)")
+                (measured, f"calibrated settings: {_percent(measured)} samples/s (measured)", True)
             )
             overrides.append(_workers_override(proof))
         else:
             on = f" on {cpus:g} CPUs" if cpus else ""
-            fixes.append(f"keep num_workers={workers}: more workers measured no faster here{on}")
-            gains.append((measured or 1.0, f"more workers: {measured or 1.0:.2f}x (measured)"))
+            fixes.append(
+                f"keep num_workers={workers}: other loader settings measured no faster here{on}"
+            )
+            gains.append((measured, f"loader settings: {measured:.2f}x (measured)", True))
     for proof in _proofs(proofs, "cache", "training"):
         cached = _cache_text(proof, evidence)
         if cached is None:
@@ -189,7 +208,6 @@ def input_finding(
         if replay_s:
             new_step = max(new_step, replay_s)
         factor = step_s / new_step if new_step > 0 else 1.0
-        source = "measured"
         if factor >= CACHE_WORTH:
             fixes.append(
                 "cache the deterministic per-sample work (trainperf.cache.CachedDataset): "
@@ -198,8 +216,9 @@ def input_finding(
             gains.append(
                 (
                     factor,
-                    f"cached batches: about {_percent(factor)} samples/s (from the measured "
-                    "batch times)",
+                    f"cached batches: about {_percent(factor)} samples/s once the cache is "
+                    "built (estimated from the measured batch times)",
+                    False,
                 )
             )
             overrides.append("data.cache=true")
@@ -208,14 +227,12 @@ def input_finding(
             "more DataLoader workers or cheaper per-sample work; trainperf calibrate measures "
             "the loader settings"
         )
-        if replay_s and step_s:
-            gains.append((step_s / replay_s, f"if input were free: {_percent(step_s / replay_s)}"))
-    best = max(gains, default=None)
-    gain = "; ".join(text for _, text in sorted(gains, reverse=True))
-    if not gain and replay is not None:
-        gain = replay.gain
+    ranked = sorted(gains, key=lambda g: g[0], reverse=True)
+    gain = "; ".join(text for _, text, _ in ranked)
     if not gain:
         gain = f"if input were free: {_percent(1 / (1 - min(data_share, 0.95)))} samples/s"
+    source: GainSource = "measured" if any(m for _, _, m in gains) else "estimated"
+    advised = [f for f, _, _ in gains if f >= WORKER_GAIN]
     return DoctorFinding(
         kind="input-bound",
         title=f"training waits for its DataLoader (num_workers={workers})",
@@ -223,7 +240,7 @@ def input_finding(
         fix="; ".join(fixes),
         gain=gain,
         gain_source=source,
-        speedup=best[0] if best else None,
+        speedup=max(advised, default=None),
         overrides=tuple(overrides) if bundled else (),
     )
 
@@ -354,6 +371,7 @@ def compose(
     data_share: float,
     cpus: float | None,
     bundled: bool,
+    stopped_at_step: int | None = None,
 ) -> tuple[DoctorFinding, ...]:
     """Every finding, those with the larger gain first; start-up's last but one."""
     found: list[DoctorFinding] = []
@@ -387,13 +405,19 @@ def compose(
                 continue
             measured = finding.gain.startswith("measured")
             fix = finding.fix
+            evidence = [f"{k}={v:.3g}" for k, v in finding.evidence.items()]
             if finding.kind == "startup-bound":
                 fix = _startup_bound_fix(startup, fix)
+                if stopped_at_step:
+                    evidence.append(
+                        f"the doctor stopped this run after {stopped_at_step} steps: over a "
+                        "whole run start-up weighs less"
+                    )
             found.append(
                 DoctorFinding(
                     kind=finding.kind,
                     title=finding.kind.replace("-", " "),
-                    evidence=tuple(f"{k}={v:.3g}" for k, v in finding.evidence.items()),
+                    evidence=tuple(evidence),
                     fix=fix,
                     gain=finding.gain,
                     gain_source="measured" if measured else "estimated",

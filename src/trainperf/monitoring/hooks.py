@@ -73,12 +73,18 @@ class LoaderSeen:
         return cls(
             dataset=iterator._dataset,
             collate_fn=getattr(iterator, "_collate_fn", None),
-            batch_size=size if getattr(iterator, "_auto_collation", False) else None,
+            batch_size=int(size) if size and getattr(iterator, "_auto_collation", False) else None,
             drop_last=bool(getattr(sampler, "drop_last", False)),
             num_workers=int(getattr(iterator, "_num_workers", 0)),
-            prefetch_factor=getattr(iterator, "_prefetch_factor", None),
+            prefetch_factor=_int_or_none(getattr(iterator, "_prefetch_factor", None)),
             pin_memory=bool(getattr(iterator, "_pin_memory", False)),
         )
+
+
+def _int_or_none(value: object) -> int | None:
+    """An int (numpy's too) as a plain int, for JSON; anything else as None."""
+    index = getattr(value, "__index__", None)
+    return int(index()) if callable(index) else None
 
 
 class CudaTimer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import TYPE_CHECKING
 
+from trainperf.errors import UsageError
 from trainperf.startup.probe import run_probe
 from trainperf.startup.report import Verification
 
@@ -41,7 +42,14 @@ def measure_saving(
         if progress is not None:
             progress(f"verifying {len(defer)} statement(s) ({i + 1}/{repeat})")
         base.append(run_probe(target, trace=False, defer=_NOTHING).elapsed_s)
-        deferred.append(run_probe(target, trace=False, defer=defer).elapsed_s)
+        variant = run_probe(target, trace=False, defer=defer)
+        if variant.error:
+            # A variant that stopped early would look like a saving.
+            raise UsageError(
+                f"{target.label} fails to load with those statements deferred "
+                f"({variant.error}): a name they bind is used at import time"
+            )
+        deferred.append(variant.elapsed_s)
     return statistics.median(base) - statistics.median(deferred)
 
 
