@@ -464,11 +464,21 @@ def test_what_a_loader_iterator_tells_is_plain_json() -> None:
     """A batch sampler built with numpy ints still gives plain ints to the records."""
     import numpy as np
     import torch
-    from torch.utils.data import BatchSampler, DataLoader, SequentialSampler, TensorDataset
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Chunks:
+        """A custom batch sampler whose batch_size is a numpy integer."""
+
+        batch_size = np.int64(8)
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return iter([list(range(i, i + 8)) for i in range(0, 32, 8)])
+
+        def __len__(self) -> int:
+            return 4
 
     data = TensorDataset(torch.zeros(32, 2))
-    sampler = BatchSampler(SequentialSampler(data), batch_size=np.int64(8), drop_last=False)
-    seen = LoaderSeen.of(iter(DataLoader(data, batch_sampler=sampler)))
+    seen = LoaderSeen.of(iter(DataLoader(data, batch_sampler=Chunks())))
     assert seen.batch_size == 8
     assert type(seen.batch_size) is int
     assert json.dumps({"batch_size": seen.batch_size}) == '{"batch_size": 8}'
