@@ -180,6 +180,23 @@ def test_samples_are_written_with_the_run(tmp_path) -> None:
     assert json.loads(lines[-1])["rss_bytes"] > 0
 
 
+def test_samples_taken_while_unrecorded_are_not_the_programs(tmp_path) -> None:
+    """A probe or a doctor's proof (its own workers, its memory) is left out of the
+    samples, as its steps are left out of the periods."""
+    with trainperf.monitor(out=tmp_path / "run") as run:
+        train(DataLoader(Busy(8, 0.0), batch_size=4), torch.nn.Linear(32, 1))
+        before = time.perf_counter()
+        with run.unrecorded():
+            train(DataLoader(Busy(8, 0.0), batch_size=4), torch.nn.Linear(32, 1))
+            time.sleep(2.5)  # at least two of the sampler's 1 s ticks
+        inside = (before - run._recorder.origin, time.perf_counter() - run._recorder.origin)
+        time.sleep(1.2)
+    samples = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert samples  # the ticks outside the block are kept
+    assert not [x for x in samples if inside[0] + 0.05 < x["t_s"] < inside[1] - 0.05]
+    assert len([p for p in run.periods if p.kind == "train"]) == 2  # the first loop's only
+
+
 def test_a_folder_that_holds_a_run_is_not_reused(tmp_path) -> None:
     from trainperf.errors import UsageError
 

@@ -78,6 +78,7 @@ class Run:
         self.limit_reached = False
         self.keep_loaders = False  # keep the loaders seen (``loaders``) for later use
         self._train_steps = 0
+        self._unrecorded: list[tuple[float, float]] = []  # (start, end) since the origin
 
     @classmethod
     def injected(cls, folder: str) -> Run:
@@ -117,11 +118,15 @@ class Run:
         previous = recorder.suspended if recorder is not None else False
         if recorder is not None:
             recorder.suspended = True
+        began = self.clock()
         try:
             yield
         finally:
             if recorder is not None:
                 recorder.suspended = previous
+                # The sampler's readings meanwhile (a calibration's workers) are not the
+                # program's memory either.
+                self._unrecorded.append((began - recorder.origin, self.clock() - recorder.origin))
 
     def replay(
         self,
@@ -260,7 +265,11 @@ class Run:
         samples = []
         if self._sampler is not None:
             self._sampler.stop()
-            samples = self._sampler.samples
+            samples = [
+                x
+                for x in self._sampler.samples
+                if not any(start <= x.t_s <= end for start, end in self._unrecorded)
+            ]
             lines = "".join(json.dumps(x.to_json()) + "\n" for x in samples)
             (self.path / "samples.jsonl").write_text(lines, encoding="utf-8")
         self._flush(self.clock())
