@@ -303,22 +303,20 @@ def test_more_workers_are_advised_only_when_they_measured_faster() -> None:
     periods = _periods(0.2, 0.1)
     summary = summarize(periods)
     same = input_finding(
-        periods, summary, [_calibration(1.01, 2)], LOADERS, data_share=0.5, cpus=2, bundled=True
+        summary, [_calibration(1.01, 2)], LOADERS, data_share=0.5, cpus=2, bundled=True
     )
     assert same is not None
     assert "keep num_workers=0" in same.fix
     assert "data.num_workers=2" not in same.overrides
     faster = input_finding(
-        periods, summary, [_calibration(1.6, 4)], LOADERS, data_share=0.5, cpus=8, bundled=True
+        summary, [_calibration(1.6, 4)], LOADERS, data_share=0.5, cpus=8, bundled=True
     )
     assert faster is not None
     assert "set num_workers=4" in faster.fix
     assert "data.num_workers=4" in faster.overrides
     assert faster.gain_source == "measured"
     assert faster.speedup == pytest.approx(1.6)
-    assert (
-        input_finding(periods, summary, [], LOADERS, data_share=0.1, cpus=2, bundled=True) is None
-    )
+    assert input_finding(summary, [], LOADERS, data_share=0.1, cpus=2, bundled=True) is None
 
 
 def _cache(deterministic: bool, role: str) -> dict[str, object]:

@@ -18,6 +18,7 @@ __all__ = [
     "Json",
     "JsonObject",
     "as_object",
+    "objects",
     "opt_float",
     "opt_int",
     "opt_str",
@@ -94,3 +95,9 @@ def as_object(value: Json, what: str) -> JsonObject:
     if not isinstance(value, dict):
         raise RecordError(f"expected an object for {what}, got {value!r}")
     return value
+
+
+def objects(value: object) -> list[JsonObject]:
+    """The objects of a JSON list (anything else in it, or a value not a list, skipped):
+    for reading records written by another version leniently."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainperf.cli import EXIT_FINDING, EXIT_OK, Command
 from trainperf.cli._progress import Status
+from trainperf.cli._render import emit_json
 from trainperf.errors import UsageError
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainperf.doctor.diagnose import diagnose
+    from trainperf.doctor.diagnose import PAGE_FILE, diagnose
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     html_to = Path(args.html) if args.html else None
@@ -58,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
             profile_startup=not args.no_startup,
             progress=status,
         )
-        status("report: writing the page")
-        page = _write_page(report)
     finally:
         status.done()
+    written = Path(report.run) / PAGE_FILE
+    page = written if written.is_file() else None
     if html_to is not None and page is not None:
         try:
             shutil.copyfile(page, html_to)
@@ -73,37 +72,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = report.to_json()
         data["html"] = shown
-        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+        emit_json(data)
     else:
         from trainperf.doctor.render import render_text
 
         print(render_text(report, html_path=shown))
     return EXIT_FINDING if report.failed else EXIT_OK
-
-
-def _write_page(report: object) -> Path | None:
-    from trainperf.doctor.html import render_doctor_html
-    from trainperf.doctor.report import DoctorReport
-    from trainperf.monitoring.analyze import summarize_folder
-    from trainperf.monitoring.records import is_run, rank_folders, read_periods
-    from trainperf.monitoring.sampler import read_samples
-
-    assert isinstance(report, DoctorReport)
-    folder = Path(report.run)
-    if not folder.is_dir():
-        return None
-    summary, periods, samples = None, [], []
-    if is_run(folder):
-        summary, _ = summarize_folder(folder)
-        first = rank_folders(folder)[0]
-        periods = read_periods(first / "steps.jsonl")
-        if (first / "samples.jsonl").is_file():
-            samples = read_samples(first / "samples.jsonl")
-    page = folder / "doctor.html"
-    page.write_text(
-        render_doctor_html(report, summary=summary, periods=periods, samples=samples), "utf-8"
-    )
-    return page
 
 
 COMMAND = Command(configure, run)

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainperf.monitoring.analyze import INPUT_SHARE, summarize
+from trainperf.monitoring.analyze import INPUT_SHARE, step_data_share, summarize
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -98,7 +98,8 @@ def arm(run: Run) -> None:
 def _stop(run: Run) -> None:
     """A plain loop at its limit: prove, write the record, end the process."""
     try:
-        say(f"stopping the command at its limit, after {len(_train(run.periods))} steps")
+        steps = sum(p.kind == "train" for p in run.periods)
+        say(f"stopping the command at its limit, after {steps} steps")
         run.__exit__(None, None, None)  # the record first: the step in hand is written too
         prove(run, stopped=True)
     except BaseException as exc:  # whatever happens, the program ends here, as promised
@@ -109,16 +110,10 @@ def _stop(run: Run) -> None:
         os._exit(0)
 
 
-def _train(periods: Sequence[Period]) -> list[Period]:
-    return [p for p in periods if p.kind == "train"]
-
-
-def step_data_share(periods: Sequence[Period]) -> float:
-    """Median share of a steady training step spent waiting for data."""
-    train = _train(periods)
-    steady = [p for p in train if not p.first_of_epoch and p.wall_s > 0] or train
-    shares = [p.data_wait_s / p.wall_s for p in steady if p.wall_s > 0]
-    return statistics.median(shares) if shares else 0.0
+def validation_time(periods: Sequence[Period]) -> tuple[float, float]:
+    """Seconds of validation, and of those the seconds waiting for its loader."""
+    val = [p for p in periods if p.kind == "val"]
+    return sum(p.wall_s for p in val), sum(p.data_wait_s for p in val)
 
 
 def prove(
@@ -144,13 +139,14 @@ def prove(
 def _prove(run: Run, train_step: Callable[[object], object] | None, stopped: bool) -> None:
     periods = run.periods
     summary = summarize(periods)
+    data_share = step_data_share(periods)
     loaders = run.loaders
     train_id = run.train_loader
     proofs: list[Json] = []
     record: JsonObject = {
         "schema": PROOFS_SCHEMA,
         "stopped_at_step": summary.steps if stopped else None,
-        "data_wait_share_of_step": step_data_share(periods),
+        "data_wait_share_of_step": data_share,
         "loaders": [
             {"role": "training" if key == train_id else "validation", **_describe(seen)}
             for key, seen in loaders.items()
@@ -164,14 +160,12 @@ def _prove(run: Run, train_step: Callable[[object], object] | None, stopped: boo
 
     write()
     train = loaders.get(train_id) if train_id is not None else None
-    val = [p for p in periods if p.kind == "val"]
-    val_wall = sum(p.wall_s for p in val)
-    val_data = sum(p.data_wait_s for p in val) / val_wall if val_wall else 0.0
+    val_s, val_wait_s = validation_time(periods)
     wanted: list[tuple[str, Callable[[], JsonObject]]] = []
-    if train is not None and step_data_share(periods) >= INPUT_SHARE and summary.steps >= 1:
+    if train is not None and data_share >= INPUT_SHARE and summary.steps >= 1:
         wanted.append(("calibration", functools.partial(calibration_proof, train, train_step)))
         wanted.append(("cache", functools.partial(cache_proof, train, role="training")))
-    if summary.shares["validation"] >= VALIDATION_SHARE and val_data >= INPUT_SHARE:
+    if summary.shares["validation"] >= VALIDATION_SHARE and val_wait_s >= INPUT_SHARE * val_s:
         for key, seen in loaders.items():
             if key != train_id:
                 wanted.append(("cache", functools.partial(cache_proof, seen, role="validation")))
@@ -331,12 +325,9 @@ def cache_proof(seen: LoaderSeen, *, role: str, batches: int = CACHE_BATCHES) ->
         )
         return out
     cached, nbytes = _cached_reads(built)
-    out.update(cached_s=cached, bytes_per_batch=nbytes, speedup=out_ratio(uncached, cached))
+    speedup = statistics.median(uncached) / cached if cached > 0 else None
+    out.update(cached_s=cached, bytes_per_batch=nbytes, speedup=speedup)
     return out
-
-
-def out_ratio(uncached: list[float], cached: float) -> float | None:
-    return statistics.median(uncached) / cached if cached > 0 else None
 
 
 def flatten(value: object, prefix: str = "v", depth: int = 0) -> dict[str, object]:

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainperf._json import objects
 from trainperf.doctor.child import (
     APPLY_VARIABLE,
     BUDGET_VARIABLE,
     DOCTOR_VARIABLE,
     PROOFS_FILE,
     STEPS_VARIABLE,
-    step_data_share,
 )
 from trainperf.doctor.report import DoctorReport
 from trainperf.errors import RecordError, UsageError
@@ -35,6 +35,7 @@ __all__ = [
     "BUNDLED_ARGS",
     "DEFAULT_BUDGET_S",
     "GRACE_S",
+    "PAGE_FILE",
     "bundled_command",
     "diagnose",
     "entry_point",
@@ -51,6 +52,7 @@ BUNDLED_ARGS = (
 DEFAULT_BUDGET_S = 120.0  # from the process start to the limit of a user's command
 GRACE_S = 300.0  # after the limit: the proofs, and the command winding down
 NO_BUDGET_DEADLINE_S = 600.0  # with --steps alone: when a step never comes
+PAGE_FILE = "doctor.html"  # the report page, in the run folder
 STARTUP_REPEAT = 2  # fresh interpreters per import timing
 _PYTHON = re.compile(r"python[0-9.]*(\.exe)?$")
 # Interpreter options that take a value, before the script or -m.
@@ -127,10 +129,11 @@ def diagnose(
     startup["markers"] = _markers(folder)
 
     say("analysis: the run's verdict and the proofs' measurements")
-    summary, finished, periods = _analysis(folder)
+    recorded, finished, periods = _analysis(folder)
+    summary = recorded if recorded is not None and recorded.steps else None
     proofs_record = _read_proofs(folder)
-    proofs = tuple(p for p in _objects(proofs_record.get("proofs")))
-    loaders = _objects(proofs_record.get("loaders"))
+    proofs = tuple(objects(proofs_record.get("proofs")))
+    loaders = objects(proofs_record.get("loaders"))
     tail = _tail(folder / "output.log")
     failure = None
     if timed_out:
@@ -150,16 +153,16 @@ def diagnose(
 
     cpus = resources.get("cpu_budget")
     stopped = proofs_record.get("stopped_at_step")
+    stopped_at_step = stopped if isinstance(stopped, int) else None
     findings = compose(
         startup=startup,
         periods=periods,
         summary=summary,
         proofs=proofs,
         loaders=loaders,
-        data_share=step_data_share(periods),
         cpus=float(cpus) if isinstance(cpus, int | float) else None,
         bundled=bundled,
-        stopped_at_step=stopped if isinstance(stopped, int) else None,
+        stopped_at_step=stopped_at_step,
     )
     if summary is None:
         notes.append(
@@ -180,12 +183,29 @@ def diagnose(
         findings=findings,
         failure=failure,
         output_tail=tuple(tail),
-        stopped_at_step=stopped if isinstance(stopped, int) else None,
+        stopped_at_step=stopped_at_step,
         notes=tuple(notes),
     )
     if folder.is_dir():
+        say("report: writing the page")
         (folder / "doctor.json").write_text(json.dumps(report.to_json(), indent=1), "utf-8")
+        _write_page(report, folder, recorded, periods)
     return report
+
+
+def _write_page(
+    report: DoctorReport, folder: Path, summary: RunSummary | None, periods: list[Period]
+) -> None:
+    """``doctor.html`` beside the run's records."""
+    from trainperf.doctor.html import render_doctor_html
+    from trainperf.monitoring.records import rank_folders
+    from trainperf.monitoring.sampler import read_samples
+
+    ranks = rank_folders(folder) if summary is not None else []
+    found = ranks[0] / "samples.jsonl" if ranks else None
+    samples = read_samples(found) if found is not None and found.is_file() else []
+    page = render_doctor_html(report, summary=summary, periods=periods, samples=samples)
+    (folder / PAGE_FILE).write_text(page, "utf-8")
 
 
 def _deadline(budget_s: float | None) -> float:
@@ -207,7 +227,9 @@ def _resources() -> JsonObject:
 def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
     """The entry point's import profile, and its heavy lines deferred together, re-timed."""
     from trainperf.startup import measure_imports
+    from trainperf.startup.blame import split_line_node
     from trainperf.startup.probe import resolve_target
+    from trainperf.startup.render import shorten
     from trainperf.startup.verify import measure_saving
 
     guarded = _runs_on_import(target)
@@ -228,7 +250,7 @@ def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
     for cost in chosen:
         lines.append(
             {
-                "where": f"{_relative(cost.file, root)}:{cost.line}",
+                "where": shorten(cost.where, root),
                 "file": cost.file,
                 "line": cost.line,
                 "statement": cost.statement,
@@ -243,7 +265,7 @@ def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
         "lines": lines,
         "groups": [
             {
-                "starts": [_relative_where(s, root) for s in g.starts],
+                "starts": [shorten(s, root) for s in g.starts],
                 "saving_s": g.saving_s,
                 "packages": list(g.packages),
             }
@@ -263,7 +285,7 @@ def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
     defer: list[tuple[str, int]] = [(c.file, c.line) for c in heavy]
     predicted = sum(c.exclusive_s for c in heavy)
     if group is not None and group.saving_s >= predicted:
-        defer = [_split_where(s) for s in group.starts]
+        defer = [split_line_node(s) for s in group.starts]
         predicted = group.saving_s
     if defer and predicted >= STARTUP_FINDING_S:
         say(f"start-up: re-timing {target} with {len(defer)} import lines deferred")
@@ -275,7 +297,7 @@ def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
             out["verify_error"] = str(exc)
             return out
         out["verified"] = {
-            "lines": [f"{_relative(f, root)}:{n}" for f, n in defer],
+            "lines": [shorten(f"{f}:{n}", root) for f, n in defer],
             "predicted_s": predicted,
             "measured_s": measured,
         }
@@ -313,23 +335,6 @@ def _runs_on_import(target: str) -> str | None:
         f'not profiled: {target} has no `if __name__ == "__main__":` block, so loading it '
         f"to time its imports would run the whole program (put the training under one)"
     )
-
-
-def _relative(file: str, root: Path) -> str:
-    try:
-        return str(Path(file).resolve().relative_to(root.resolve()))
-    except ValueError:
-        return file
-
-
-def _relative_where(where: str, root: Path) -> str:
-    file, line = _split_where(where)
-    return f"{_relative(file, root)}:{line}"
-
-
-def _split_where(where: str) -> tuple[str, int]:
-    file, _, line = where.rpartition(":")
-    return file, int(line) if line.isdecimal() else 0
 
 
 def _monitored_run(
@@ -449,16 +454,14 @@ def _markers(folder: Path) -> JsonObject:
 
 
 def _analysis(folder: Path) -> tuple[RunSummary | None, bool, list[Period]]:
+    """The run's summary (None: no records at all), whether it ended, its periods."""
     from trainperf.monitoring.analyze import summarize_folder
     from trainperf.monitoring.records import is_run, rank_folders, read_periods
 
     if not is_run(folder):
         return None, False, []
     summary, finished = summarize_folder(folder)
-    periods = read_periods(rank_folders(folder)[0] / "steps.jsonl")
-    if summary.steps == 0:
-        return None, finished, periods
-    return summary, finished, periods
+    return summary, finished, read_periods(rank_folders(folder)[0] / "steps.jsonl")
 
 
 def _read_proofs(folder: Path) -> JsonObject:
@@ -473,10 +476,6 @@ def _read_proofs(folder: Path) -> JsonObject:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _objects(value: object) -> list[JsonObject]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _tail(path: Path, lines: int = 20) -> list[str]:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainperf.doctor.child import VALIDATION_SHARE
+from trainperf._json import objects
+from trainperf.doctor.child import VALIDATION_SHARE, validation_time
 from trainperf.doctor.report import DoctorFinding, GainSource
-from trainperf.monitoring.analyze import INPUT_SHARE, MIN_STEPS
+from trainperf.monitoring.analyze import INPUT_SHARE, MIN_STEPS, step_data_share
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -69,11 +70,11 @@ def _proofs(proofs: Sequence[JsonObject], kind: str, role: str) -> list[JsonObje
 
 
 def startup_finding(startup: JsonObject, *, bundled: bool) -> DoctorFinding | None:
-    groups = _objects(startup.get("groups"))
+    groups = objects(startup.get("groups"))
     grouped = {str(w) for w in _list(groups[0].get("starts"))} if groups else set()
     lines = [
         line
-        for line in _objects(startup.get("lines"))
+        for line in objects(startup.get("lines"))
         if _exclusive(line) >= HEAVY_LINE_S
         or (line.get("where") in grouped and (_float(line, "cumulative_s") or 0.0) >= HEAVY_LINE_S)
     ]
@@ -141,7 +142,6 @@ def startup_finding(startup: JsonObject, *, bundled: bool) -> DoctorFinding | No
 
 
 def input_finding(
-    periods: Sequence[Period],
     summary: RunSummary,
     proofs: Sequence[JsonObject],
     loaders: Sequence[JsonObject],
@@ -266,7 +266,7 @@ def _calibration_text(proof: JsonObject) -> tuple[str, float | None, str | None]
         if isinstance(chosen, dict)
         else "?"
     )
-    candidates = _objects(calibration.get("candidates"))
+    candidates = objects(calibration.get("candidates"))
     measured = [c for c in candidates if isinstance(c.get("samples_per_s"), int | float)]
     base = _float(proof, "baseline_samples_per_s")
     best = _float(proof, "chosen_samples_per_s")
@@ -287,7 +287,7 @@ def _cache_text(proof: JsonObject, evidence: list[str]) -> tuple[float, float] |
         return None
     built_s = _float(proof, "uncached_s") or 0.0
     hot = [
-        f"{h.get('function')} {_float(h, 'share') or 0.0:.0%}" for h in _objects(proof.get("hot"))
+        f"{h.get('function')} {_float(h, 'share') or 0.0:.0%}" for h in objects(proof.get("hot"))
     ]
     role = proof.get("role")
     if not proof.get("deterministic"):
@@ -314,9 +314,7 @@ def validation_finding(
     *,
     bundled: bool,
 ) -> DoctorFinding | None:
-    val = [p for p in periods if p.kind == "val"]
-    val_s = sum(p.wall_s for p in val)
-    val_data = sum(p.data_wait_s for p in val)
+    val_s, val_data = validation_time(periods)
     share = summary.shares.get("validation", 0.0)
     if not val_s or share < VALIDATION_SHARE or val_data / val_s < INPUT_SHARE:
         return None
@@ -368,7 +366,6 @@ def compose(
     summary: RunSummary | None,
     proofs: Sequence[JsonObject],
     loaders: Sequence[JsonObject],
-    data_share: float,
     cpus: float | None,
     bundled: bool,
     stopped_at_step: int | None = None,
@@ -378,11 +375,10 @@ def compose(
     if summary is not None:
         for made in (
             input_finding(
-                periods,
                 summary,
                 proofs,
                 loaders,
-                data_share=data_share,
+                data_share=step_data_share(periods),
                 cpus=cpus,
                 bundled=bundled,
             ),
@@ -449,10 +445,6 @@ def _startup_bound_fix(startup: JsonObject, fix: str) -> str:
 
 def _exclusive(line: JsonObject) -> float:
     return _float(line, "exclusive_s") or 0.0
-
-
-def _objects(value: object) -> list[JsonObject]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _list(value: object) -> list[object]:

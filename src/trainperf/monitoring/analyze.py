@@ -38,7 +38,15 @@ if TYPE_CHECKING:
     from trainperf.monitoring.records import Period
     from trainperf.monitoring.sampler import Sample
 
-__all__ = ["EpochStats", "Finding", "RunSummary", "epoch_stats", "summarize", "summarize_folder"]
+__all__ = [
+    "EpochStats",
+    "Finding",
+    "RunSummary",
+    "epoch_stats",
+    "step_data_share",
+    "summarize",
+    "summarize_folder",
+]
 
 MIN_STEPS = 5
 VALIDATION_SHARE = 0.5
@@ -183,12 +191,11 @@ def summarize(
     val = [p for p in periods if p.kind == "val"]
     train_s = sum(p.wall_s for p in train)
     val_s = sum(p.wall_s for p in val)
-    steady = [p for p in train if not p.first_of_epoch and p.wall_s > 0] or train
+    steady = _steady(train)
     counted = [p.samples for p in train if p.samples is not None]
     samples = sum(counted) if counted else None
     total = train_s + val_s + startup_s
-    wait_shares = [p.data_wait_s / p.wall_s for p in steady if p.wall_s > 0]
-    data_share = statistics.median(wait_shares) if wait_shares else 0.0
+    data_share = step_data_share(periods)
     shares = {
         "data_wait": data_share * train_s / total if total else 0.0,
         "compute": (1 - data_share) * train_s / total if total else 0.0,
@@ -222,6 +229,18 @@ def summarize(
         device_step_median_s=statistics.median(device) if device else None,
         gpu_util_percent=gpu_util,
     )
+
+
+def _steady(train: Sequence[Period]) -> list[Period]:
+    """Training steps other than each epoch's first (worker start-up, warm-up)."""
+    return [p for p in train if not p.first_of_epoch and p.wall_s > 0] or list(train)
+
+
+def step_data_share(periods: Sequence[Period]) -> float:
+    """Median share of a steady training step spent waiting for data."""
+    steady = _steady([p for p in periods if p.kind == "train"])
+    shares = [p.data_wait_s / p.wall_s for p in steady if p.wall_s > 0]
+    return statistics.median(shares) if shares else 0.0
 
 
 def _gpu_util(
