@@ -19,7 +19,7 @@ def test_input_bound_with_its_gain() -> None:
     summary = summarize(steps(10, 1.0, 0.6))
     assert summary.primary == "input-bound"
     (finding,) = summary.findings
-    assert finding.evidence == {"data_wait_share_of_step": 0.6}
+    assert finding.evidence["data_wait_share_of_step"] == 0.6
     assert finding.gain == "if input were free: up to 2.5x samples/s"
     assert summary.samples_per_s == pytest.approx(8.0)
 

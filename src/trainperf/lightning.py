@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
-from trainperf.monitoring.analyze import RunSummary, summarize
 from trainperf.monitoring.session import Run, active_run, monitor
 
 if TYPE_CHECKING:
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from trainperf.calibration.api import Calibration
+    from trainperf.monitoring.analyze import RunSummary
 
 __all__ = ["PROBE_BATCHES", "CalibratedDataModule", "PerfMonitor"]
 
@@ -103,7 +103,7 @@ class PerfMonitor(L.Callback):
         if run is None:
             return
         steppable = pl_module.automatic_optimization and len(trainer.optimizers) == 1
-        if batches and summarize(run.periods).primary == "input-bound":
+        if batches and run.summarize().step.kind == "input-bound":
             if not steppable:
                 _log.info("trainperf probe skipped: manual optimisation or several optimizers")
             else:
@@ -154,7 +154,7 @@ class PerfMonitor(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.run is None:
             return
-        so_far = summarize(self.run.periods)
+        so_far = self.run.summarize()
         metrics = {
             "perf/data_wait_share": so_far.shares["data_wait"],
             "perf/validation_share": so_far.shares["validation"],

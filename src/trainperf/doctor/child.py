@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainperf.monitoring.analyze import INPUT_SHARE, step_data_share, summarize
+from trainperf.monitoring.analyze import INPUT_SHARE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +54,8 @@ __all__ = [
     "arm",
     "cache_proof",
     "prove",
+    "validation_time",
+    "wants_validation_proof",
 ]
 
 DOCTOR_VARIABLE = "TRAINPERF_DOCTOR"
@@ -110,6 +112,12 @@ def _stop(run: Run) -> None:
         os._exit(0)
 
 
+def wants_validation_proof(share: float, val_s: float, val_wait_s: float) -> bool:
+    """Validation takes VALIDATION_SHARE of the run and its loader INPUT_SHARE of it:
+    the rule for the validation proof, and for the finding that reports it."""
+    return val_s > 0 and share >= VALIDATION_SHARE and val_wait_s >= INPUT_SHARE * val_s
+
+
 def validation_time(periods: Sequence[Period]) -> tuple[float, float]:
     """Seconds of validation, and of those the seconds waiting for its loader."""
     val = [p for p in periods if p.kind == "val"]
@@ -137,16 +145,21 @@ def prove(
 
 
 def _prove(run: Run, train_step: Callable[[object], object] | None, stopped: bool) -> None:
+    # The cut: the proofs are decided on the periods recorded so far, summarised as the
+    # report will summarise them; the report takes the same periods (``cut_periods``)
+    # and shows whatever ran after them apart.
     periods = run.periods
-    summary = summarize(periods)
-    data_share = step_data_share(periods)
+    summary = run.summarize(stopped_early=stopped)
     loaders = run.loaders
     train_id = run.train_loader
     proofs: list[Json] = []
     record: JsonObject = {
         "schema": PROOFS_SCHEMA,
         "stopped_at_step": summary.steps if stopped else None,
-        "data_wait_share_of_step": data_share,
+        "cut_periods": len(periods),
+        "data_wait_share_of_step": summary.step.share,
+        "step_verdict": summary.step.kind,
+        "validation_share": summary.shares["validation"],
         "loaders": [
             {"role": "training" if key == train_id else "validation", **_describe(seen)}
             for key, seen in loaders.items()
@@ -162,10 +175,10 @@ def _prove(run: Run, train_step: Callable[[object], object] | None, stopped: boo
     train = loaders.get(train_id) if train_id is not None else None
     val_s, val_wait_s = validation_time(periods)
     wanted: list[tuple[str, Callable[[], JsonObject]]] = []
-    if train is not None and data_share >= INPUT_SHARE and summary.steps >= 1:
+    if train is not None and summary.step.kind == "input-bound":
         wanted.append(("calibration", functools.partial(calibration_proof, train, train_step)))
         wanted.append(("cache", functools.partial(cache_proof, train, role="training")))
-    if summary.shares["validation"] >= VALIDATION_SHARE and val_wait_s >= INPUT_SHARE * val_s:
+    if wants_validation_proof(summary.shares["validation"], val_s, val_wait_s):
         for key, seen in loaders.items():
             if key != train_id:
                 wanted.append(("cache", functools.partial(cache_proof, seen, role="validation")))

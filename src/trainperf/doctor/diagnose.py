@@ -129,9 +129,10 @@ def diagnose(
     startup["markers"] = _markers(folder)
 
     say("analysis: the run's verdict and the proofs' measurements")
-    recorded, finished, periods = _analysis(folder)
-    summary = recorded if recorded is not None and recorded.steps else None
     proofs_record = _read_proofs(folder)
+    cut = proofs_record.get("cut_periods")
+    recorded, finished, periods, after = _analysis(folder, cut if isinstance(cut, int) else None)
+    summary = recorded if recorded is not None and recorded.steps else None
     proofs = tuple(objects(proofs_record.get("proofs")))
     loaders = objects(proofs_record.get("loaders"))
     tail = _tail(folder / "output.log")
@@ -164,6 +165,11 @@ def diagnose(
         bundled=bundled,
         stopped_at_step=stopped_at_step,
     )
+    if after:
+        notes.append(
+            f"after the doctor's stop the command went on: {_after_stop(after)}; reported "
+            "apart, the verdict and proofs are taken on the steps before the stop"
+        )
     if summary is None:
         notes.append(
             "no training step was seen: the command used no torch optimizer or DataLoader, "
@@ -453,15 +459,32 @@ def _markers(folder: Path) -> JsonObject:
     return out
 
 
-def _analysis(folder: Path) -> tuple[RunSummary | None, bool, list[Period]]:
-    """The run's summary (None: no records at all), whether it ended, its periods."""
+def _analysis(
+    folder: Path, cut: int | None
+) -> tuple[RunSummary | None, bool, list[Period], list[Period]]:
+    """The run's summary (None: no records at all), whether it ended, its periods up to
+    the cut the proofs were decided at, and those after it."""
     from trainperf.monitoring.analyze import summarize_folder
     from trainperf.monitoring.records import is_run, rank_folders, read_periods
 
     if not is_run(folder):
-        return None, False, []
-    summary, finished = summarize_folder(folder)
-    return summary, finished, read_periods(rank_folders(folder)[0] / "steps.jsonl")
+        return None, False, [], []
+    summary, finished = summarize_folder(folder, cut=cut)
+    periods = read_periods(rank_folders(folder)[0] / "steps.jsonl")
+    if cut is None:
+        return summary, finished, periods, []
+    return summary, finished, periods[:cut], periods[cut:]
+
+
+def _after_stop(after: Sequence[Period]) -> str:
+    train = [p for p in after if p.kind == "train"]
+    val = [p for p in after if p.kind == "val"]
+    said = []
+    if train:
+        said.append(f"{len(train)} training steps ({sum(p.wall_s for p in train):.1f} s)")
+    if val:
+        said.append(f"{sum(p.wall_s for p in val):.1f} s of validation")
+    return " and ".join(said)
 
 
 def _read_proofs(folder: Path) -> JsonObject:

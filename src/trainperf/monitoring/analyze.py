@@ -1,11 +1,14 @@
-"""Pure functions from a run's periods to shares, throughput and a verdict.
+"""Pure functions from a run's periods to shares, throughput and two verdicts.
 
-Rules, with their thresholds (a verdict needs at least ``MIN_STEPS`` training steps;
-the first step of each epoch is left out of the shares, as worker start-up and
-warm-up are reported on their own):
+The **step's** verdict says what a steady training step waits on; the **run's** says
+where the run's wall time went (start-up and validation, else its steps). A short
+run can spend half its time starting up and still be input-bound at every step, so
+both are reported. Rules, with their thresholds (a verdict needs at least
+``MIN_STEPS`` training steps; the first step of each epoch is left out, as worker
+start-up and warm-up are reported on their own):
 
-* ``validation-bound``: validation takes at least ``VALIDATION_SHARE`` of the time.
-* ``startup-bound``: the time before the first step is at least ``STARTUP_SHARE``.
+* ``validation-bound`` (run): validation takes at least ``VALIDATION_SHARE`` of the time.
+* ``startup-bound`` (run): the time before the first step is at least ``STARTUP_SHARE``.
 * ``input-bound``: the median step waits for data at least ``INPUT_SHARE`` of its time.
 * ``host-sync-bound``: a GPU is in use (NVML samples during training) but busy
   less than ``HOST_SYNC_UTIL`` % of the time although the loop hardly waits for
@@ -20,6 +23,20 @@ Each finding states its evidence, the fix, and the gain if the cause were remove
 When a probe replayed cached batches (:mod:`.probe`), the input-bound gain is the
 measured one, and a replay not at least ``1 - CONFIRM_RATIO`` faster than the
 measured step says the verdict is not confirmed.
+
+Every verdict and finding carries a **confidence** -- ``high``, ``low`` or
+``inconclusive`` -- and the reasons that lowered it: the 95% bootstrap interval of the
+deciding share straddles its threshold, fewer than ``CONFIDENT_STEPS`` steady steps, a
+phase of the run ``PHASE_RATIO`` times slower than another, a run share near its
+threshold, a short run's start-up, or a contended machine (:mod:`.conditions`). When
+contention came and went, the step's verdict is taken on the steps measured while the
+machine was quiet, if there are enough of them. A contended run whose verdict is also
+doubtful for another reason is ``inconclusive``.
+
+Further findings: ``slow-steps`` (the mean step far above the median: the tail the
+median hides), ``epoch-start-spike``, ``memory-creep``, ``thread-oversubscription``,
+``cpu-throttled`` (the cgroup's CPU quota ran out in ``THROTTLED_SHARE`` of its
+periods) and, across ranks, ``straggler-rank``.
 """
 
 from __future__ import annotations
@@ -27,22 +44,27 @@ from __future__ import annotations
 import itertools
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from trainperf._json import JsonObject
+    from trainperf.monitoring.conditions import Conditions
     from trainperf.monitoring.probe import Replay
-    from trainperf.monitoring.records import Period
+    from trainperf.monitoring.records import Period, RunMeta
     from trainperf.monitoring.sampler import Sample
 
 __all__ = [
+    "Confidence",
     "EpochStats",
     "Finding",
     "RunSummary",
+    "Tail",
+    "Verdict",
     "epoch_stats",
+    "recorded_cpu_budget",
     "step_data_share",
     "summarize",
     "summarize_folder",
@@ -60,6 +82,19 @@ CONFIRM_RATIO = 0.9
 EPOCH_START_SPIKE = 5.0  # first batch of an epoch waits this many times the median
 MEMORY_CREEP = 1.2  # peak memory grows every epoch, and the last is this many times the first
 MIN_EPOCHS_FOR_CREEP = 3
+# Confidence: a verdict on fewer steady steps is low; the deciding share's interval
+# is a bootstrap interval (trainperf._stats); a run whose blocks
+# of steps (PHASE_BLOCKS of them) differ PHASE_RATIO times had a slow phase; a run
+# share within RUN_MARGIN above its threshold is near it.
+CONFIDENT_STEPS = 20
+PHASE_BLOCKS = 5
+PHASE_RATIO = 2.0
+RUN_MARGIN = 0.1
+# The tail: steps over SLOW_STEP x the median are slow; they are a finding when the
+# mean step is TAIL_RATIO x the median and they take SLOW_SHARE of the training time.
+SLOW_STEP = 3.0
+TAIL_RATIO = 1.5
+SLOW_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -68,6 +103,8 @@ class Finding:
     evidence: dict[str, float]
     fix: str
     gain: str
+    confidence: Confidence = "high"
+    reasons: tuple[str, ...] = ()  # what lowered the confidence
 
     def to_json(self) -> JsonObject:
         return {
@@ -75,6 +112,8 @@ class Finding:
             "evidence": dict(self.evidence),
             "fix": self.fix,
             "gain": self.gain,
+            "confidence": self.confidence,
+            "reasons": list(self.reasons),
         }
 
 
@@ -137,6 +176,72 @@ def epoch_stats(
     return out
 
 
+Confidence = Literal["high", "low", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One answer (the step's or the run's bottleneck) and how sure it is.
+
+    ``share`` is the deciding share (data wait of the median step, start-up or
+    validation of the run), ``share_low``-``share_high`` its 95% bootstrap interval
+    where it comes from many steps, ``threshold`` the rule's; ``reasons`` say what
+    lowered the confidence.
+    """
+
+    kind: str
+    confidence: Confidence
+    reasons: tuple[str, ...] = ()
+    share: float | None = None
+    share_low: float | None = None
+    share_high: float | None = None
+    threshold: float | None = None
+    steps: int = 0  # steady steps the verdict was taken on
+
+    def to_json(self) -> JsonObject:
+        return {
+            "kind": self.kind,
+            "confidence": self.confidence,
+            "reasons": list(self.reasons),
+            "share": _round(self.share),
+            "share_low": _round(self.share_low),
+            "share_high": _round(self.share_high),
+            "threshold": self.threshold,
+            "steps": self.steps,
+        }
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The slow end of the steady steps: what a verdict on the median step hides."""
+
+    mean_s: float
+    median_s: float
+    p90_s: float
+    slow_steps: int  # steps over SLOW_STEP x the median
+    slow_share: float  # their share of the training time
+    slow_data_wait_share: float  # how much of their time was data wait
+    every: int | None  # the slow steps come every N steps
+    excess_share: float  # training time saved if the slow steps took the median's
+
+    def to_json(self) -> JsonObject:
+        return {
+            "mean_s": _round(self.mean_s, 6),
+            "median_s": _round(self.median_s, 6),
+            "mean_over_median": _round(self.mean_s / self.median_s if self.median_s else None),
+            "p90_s": _round(self.p90_s, 6),
+            "slow_steps": self.slow_steps,
+            "slow_share": _round(self.slow_share),
+            "slow_data_wait_share": _round(self.slow_data_wait_share),
+            "every": self.every,
+            "excess_share": _round(self.excess_share),
+        }
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 @dataclass(frozen=True)
 class RunSummary:
     steps: int
@@ -153,6 +258,22 @@ class RunSummary:
     epochs: tuple[EpochStats, ...] = ()
     device_step_median_s: float | None = None  # CUDA events, steady steps
     gpu_util_percent: float | None = None  # NVML, median over training
+    # The step's bottleneck and the run's, each with its confidence (``primary`` is the
+    # run's answer where start-up or validation dominate, else the step's).
+    step: Verdict = Verdict("insufficient-data", "inconclusive")
+    run: Verdict = Verdict("insufficient-data", "inconclusive")
+    tail: Tail | None = None
+    conditions: Conditions | None = None
+
+    @property
+    def confidence(self) -> Confidence:
+        """The primary verdict's confidence."""
+        return self.run.confidence if self.primary == self.run.kind else self.step.confidence
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        chosen = self.run if self.primary == self.run.kind else self.step
+        return chosen.reasons
 
     def to_json(self) -> JsonObject:
         return {
@@ -170,8 +291,14 @@ class RunSummary:
                 "step_median_s": self.device_step_median_s,
                 "gpu_util_percent": self.gpu_util_percent,
             },
+            "conditions": None if self.conditions is None else self.conditions.to_json(),
             "verdict": {
                 "primary": self.primary,
+                "confidence": self.confidence,
+                "reasons": list(self.reasons),
+                "step": self.step.to_json(),
+                "run": self.run.to_json(),
+                "tail": None if self.tail is None else self.tail.to_json(),
                 "findings": [f.to_json() for f in self.findings],
             },
         }
@@ -186,7 +313,18 @@ def summarize(
     cpus: float | None = None,
     device_memory: Mapping[int, tuple[int, int]] | None = None,
     replayed: Replay | None = None,
+    stopped_early: bool = False,
 ) -> RunSummary:
+    """The run's shares, verdicts (step and run, with confidence) and findings.
+
+    ``cpus`` is the run's CPU budget (detected when not given); ``stopped_early``
+    says the run was cut short on purpose (``trainperf doctor``), so its start-up
+    weighs more than it would over a whole run.
+    """
+    if cpus is None:
+        from trainperf.resources import detect_resources
+
+        cpus = detect_resources(gpus=False).cpus_per_rank
     train = [p for p in periods if p.kind == "train"]
     val = [p for p in periods if p.kind == "val"]
     train_s = sum(p.wall_s for p in train)
@@ -195,6 +333,8 @@ def summarize(
     counted = [p.samples for p in train if p.samples is not None]
     samples = sum(counted) if counted else None
     total = train_s + val_s + startup_s
+    conditions = _conditions(train, host, cpus)
+    decided = _quiet(steady, host, cpus, conditions)
     data_share = step_data_share(periods)
     shares = {
         "data_wait": data_share * train_s / total if total else 0.0,
@@ -206,14 +346,24 @@ def summarize(
     gpu_util = _gpu_util(train, val, host)
     findings: list[Finding] = []
     primary = "insufficient-data"
+    step = run = Verdict("insufficient-data", "inconclusive", (_too_few(len(train)),))
+    tail = None
     if len(train) >= MIN_STEPS:
-        primary = _primary(shares, data_share, gpu_util, findings)
+        step = _step_verdict(decided, steady, gpu_util, conditions)
+        run = _run_verdict(shares, step, len(train), conditions, stopped_early)
+        primary = run.kind
         step_median = statistics.median(p.wall_s for p in steady)
-        if primary == "input-bound" and replayed is not None:
-            findings[-1] = _confirmed(findings[-1], replayed, step_median)
+        tail = _tail(steady)
+        _run_findings(run, shares, findings)
+        _step_findings(step, gpu_util, findings)
+        if step.kind == "input-bound" and replayed is not None:
+            at = next(i for i, f in enumerate(findings) if f.kind == "input-bound")
+            findings[at] = _confirmed(findings[at], replayed, step_median)
+        _slow_steps(step, tail, findings)
         _epoch_spikes(train, findings)
         _memory_creep(train, host, findings)
         _oversubscription(threads, host, cpus, findings)
+        _throttled(conditions, threads, host, cpus, train_s, findings)
     return RunSummary(
         steps=len(train),
         samples=samples,
@@ -228,6 +378,10 @@ def summarize(
         epochs=tuple(epoch_stats(periods, host, device_memory)) if periods else (),
         device_step_median_s=statistics.median(device) if device else None,
         gpu_util_percent=gpu_util,
+        step=step,
+        run=run,
+        tail=tail,
+        conditions=conditions,
     )
 
 
@@ -269,10 +423,191 @@ def _gain(share: float) -> str:
     return f"+{factor - 1:.0%}" if factor < 2 else f"up to {factor:.1f}x"
 
 
-def _primary(
-    shares: dict[str, float], data_share: float, gpu_util: float | None, findings: list[Finding]
-) -> str:
-    if shares["validation"] >= VALIDATION_SHARE:
+def _too_few(steps: int) -> str:
+    return f"{steps} training steps: a verdict needs at least {MIN_STEPS}"
+
+
+def _conditions(train: Sequence[Period], host: Sequence[Sample], cpus: float) -> Conditions | None:
+    """The conditions of the samples taken while the run trained or validated."""
+    from trainperf.monitoring.conditions import summarize_conditions
+
+    if not train:
+        return None
+    low = train[0].start_s
+    high = max(p.start_s + p.wall_s for p in train)
+    inside = [s for s in host if low <= s.t_s <= high]
+    known = ("other_cpu", "load", "pressure", "steal", "throttled")
+    if not any(getattr(s, name) is not None for s in inside for name in known):
+        return None  # recorded without system counters
+    return summarize_conditions(inside, cpus=cpus)
+
+
+def _quiet(
+    steady: list[Period], host: Sequence[Sample], cpus: float, conditions: Conditions | None
+) -> list[Period]:
+    """The steady steps to decide on: when contention came and went, those outside the
+    contended sampling intervals, if there are enough of them; else all."""
+    from trainperf.monitoring.conditions import contended_sample
+
+    if conditions is None or not conditions.came_and_went or len(host) < 2:
+        return steady
+    busy: list[tuple[float, float]] = []
+    previous = 0.0
+    for sample in host:
+        if contended_sample(sample, cpus):
+            busy.append((previous, sample.t_s))
+        previous = sample.t_s
+    quiet = [
+        p
+        for p in steady
+        if not any(p.start_s < end and p.start_s + p.wall_s > begin for begin, end in busy)
+    ]
+    return quiet if len(quiet) >= CONFIDENT_STEPS else steady
+
+
+def _phases(steady: Sequence[Period]) -> str | None:
+    """A stretch of the run much slower than another (a busy spell, a warm-up that
+    lasts): consecutive blocks of steps whose medians differ PHASE_RATIO times, named
+    at the split that separates them best."""
+    if len(steady) < 3 * PHASE_BLOCKS:
+        return None
+    size = len(steady) // PHASE_BLOCKS
+    blocks = [steady[i * size : (i + 1) * size] for i in range(PHASE_BLOCKS)]
+    medians = [statistics.median(p.wall_s for p in block) for block in blocks]
+    if min(medians) <= 0 or max(medians) < PHASE_RATIO * min(medians):
+        return None
+    times = [p.wall_s for p in steady]
+    candidates = range(3, len(times) - 2, max(1, len(times) // 100))
+
+    def cost(k: int) -> float:
+        """Absolute deviations from each side's median: least at the change point."""
+        return sum(
+            sum(abs(t - statistics.median(side)) for t in side) for side in (times[:k], times[k:])
+        )
+
+    split = min(candidates, key=cost)
+    first, second = steady[:split], steady[split:]
+    a, b = statistics.median(times[:split]), statistics.median(times[split:])
+    if max(a, b) < PHASE_RATIO * min(a, b):
+        return None  # slow blocks scattered through the run: that is the tail, not a phase
+    return (
+        f"steps {first[0].index}-{first[-1].index} took {_seconds(a)} each, steps "
+        f"{second[0].index}-{second[-1].index} {_seconds(b)}: part of the run was much slower"
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1e3:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def _step_verdict(
+    decided: list[Period],
+    steady: list[Period],
+    gpu_util: float | None,
+    conditions: Conditions | None,
+) -> Verdict:
+    """What the steady step waits on, from the data-wait share of each step."""
+    from trainperf._stats import median_interval
+
+    shares = [p.data_wait_s / p.wall_s for p in decided if p.wall_s > 0]
+    share = statistics.median(shares) if shares else 0.0
+    low, high = median_interval(shares) if shares else (share, share)
+    reasons: list[str] = []
+    if len(decided) < len(steady):
+        reasons.append(
+            f"taken on the {len(decided)} steps measured while the machine was quiet "
+            f"(other processes took the CPUs during the rest)"
+        )
+    if share >= INPUT_SHARE:
+        kind, threshold = "input-bound", INPUT_SHARE
+    elif gpu_util is not None and gpu_util < HOST_SYNC_UTIL:
+        kind, threshold = "host-sync-bound", INPUT_SHARE
+    elif share <= COMPUTE_SHARE:
+        kind, threshold = "compute-bound", COMPUTE_SHARE
+    else:
+        kind = "balanced"
+        threshold = INPUT_SHARE if high >= INPUT_SHARE else COMPUTE_SHARE
+    doubts: list[str] = []
+    if low < threshold <= high:
+        doubts.append(
+            f"data wait {low:.0%}-{high:.0%} of a step (95% interval) straddles the "
+            f"{threshold:.0%} threshold"
+        )
+    if len(decided) < CONFIDENT_STEPS:
+        doubts.append(f"only {len(decided)} steady steps (at least {CONFIDENT_STEPS} wanted)")
+    phase = _phases(decided)
+    if phase:
+        doubts.append(phase)
+    contended = conditions is not None and conditions.contended and len(decided) == len(steady)
+    if contended and conditions is not None:
+        doubts.append(f"the machine was busy: {conditions.describe()}")
+    confidence: Confidence = "high"
+    if doubts:
+        confidence = "inconclusive" if contended and len(doubts) > 1 else "low"
+    return Verdict(
+        kind,
+        confidence,
+        tuple(reasons + doubts),
+        share=share,
+        share_low=low,
+        share_high=high,
+        threshold=threshold,
+        steps=len(decided),
+    )
+
+
+def _run_verdict(
+    shares: dict[str, float],
+    step: Verdict,
+    steps: int,
+    conditions: Conditions | None,
+    stopped_early: bool,
+) -> Verdict:
+    """Where the run's wall time went: validation, start-up, or its steps."""
+    for name, threshold in (("validation", VALIDATION_SHARE), ("startup", STARTUP_SHARE)):
+        share = shares[name]
+        if share < threshold:
+            continue
+        doubts: list[str] = []
+        if share < threshold + RUN_MARGIN:
+            doubts.append(f"{name} is {share:.0%} of the run, near the {threshold:.0%} threshold")
+        if name == "startup" and (stopped_early or steps < CONFIDENT_STEPS):
+            doubts.append(
+                f"a short run ({steps} steps): over a whole run start-up weighs less; the "
+                f"step itself is {step.kind}"
+            )
+        if conditions is not None and conditions.contended:
+            doubts.append(f"the machine was busy: {conditions.describe()}")
+        confidence: Confidence = "low" if doubts else "high"
+        return Verdict(
+            f"{name}-bound",
+            confidence,
+            tuple(doubts),
+            share=share,
+            threshold=threshold,
+            steps=steps,
+        )
+    near = [
+        f"{name} is {shares[name]:.0%} of the run, near the {threshold:.0%} threshold"
+        for name, threshold in (("validation", VALIDATION_SHARE), ("startup", STARTUP_SHARE))
+        if shares[name] >= threshold - RUN_MARGIN
+    ]
+    reasons = tuple(near) + step.reasons
+    confidence = step.confidence if not near else "low"
+    return Verdict(
+        step.kind,
+        confidence,
+        reasons,
+        share=step.share,
+        share_low=step.share_low,
+        share_high=step.share_high,
+        threshold=step.threshold,
+        steps=step.steps,
+    )
+
+
+def _run_findings(run: Verdict, shares: dict[str, float], findings: list[Finding]) -> None:
+    if run.kind == "validation-bound":
         findings.append(
             Finding(
                 "validation-bound",
@@ -280,47 +615,118 @@ def _primary(
                 "validate less often, on fewer batches, or cache its deterministic "
                 "preprocessing (label maps, decoded images)",
                 f"if validation were free: {_gain(shares['validation'])} wall time saved",
+                run.confidence,
+                run.reasons,
             )
         )
-        return "validation-bound"
-    if shares["startup"] >= STARTUP_SHARE:
+    elif run.kind == "startup-bound":
         findings.append(
             Finding(
                 "startup-bound",
                 {"startup_share": shares["startup"]},
                 "defer heavy imports behind config validation (trainperf imports)",
                 f"if start-up were free: {_gain(shares['startup'])}",
+                run.confidence,
+                run.reasons,
             )
         )
-        return "startup-bound"
-    if data_share >= INPUT_SHARE:
+
+
+def _step_findings(step: Verdict, gpu_util: float | None, findings: list[Finding]) -> None:
+    share = step.share or 0.0
+    if step.kind == "input-bound":
         findings.append(
             Finding(
                 "input-bound",
-                {"data_wait_share_of_step": data_share},
+                {
+                    "data_wait_share_of_step": share,
+                    "data_wait_share_low": step.share_low or share,
+                    "data_wait_share_high": step.share_high or share,
+                },
                 "more DataLoader workers, cheaper per-sample work, or cache it "
                 "(trainperf calibrate measures the loader settings)",
-                f"if input were free: {_gain(data_share)} samples/s",
+                f"if input were free: {_gain(share)} samples/s",
+                step.confidence,
+                step.reasons,
             )
         )
-        return "input-bound"
-    if gpu_util is not None and gpu_util < HOST_SYNC_UTIL:
+    elif step.kind == "host-sync-bound" and gpu_util is not None:
         findings.append(
             Finding(
                 "host-sync-bound",
-                {"gpu_util_percent": gpu_util, "data_wait_share_of_step": data_share},
+                {"gpu_util_percent": gpu_util, "data_wait_share_of_step": share},
                 "the GPU idles while the host works: find per-step synchronisations "
                 "(.item(), .cpu(), printing or logging tensors, torch.cuda.synchronize) with "
                 "torch.cuda.set_sync_debug_mode('warn') and move them out of the step or "
                 "every N steps; larger batches, torch.compile or CUDA graphs cut launch "
                 "overhead",
                 f"if the GPU were kept busy: up to {100 / max(gpu_util, 1.0):.1f}x samples/s",
+                step.confidence,
+                step.reasons,
             )
         )
-        return "host-sync-bound"
-    if data_share <= COMPUTE_SHARE:
-        return "compute-bound"
-    return "balanced"
+
+
+def _tail(steady: Sequence[Period]) -> Tail | None:
+    """The slow steps the median hides, when there are any worth naming."""
+    times = [p.wall_s for p in steady]
+    if len(times) < MIN_STEPS:
+        return None
+    median = statistics.median(times)
+    mean = statistics.fmean(times)
+    ordered = sorted(times)
+    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    slow = [p for p in steady if p.wall_s > SLOW_STEP * median]
+    total = sum(times)
+    slow_s = sum(p.wall_s for p in slow)
+    gaps = {b.index - a.index for a, b in itertools.pairwise(slow)}
+    return Tail(
+        mean_s=mean,
+        median_s=median,
+        p90_s=p90,
+        slow_steps=len(slow),
+        slow_share=slow_s / total if total else 0.0,
+        slow_data_wait_share=sum(p.data_wait_s for p in slow) / slow_s if slow_s else 0.0,
+        every=gaps.pop() if len(slow) >= 3 and len(gaps) == 1 else None,
+        excess_share=(slow_s - len(slow) * median) / total if total else 0.0,
+    )
+
+
+def _slow_steps(step: Verdict, tail: Tail | None, findings: list[Finding]) -> None:
+    """A run whose mean step is far above its median: name the slow steps, whatever the
+    median step's verdict."""
+    if tail is None or tail.slow_share < SLOW_SHARE or tail.mean_s < TAIL_RATIO * tail.median_s:
+        return
+    when = f"every {tail.every} steps" if tail.every else "at irregular steps"
+    if tail.slow_data_wait_share >= INPUT_SHARE:
+        fix = (
+            f"the slow steps ({when}) wait for the DataLoader: workers restarting, a slow "
+            "shard or file, a cache filling; persistent_workers=True and a larger "
+            "prefetch_factor hide refills"
+        )
+    else:
+        fix = (
+            f"the slow steps ({when}) are not waiting for data: look for work the loop does "
+            "every N steps (logging or writing files, checkpoints, evaluation, garbage "
+            "collection, a progress bar) and do it less often or in the background"
+        )
+    findings.append(
+        Finding(
+            "slow-steps",
+            {
+                "mean_step_s": tail.mean_s,
+                "median_step_s": tail.median_s,
+                "slow_steps": float(tail.slow_steps),
+                "slow_share_of_training": tail.slow_share,
+                "slow_data_wait_share": tail.slow_data_wait_share,
+            },
+            fix,
+            f"if the slow steps took the median step's time: {_gain(tail.excess_share)} "
+            "samples/s (estimated)",
+            step.confidence,
+            step.reasons,
+        )
+    )
 
 
 def _confirmed(finding: Finding, replayed: Replay, step_s: float) -> Finding:
@@ -411,8 +817,52 @@ def _oversubscription(
         )
 
 
-def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
+def _throttled(
+    conditions: Conditions | None,
+    threads: int | None,
+    samples: Sequence[Sample],
+    cpus: float,
+    train_s: float,
+    findings: list[Finding],
+) -> None:
+    """The container's CPU quota ran out in many of its periods: its threads were held
+    back until the next period (CFS bandwidth control)."""
+    from trainperf.monitoring.conditions import THROTTLED_SHARE
+
+    if conditions is None or (conditions.throttled_share or 0.0) < THROTTLED_SHARE:
+        return
+    workers = max((s.children for s in samples), default=0)
+    held = conditions.throttled_s or 0.0
+    evidence = {
+        "throttled_share": conditions.throttled_share or 0.0,
+        "throttled_s": held,
+        "cpu_quota": cpus,
+        "worker_processes": float(workers),
+    }
+    busy = f"{workers} worker processes"
+    if threads is not None:
+        evidence["intra_op_threads"] = float(threads)
+        busy = f"{threads} intra-op threads and {busy}"
+    share = min(held / train_s, 0.95) if train_s else 0.0
+    findings.append(
+        Finding(
+            "cpu-throttled",
+            evidence,
+            f"the cgroup's CPU quota ({cpus:g} CPUs) ran out in "
+            f"{conditions.throttled_share or 0.0:.0%} of its periods with {busy}: "
+            f"torch.set_num_threads({max(1, int(cpus) - workers)}) and fewer workers so "
+            f"that threads and workers fit the quota (trainperf calibrate measures it)",
+            f"the run's threads were held back {held:.1f} s during {train_s:.1f} s of "
+            f"training; up to {_gain(share)} if none of it were (estimated)",
+        )
+    )
+
+
+def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummary, bool]:
     """A run folder's summary, recomputed from its records, and whether the run ended.
+
+    ``cut``: summarise only the first ``cut`` periods (``trainperf doctor`` stops a
+    run there and decides its proofs on them; what ran after is reported apart).
 
     A run of several ranks (``rank<N>`` folders) is summarised as rank 0, with the
     throughput of all ranks and a straggler finding when one rank's own share of a
@@ -455,11 +905,13 @@ def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
         replayed = read_replay(path / PROBE_FILE)
         summaries.append(
             summarize(
-                periods,
+                periods[:cut] if cut is not None else periods,
                 startup_s=startup,
                 host=host,
+                cpus=recorded_cpu_budget(meta),
                 device_memory=device_memory,
                 replayed=replayed,
+                stopped_early=cut is not None,
             )
         )
         own.append(_own_time(periods))
@@ -477,6 +929,19 @@ def summarize_folder(folder: Path) -> tuple[RunSummary, bool]:
         findings=tuple(findings),
     )
     return merged, finished
+
+
+def recorded_cpu_budget(meta: RunMeta | None) -> float | None:
+    """The CPU budget per rank the run was recorded with (its fingerprint)."""
+    if meta is None:
+        return None
+    value = meta.fingerprint.get("components")
+    budget = value.get("cpu_budget") if isinstance(value, dict) else None
+    ranks = value.get("local_world_size") if isinstance(value, dict) else None
+    if not isinstance(budget, int | float) or isinstance(budget, bool) or budget <= 0:
+        return None
+    per = ranks if isinstance(ranks, int) and not isinstance(ranks, bool) and ranks > 0 else 1
+    return float(budget) / per
 
 
 STRAGGLER_FACTOR = 1.2

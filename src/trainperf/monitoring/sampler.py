@@ -4,7 +4,10 @@ Every ``interval_s`` (1 s by default) one :class:`Sample` is taken with psutil: 
 resident memory of the process and of its children (worker processes), their CPU
 use in percent of one CPU, and the number of children. With an NVIDIA driver and
 NVML's bindings (``trainperf[gpu]``), also the utilisation and used memory of this
-process's GPU (the ``LOCAL_RANK``-th visible one). The sampler holds at most
+process's GPU (the ``LOCAL_RANK``-th visible one). With a :class:`SystemCounters`,
+also the measurement conditions of the interval (other processes' CPU use, CPU
+pressure, steal, cgroup throttling; see :mod:`trainperf.monitoring.conditions`) and
+the process tree's involuntary context switches. The sampler holds at most
 ``MAX_SAMPLES`` in memory (a day at 1 Hz); samples are written with the run's steps.
 """
 
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     import psutil
 
     from trainperf._json import JsonObject
+    from trainperf.monitoring.conditions import Counters, SystemCounters
 
 __all__ = ["MAX_SAMPLES", "GpuReader", "Sample", "Sampler", "nvml_reader", "read_samples"]
 
@@ -40,8 +44,21 @@ class Sample:
     children: int
     gpu_util_percent: float | None = None  # NVML: time a kernel was running, last interval
     gpu_memory_bytes: int | None = None  # used on the device, by every process
+    # The interval's conditions (monitoring/conditions.py); None where unknown.
+    other_cpu: float | None = None  # CPUs used by other processes on this one's CPUs
+    idle_cpu: float | None = None  # CPUs left idle
+    pressure: float | None = None  # share of the interval a runnable task waited (PSI)
+    load: float | None = None  # 1-minute load average
+    steal: float | None = None  # share of CPU time stolen by the hypervisor
+    throttled: float | None = None  # share of the cgroup's quota periods throttled
+    throttled_s: float | None = None  # time held back by the quota in the interval
+    involuntary_switches: float | None = None  # preemptions of the process tree, per s
 
     def to_json(self) -> JsonObject:
+        conditions: JsonObject = {
+            name: None if (value := getattr(self, name)) is None else round(value, 4)
+            for name in _CONDITIONS
+        }
         return {
             "t_s": round(self.t_s, 3),
             "rss_bytes": self.rss_bytes,
@@ -51,7 +68,20 @@ class Sample:
             "children": self.children,
             "gpu_util_percent": self.gpu_util_percent,
             "gpu_memory_bytes": self.gpu_memory_bytes,
+            **conditions,
         }
+
+
+_CONDITIONS = (
+    "other_cpu",
+    "idle_cpu",
+    "pressure",
+    "load",
+    "steal",
+    "throttled",
+    "throttled_s",
+    "involuntary_switches",
+)
 
 
 class GpuReader:
@@ -116,6 +146,7 @@ class Sampler:
         origin: float,
         interval_s: float = 1.0,
         gpu: GpuReader | None = None,
+        counters: SystemCounters | None = None,
     ) -> None:
         import psutil
 
@@ -127,6 +158,7 @@ class Sampler:
         self.origin = origin
         self.interval_s = interval_s
         self.gpu = gpu
+        self.counters = counters
         self.samples: list[Sample] = []
         self._process = psutil.Process()
         self._children: dict[int, psutil.Process] = {}
@@ -134,6 +166,12 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trainperf-sampler", daemon=True)
         self._process.cpu_percent(None)  # the first reading only starts the measurement
+        self._switches: dict[int, int] = {}  # involuntary switches per pid, last reading
+        self._last: tuple[float, Counters] | None = None
+        if counters is not None:
+            self._last = (clock(), counters.read())
+        self._switches = self._involuntary({self._process.pid: self._process})
+        self._previous_t = clock()
 
     def start(self) -> None:
         self._thread.start()
@@ -183,10 +221,16 @@ class Sampler:
                 continue  # a worker that just exited
         self._children = {pid: self._children[pid] for pid in current}
         gpu = None if self.gpu is None else self.gpu.read()
+        now = self.clock()
+        conditions = self._conditions(now, (cpu + children_cpu) / 100)
+        switches = self._involuntary({self._process.pid: self._process, **self._children})
+        gained = sum(max(0, n - self._switches.get(pid, 0)) for pid, n in switches.items())
+        conditions["involuntary_switches"] = gained / max(now - self._previous_t, 1e-9)
+        self._switches, self._previous_t = switches, now
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append(
                 Sample(
-                    self.clock() - self.origin,
+                    now - self.origin,
                     rss,
                     children_rss,
                     cpu,
@@ -194,8 +238,35 @@ class Sampler:
                     len(current),
                     gpu_util_percent=None if gpu is None else gpu[0],
                     gpu_memory_bytes=None if gpu is None else gpu[1],
+                    **conditions,
                 )
             )
+
+    def _conditions(self, now: float, process_cpu: float) -> dict[str, float | None]:
+        """The system counters since the last sample, as this interval's conditions."""
+        if self.counters is None or self._last is None:
+            return {}
+        from trainperf.monitoring.conditions import interval_conditions
+
+        try:
+            current = self.counters.read()
+        except Exception:  # a strange /proc must never stop the sampling
+            return {}
+        began, before = self._last
+        self._last = (now, current)
+        return interval_conditions(before, current, wall_s=now - began, process_cpu=process_cpu)
+
+    @staticmethod
+    def _involuntary(processes: dict[int, psutil.Process]) -> dict[int, int]:
+        import psutil
+
+        out = {}
+        for pid, process in processes.items():
+            try:
+                out[pid] = process.num_ctx_switches().involuntary
+            except psutil.Error:
+                continue
+        return out
 
 
 def read_samples(path: Path) -> list[Sample]:
@@ -211,6 +282,7 @@ def read_samples(path: Path) -> list[Sample]:
         for line in path.read_text(encoding="utf-8").splitlines():
             raw = json.loads(line)
             util, used = raw.get("gpu_util_percent"), raw.get("gpu_memory_bytes")
+            conditions = {name: _number(raw.get(name)) for name in _CONDITIONS}
             out.append(
                 Sample(
                     float(raw["t_s"]),
@@ -221,8 +293,17 @@ def read_samples(path: Path) -> list[Sample]:
                     int(raw["children"]),
                     gpu_util_percent=None if util is None else float(util),
                     gpu_memory_bytes=None if used is None else int(used),
+                    **conditions,
                 )
             )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RecordError(f"{path} is not a trainperf sample record: {exc}") from None
     return out
+
+
+def _number(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)

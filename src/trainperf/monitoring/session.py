@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from trainperf.monitoring.hooks import LoaderSeen
+    from trainperf.monitoring.sampler import Sample
 
 __all__ = ["FLUSH_EVERY_S", "Run", "active_run", "monitor"]
 
@@ -146,6 +147,31 @@ class Run:
             (self.path / PROBE_FILE).write_text(json.dumps(result.to_json()), encoding="utf-8")
         return result
 
+    def summarize(
+        self,
+        samples: Sequence[Sample] | None = None,
+        *,
+        device_memory: dict[int, tuple[int, int]] | None = None,
+        stopped_early: bool = False,
+    ) -> RunSummary:
+        """The run so far, summarised as its record will be (the same start-up, CPU
+        budget and samples): decisions taken during the run and the report agree."""
+        from trainperf.monitoring.analyze import recorded_cpu_budget
+
+        if samples is None:
+            samples = [] if self._sampler is None else list(self._sampler.samples)
+        first = next((p.start_s for p in self._periods if p.kind == "train"), 0.0)
+        return summarize(
+            self._periods,
+            startup_s=first if self.measure_startup else 0.0,
+            host=samples,
+            threads=self.threads,
+            cpus=recorded_cpu_budget(self._meta),
+            device_memory=device_memory,
+            replayed=self.replayed,
+            stopped_early=stopped_early,
+        )
+
     def begin_validation(self) -> None:
         """Everything until :meth:`end_validation` is validation, whichever loader."""
         if self._recorder is not None:
@@ -234,9 +260,15 @@ class Run:
         import torch
 
         self.threads = torch.get_num_threads()
+        from trainperf.monitoring.conditions import SystemCounters
         from trainperf.monitoring.sampler import nvml_reader
 
-        self._sampler = Sampler(clock=self.clock, origin=self._recorder.origin, gpu=nvml_reader())
+        self._sampler = Sampler(
+            clock=self.clock,
+            origin=self._recorder.origin,
+            gpu=nvml_reader(),
+            counters=SystemCounters(),
+        )
         self._sampler.start()
         self.entered = True
         _ACTIVE = self
@@ -285,15 +317,7 @@ class Run:
             # a helper script): leave no record behind.
             self._discard()
             return
-        first = next((p.start_s for p in self._periods if p.kind == "train"), 0.0)
-        self.summary = summarize(
-            self._periods,
-            startup_s=first if self.measure_startup else 0.0,
-            host=samples,
-            threads=self.threads,
-            device_memory=device_memory,
-            replayed=self.replayed,
-        )
+        self.summary = self.summarize(samples, device_memory=device_memory)
         summary = json.dumps(self.summary.to_json(), indent=1)
         (self.path / "summary.json").write_text(summary, encoding="utf-8")
         if self._meta is not None:

@@ -20,6 +20,11 @@ Rules, documented once here:
   "working set", it does not count as used.
 * On hybrid machines (v1 controllers plus an empty v2 ``unified`` mount) both are read
   and the minimum is taken.
+* Throttling: ``cpu.stat`` at each level counts the CFS periods (``nr_periods``), those
+  in which the quota ran out (``nr_throttled``) and the time the group's threads were
+  held back (v2 ``throttled_usec``, v1 ``throttled_time`` in ns). The level with the
+  most throttled periods is the quota that binds (kernel documentation,
+  ``Documentation/scheduler/sched-bwc.rst`` and ``admin-guide/cgroup-v2.rst``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ if TYPE_CHECKING:
 
     from trainperf.resources._reader import SystemReader
 
-__all__ = ["CgroupLimits", "read_cgroup_limits"]
+__all__ = ["CgroupLimits", "CpuStat", "cpu_stat_files", "read_cgroup_limits", "read_cpu_stat"]
 
 CgroupVersion = Literal["v1", "v2", "hybrid"]
 
@@ -303,3 +308,59 @@ def _stat(reader: SystemReader, path: Path, key: str) -> int:
                 reader.garbage(path, line, f"'{key} BYTES'", "counting all usage as in use")
                 return 0
     return 0
+
+
+# --- CPU throttling -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuStat:
+    """Cumulative CFS bandwidth counters of one cgroup level (``cpu.stat``)."""
+
+    periods: int  # enforcement periods in which the group had runnable threads
+    throttled_periods: int  # of those, the periods in which its quota ran out
+    throttled_s: float  # total time its threads were held back, seconds
+
+
+def cpu_stat_files(reader: SystemReader) -> list[tuple[Path, CgroupVersion]]:
+    """The ``cpu.stat`` files of the process's cgroup and its ancestors (v2, then v1)."""
+    v2_path, v1_paths = _own_cgroups(reader)
+    mounts = _mounts(reader)
+    found: list[tuple[Path, CgroupVersion]] = []
+    v2 = next((m for m in mounts if m.v2), None)
+    if v2 is not None:
+        found += [(level / "cpu.stat", "v2") for level in _levels(reader, v2, v2_path or "/")]
+    v1 = next((m for m in mounts if not m.v2 and "cpu" in m.controllers), None)
+    if v1 is not None:
+        levels = _levels(reader, v1, v1_paths.get("cpu", "/"))
+        found += [(level / "cpu.stat", "v1") for level in levels]
+    return [(path, version) for path, version in found if reader.is_file(path)]
+
+
+def read_cpu_stat(
+    reader: SystemReader, files: list[tuple[Path, CgroupVersion]] | None = None
+) -> CpuStat | None:
+    """The binding level's throttling counters; ``None`` where no level has a quota
+    (no ``nr_periods``: the kernel counts periods only under a quota)."""
+    best: CpuStat | None = None
+    for path, version in cpu_stat_files(reader) if files is None else files:
+        fields = _fields(reader.text(path) or "")
+        if "nr_periods" not in fields or "nr_throttled" not in fields:
+            continue
+        if version == "v1":
+            held = fields.get("throttled_time", 0) / 1e9
+        else:
+            held = fields.get("throttled_usec", 0) / 1e6
+        stat = CpuStat(fields["nr_periods"], fields["nr_throttled"], held)
+        if best is None or stat.throttled_periods > best.throttled_periods:
+            best = stat
+    return best
+
+
+def _fields(text: str) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if value.strip().isdecimal():
+            out[name] = int(value)
+    return out

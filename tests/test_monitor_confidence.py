@@ -1,0 +1,148 @@
+"""Verdicts that say how sure they are: intervals, short runs, slow phases, busy
+machines, the tail the median hides, and a CPU quota that runs out."""
+
+from __future__ import annotations
+
+import pytest
+
+from trainperf.monitoring.analyze import CONFIDENT_STEPS, summarize
+from trainperf.monitoring.records import Period
+from trainperf.monitoring.sampler import Sample
+
+
+def loop(walls_waits: list[tuple[float, float]], *, start: float = 0.0) -> list[Period]:
+    out, t = [], start
+    for i, (wall, wait) in enumerate(walls_waits):
+        out.append(Period("train", i, 0, t, wall, wait, 8, first_of_epoch=(i == 0)))
+        t += wall
+    return out
+
+
+def quiet(t: float) -> Sample:
+    return Sample(t, 2**28, 0, 100.0, 0.0, 0, other_cpu=0.05, idle_cpu=0.9, load=1.0)
+
+
+def busy(t: float) -> Sample:
+    return Sample(t, 2**28, 0, 100.0, 0.0, 0, other_cpu=1.9, idle_cpu=0.0, load=4.0)
+
+
+def test_a_clear_input_bound_step_is_high_confidence_with_its_interval() -> None:
+    summary = summarize(loop([(0.1, 0.06)] * 40), cpus=2.0)
+    assert summary.step.kind == "input-bound"
+    assert summary.step.confidence == "high"
+    assert summary.step.share_low == pytest.approx(0.6)
+    assert summary.step.share_high == pytest.approx(0.6)
+    data = summary.to_json()["verdict"]
+    assert data["step"]["kind"] == "input-bound"
+    assert data["confidence"] == "high"
+
+
+def test_an_interval_across_the_threshold_lowers_confidence() -> None:
+    # Half the steps wait 20%, half 40%: the median sits on the 30% line.
+    summary = summarize(loop([(0.1, 0.02), (0.1, 0.04)] * 20), cpus=2.0)
+    assert summary.step.confidence == "low"
+    assert any("straddles the 30% threshold" in r for r in summary.step.reasons)
+    assert summary.step.share_low < 0.3 <= summary.step.share_high
+
+
+def test_few_steps_are_low_confidence() -> None:
+    summary = summarize(loop([(0.1, 0.06)] * 8), cpus=2.0)
+    assert summary.step.kind == "input-bound"
+    assert summary.step.confidence == "low"
+    assert any(f"at least {CONFIDENT_STEPS} wanted" in r for r in summary.step.reasons)
+
+
+def test_a_short_run_reports_the_step_apart_from_its_start_up() -> None:
+    # 40 steps of 0.1 s, each waiting 60% for data, after 10 s of start-up.
+    summary = summarize(loop([(0.1, 0.06)] * 40, start=10.0), startup_s=10.0, cpus=2.0)
+    assert summary.run.kind == "startup-bound"
+    assert summary.step.kind == "input-bound"
+    assert summary.primary == "startup-bound"
+    kinds = [f.kind for f in summary.findings]
+    assert "startup-bound" in kinds
+    assert "input-bound" in kinds  # the step's own cause is not hidden by start-up
+    stopped = summarize(
+        loop([(0.1, 0.06)] * 40, start=10.0), startup_s=10.0, cpus=2.0, stopped_early=True
+    )
+    assert stopped.run.confidence == "low"
+    assert any("short run" in r for r in stopped.run.reasons)
+
+
+def test_a_slow_phase_is_named_and_lowers_confidence() -> None:
+    summary = summarize(loop([(4.0, 0.1)] * 10 + [(0.4, 0.01)] * 30), cpus=2.0)
+    assert summary.step.confidence == "low"
+    (phase,) = [r for r in summary.step.reasons if "much slower" in r]
+    assert phase.startswith("steps 1-9 took 4.0 s each, steps 10-39 400 ms")
+
+
+def test_a_contended_run_says_so_and_is_not_confident() -> None:
+    periods = loop([(0.1, 0.06)] * 40)
+    host = [busy(t + 0.5) for t in range(5)]
+    summary = summarize(periods, host=host, cpus=2.0)
+    assert summary.conditions is not None
+    assert summary.conditions.contended
+    assert summary.conditions.other_cpu == pytest.approx(1.9)
+    assert summary.step.confidence == "low"
+    assert any("the machine was busy" in r for r in summary.step.reasons)
+    data = summary.to_json()["conditions"]
+    assert data["contended"] is True
+    assert data["other_cpu"] == pytest.approx(1.9)
+
+
+def test_contended_and_doubtful_is_inconclusive() -> None:
+    periods = loop([(0.1, 0.02), (0.1, 0.04)] * 20)
+    summary = summarize(periods, host=[busy(t + 0.5) for t in range(5)], cpus=2.0)
+    assert summary.step.confidence == "inconclusive"
+
+
+def test_when_contention_comes_and_goes_the_quiet_steps_decide() -> None:
+    # Busy for the first 4 s (slow steps, waiting little), quiet afterwards.
+    periods = loop([(0.4, 0.04)] * 10 + [(0.1, 0.06)] * 30)
+    host = [busy(t) for t in (1.0, 2.0, 3.0, 4.0)] + [quiet(t) for t in (5.0, 6.0, 7.0)]
+    summary = summarize(periods, host=host, cpus=2.0)
+    assert summary.conditions is not None
+    assert summary.conditions.came_and_went
+    assert summary.step.kind == "input-bound"
+    assert summary.step.steps < 39
+    assert any("while the machine was quiet" in r for r in summary.step.reasons)
+
+
+def test_the_tail_the_median_hides_is_a_finding() -> None:
+    # Every 10th step writes something slow: the median step looks fine.
+    walls = [(1.0 if i % 10 == 9 else 0.05, 0.0) for i in range(60)]
+    summary = summarize(loop(walls), cpus=2.0)
+    assert summary.step.kind == "compute-bound"
+    assert summary.tail is not None
+    assert summary.tail.every == 10
+    assert summary.tail.mean_s > 2 * summary.tail.median_s
+    (finding,) = [f for f in summary.findings if f.kind == "slow-steps"]
+    assert "every 10 steps" in finding.fix
+    assert "not waiting for data" in finding.fix
+    assert finding.evidence["slow_steps"] == 6  # steps 9, 19, ..., 59
+    assert summary.to_json()["verdict"]["tail"]["every"] == 10
+
+
+def test_an_even_run_has_no_slow_steps_finding() -> None:
+    summary = summarize(loop([(0.05, 0.0)] * 60), cpus=2.0)
+    assert all(f.kind != "slow-steps" for f in summary.findings)
+
+
+def test_a_cpu_quota_that_runs_out_is_a_finding() -> None:
+    host = [
+        Sample(t + 0.5, 2**28, 0, 190.0, 0.0, 2, throttled=0.6, throttled_s=0.3) for t in range(4)
+    ]
+    summary = summarize(loop([(0.1, 0.0)] * 40), host=host, cpus=1.5, threads=4)
+    (finding,) = [f for f in summary.findings if f.kind == "cpu-throttled"]
+    assert finding.evidence["throttled_share"] == pytest.approx(0.6)
+    assert finding.evidence["throttled_s"] == pytest.approx(1.2)
+    assert finding.evidence["intra_op_threads"] == 4
+    assert "torch.set_num_threads(1)" in finding.fix
+    assert "1.5 CPUs" in finding.fix
+
+
+def test_no_throttling_no_finding() -> None:
+    host = [
+        Sample(t + 0.5, 2**28, 0, 90.0, 0.0, 0, throttled=0.0, throttled_s=0.0) for t in range(4)
+    ]
+    summary = summarize(loop([(0.1, 0.0)] * 40), host=host, cpus=2.0)
+    assert all(f.kind != "cpu-throttled" for f in summary.findings)
