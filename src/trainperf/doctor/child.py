@@ -337,9 +337,17 @@ def cache_proof(seen: LoaderSeen, *, role: str, batches: int = CACHE_BATCHES) ->
             "before the random part"
         )
         return out
-    cached, nbytes = _cached_reads(built)
+    reads, nbytes = _cached_reads(built)
+    cached = statistics.median(reads)
     speedup = statistics.median(uncached) / cached if cached > 0 else None
-    out.update(cached_s=cached, bytes_per_batch=nbytes, speedup=speedup)
+    out.update(
+        cached_s=cached,
+        bytes_per_batch=nbytes,
+        speedup=speedup,
+        # Every timing, for the interval of the ratio (built against read).
+        uncached_times=[round(t, 7) for t in uncached],
+        cached_times=[round(t, 7) for t in reads],
+    )
     return out
 
 
@@ -385,8 +393,9 @@ def _same(a: dict[str, object], b: dict[str, object]) -> bool:
     return True
 
 
-def _cached_reads(built: list[object]) -> tuple[float, int]:
-    """Median time to read a batch back from a trainperf cache entry, as tensors."""
+def _cached_reads(built: list[object]) -> tuple[list[float], int]:
+    """Times to read each batch back from a trainperf cache entry, as tensors (three
+    reads of each), and the largest entry's size in bytes."""
     import torch
 
     from trainperf.cache.entry import read_entry, write_entry
@@ -410,7 +419,7 @@ def _cached_reads(built: list[object]) -> tuple[float, int]:
                     if hasattr(leaf, "dtype"):
                         torch.from_numpy(leaf)
                 times.append(time.perf_counter() - started)
-    return statistics.median(times), nbytes
+    return times, nbytes
 
 
 def _hot_functions(
@@ -436,20 +445,28 @@ def _hot_functions(
     total = stats.stats[root][3] or 1e-12
     paths: list[tuple[float, list[tuple[str, int, str]]]] = []
 
-    def descend(node: tuple[str, int, str], path: list[tuple[str, int, str]]) -> None:
+    def descend(node: tuple[str, int, str], path: list[tuple[str, int, str]], share: float) -> None:
+        # A path's share is its last call's time from its caller (cProfile keeps it per
+        # caller), bounded by the path above it: a function called from two places
+        # gives each path its own part, never its total twice.
         heavy = [
-            (share, child)
+            (min(seconds / total, share), child)
             for child, seconds in children.get(node, {}).items()
-            if (share := seconds / total) >= HOT_SHARE and child not in path and child != root
+            if seconds / total >= HOT_SHARE and child not in path and child != root
         ]
+        heavy = [(part, child) for part, child in heavy if part >= HOT_SHARE]
         if not heavy or len(path) > 12:
             if path:
-                paths.append((min(stats.stats[node][3] / total, 1.0), path))
+                paths.append((share, path))
             return
-        for _, child in sorted(heavy, reverse=True):
-            descend(child, [*path, child])
+        below = 0.0
+        for part, child in sorted(heavy, reverse=True):
+            part = min(part, share - below)  # the children share their parent's time
+            if part >= HOT_SHARE:
+                descend(child, [*path, child], part)
+                below += part
 
-    descend(root, [])
+    descend(root, [], 1.0)
     paths.sort(key=lambda item: item[0], reverse=True)
     return [
         {

@@ -155,7 +155,7 @@ def diagnose(
     cpus = resources.get("cpu_budget")
     stopped = proofs_record.get("stopped_at_step")
     stopped_at_step = stopped if isinstance(stopped, int) else None
-    findings = compose(
+    findings, set_aside = compose(
         startup=startup,
         periods=periods,
         summary=summary,
@@ -187,6 +187,7 @@ def diagnose(
         summary=None if summary is None else summary.to_json(),
         proofs=proofs,
         findings=findings,
+        set_aside=set_aside,
         failure=failure,
         output_tail=tuple(tail),
         stopped_at_step=stopped_at_step,
@@ -283,6 +284,7 @@ def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
         ],
         "error": report.error,
         "verified": None,
+        "reads_config": _reads_config(target),
     }
     from trainperf.doctor.findings import HEAVY_LINE_S, STARTUP_FINDING_S
 
@@ -310,21 +312,60 @@ def _startup(target: str, say: Callable[[str], None]) -> JsonObject:
     return out
 
 
+# Modules and calls that read a configuration: a script using them can fail on a bad
+# setting before it trains, so its import time before them is time to that error.
+_CONFIG_MODULES = ("argparse", "hydra", "omegaconf", "click", "typer", "jsonargparse", "fire")
+
+
+def _reads_config(target: str) -> str | None:
+    """How the entry point reads its configuration (``"hydra"``, ``"argparse"``), from
+    its source; None when it reads none that the doctor can see."""
+    import ast
+
+    path = _source(target)
+    if path is None:
+        return None
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            root = name.split(".")[0]
+            if root in _CONFIG_MODULES:
+                return root
+    return None
+
+
+def _source(target: str) -> Path | None:
+    """The file of a script path or module name, without importing it."""
+    import importlib.util
+
+    path = Path(target)
+    if path.suffix == ".py" or path.is_file():
+        return path if path.is_file() else None
+    try:
+        spec = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    return Path(spec.origin)
+
+
 def _runs_on_import(target: str) -> str | None:
     """Why loading ``target`` to time its imports would run the program itself (a
     script without an ``if __name__ == "__main__":`` block), or None."""
     import ast
-    import importlib.util
 
-    path = Path(target)
-    if path.suffix != ".py" and not path.is_file():
-        try:
-            spec = importlib.util.find_spec(target)
-        except (ImportError, ValueError):
-            return None
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-            return None
-        path = Path(spec.origin)
+    path = _source(target)
+    if path is None:
+        return None
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError):

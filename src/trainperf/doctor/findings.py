@@ -4,8 +4,13 @@ The doctor names every cause it has evidence for, not only the monitor's primary
 verdict, and says where each gain comes from:
 
 * ``startup-imports``: the entry point's own import lines whose exclusive cost is at
-  least ``HEAVY_LINE_S``, once deferring them together saves ``STARTUP_FINDING_S``;
-  the saving is measured when the doctor re-timed the entry point with them deferred.
+  least ``HEAVY_LINE_S``, once deferring them together saves ``STARTUP_FINDING_S``,
+  and only when the entry point reads a configuration first (a ``config_validated``
+  marker, Hydra, argparse and the like): the lines are loaded before the first step
+  anyway, so what deferring them gains is time to a configuration error. The saving
+  is measured when the doctor re-timed the entry point with them deferred; a saving
+  under ``CONFIRMED_SHARE`` of the prediction is not a finding, and is said in the
+  start-up section instead.
 * ``input-bound``: the median training step waits ``INPUT_SHARE`` of its time for
   data. Measured in the command: the calibration's best settings against the
   loader's own (side by side), and a batch built against one read from the cache.
@@ -14,6 +19,11 @@ verdict, and says where each gain comes from:
   its loader at least ``INPUT_SHARE`` of validation; cached against uncached batches
   measured, the run's saving estimated from that.
 * the monitor's other findings, as it states them.
+
+No padding: a finding whose own proof did not confirm it is left out of the list and
+said where it belongs (:func:`set_aside`). Findings are ordered with the verdict's own
+cause first, then by gain. A gain is ``measured`` only when the advice itself was
+timed side by side with the original; its interval comes with it.
 """
 
 from __future__ import annotations
@@ -21,9 +31,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trainperf._json import objects
-from trainperf.doctor.child import VALIDATION_SHARE, validation_time
+from trainperf._stats import format_speedup
+from trainperf.doctor.child import validation_time, wants_validation_proof
 from trainperf.doctor.report import DoctorFinding, GainSource
-from trainperf.monitoring.analyze import INPUT_SHARE, MIN_STEPS, step_data_share
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,6 +58,9 @@ STARTUP_FINDING_S = 0.5
 WORKER_GAIN = 1.05  # calibrated settings must beat the loader's own by this much
 CONFIRMED_SHARE = 0.5  # a re-timed saving at least this share of the prediction confirms it
 CACHE_WORTH = 1.10  # a cache is advised when it would make the run this much faster
+# A replay of in-memory batches must be this much faster than the step for the wait
+# to be the loader's (the monitor's probe rule).
+CONFIRM_RATIO = 0.9
 
 
 def _ms(seconds: float) -> str:
@@ -56,8 +69,14 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
-def _percent(factor: float) -> str:
-    return f"+{factor - 1:.0%}" if factor < 2 else f"{factor:.1f}x"
+def _percent(factor: float, low: float | None = None, high: float | None = None) -> str:
+    """A speedup as a change: ``+28%`` below 2x, else ``2.3x``; with its interval."""
+    if factor >= 2:
+        return format_speedup(factor, low, high)
+    text = f"+{factor - 1:.0%}"
+    if low is not None and high is not None:
+        text += f" ({low - 1:+.0%} to {high - 1:+.0%})"
+    return text
 
 
 def _float(data: JsonObject, key: str) -> float | None:
@@ -69,7 +88,9 @@ def _proofs(proofs: Sequence[JsonObject], kind: str, role: str) -> list[JsonObje
     return [p for p in proofs if p.get("kind") == kind and p.get("role") == role]
 
 
-def startup_finding(startup: JsonObject, *, bundled: bool) -> DoctorFinding | None:
+def startup_finding(startup: JsonObject, *, bundled: bool) -> tuple[DoctorFinding | None, str]:
+    """The start-up finding, or None with what the start-up section should say instead
+    (empty when there is nothing to say)."""
     groups = objects(startup.get("groups"))
     grouped = {str(w) for w in _list(groups[0].get("starts"))} if groups else set()
     lines = [
@@ -84,8 +105,28 @@ def startup_finding(startup: JsonObject, *, bundled: bool) -> DoctorFinding | No
         max((_float(g, "saving_s") or 0.0 for g in groups), default=0.0),
     )
     if (not lines and not groups) or predicted < STARTUP_FINDING_S:
-        return None
+        return None, ""
     entry = str(startup.get("entry", "the entry point"))
+    verified = startup.get("verified")
+    measured = _float(verified, "measured_s") if isinstance(verified, dict) else None
+    if measured is not None and measured < CONFIRMED_SHARE * predicted:
+        return None, (
+            f"nothing worth deferring: re-timed with its heavy lines deferred, {entry} loaded "
+            f"only {measured:.2f} s faster ({predicted:.2f} s predicted) -- what they import "
+            "is loaded anyway"
+        )
+    markers = startup.get("markers")
+    marked = markers if isinstance(markers, dict) else {}
+    config = startup.get("reads_config")
+    validated = marked.get("config_validated")
+    if not config and not isinstance(validated, int | float):
+        packages = ", ".join(str(p) for p in _list(groups[0].get("packages"))[:4]) if groups else ""
+        return None, (
+            "nothing worth deferring: the heavy lines"
+            + (f" ({packages})" if packages else "")
+            + " are loaded before the first training step anyway, and the entry point reads "
+            "no configuration before them, so deferring them would bring nothing sooner"
+        )
     evidence = [
         f"{line.get('where')} `{line.get('statement')}`: {_exclusive(line):.2f} s alone, "
         f"{_float(line, 'cumulative_s') or 0.0:.2f} s with what it imports first"
@@ -98,31 +139,26 @@ def startup_finding(startup: JsonObject, *, bundled: bool) -> DoctorFinding | No
             f"deferred together, {len(_list(group.get('starts')))} statements drop "
             f"{packages or 'their packages'}: {_float(group, 'saving_s') or 0.0:.2f} s predicted"
         )
-    markers = startup.get("markers")
-    if isinstance(markers, dict):
-        said = [
-            f"{name.replace('_', ' ')} at {value:.2f} s"
-            for name, value in markers.items()
-            if isinstance(value, int | float) and name != "interpreter_ready"
-        ]
-        if said:
-            evidence.append("after the process started: " + ", ".join(said))
-    verified = startup.get("verified")
+    said = [
+        f"{name.replace('_', ' ')} at {value:.2f} s"
+        for name, value in marked.items()
+        if isinstance(value, int | float) and name != "interpreter_ready"
+    ]
+    if said:
+        evidence.append("in the monitored run, after its process started: " + ", ".join(said))
+    reads = str(config) if config else "it marks config_validated"
+    evidence.append(f"the entry point reads its configuration first ({reads})")
     source: GainSource = "estimated"
-    measured = _float(verified, "measured_s") if isinstance(verified, dict) else None
-    if measured is not None and measured >= CONFIRMED_SHARE * predicted:
+    after = "a bad setting is reported"
+    if measured is not None:
         gain = (
-            f"{measured:.2f} s less import time before the configuration is read (measured: "
-            f"{entry} re-timed with those lines deferred; predicted {predicted:.2f} s)"
+            f"{after} {measured:.2f} s sooner (measured: {entry} re-timed with those lines "
+            f"deferred; predicted {predicted:.2f} s); the first training step comes no sooner, "
+            "training needs them"
         )
         source = "measured"
-    elif measured is not None:
-        gain = (
-            f"not confirmed: re-timed with those lines deferred, {entry} saved "
-            f"{measured:.2f} s against {predicted:.2f} s predicted"
-        )
     else:
-        gain = f"about {predicted:.2f} s less import time before the configuration is read"
+        gain = f"{after} about {predicted:.2f} s sooner (estimated from the import profile)"
         if startup.get("verify_error"):
             evidence.append(f"re-timing with them deferred failed: {startup['verify_error']}")
     fix = (
@@ -131,13 +167,16 @@ def startup_finding(startup: JsonObject, *, bundled: bool) -> DoctorFinding | No
     )
     if bundled:
         fix += "; python -m trainperf.examples.ocr.train is this entry point with them deferred"
-    return DoctorFinding(
-        kind="startup-imports",
-        title=f"heavy imports at the top of {entry}",
-        evidence=tuple(evidence),
-        fix=fix,
-        gain=gain,
-        gain_source=source,
+    return (
+        DoctorFinding(
+            kind="startup-imports",
+            title=f"heavy imports before {entry} reads its configuration",
+            evidence=tuple(evidence),
+            fix=fix,
+            gain=gain,
+            gain_source=source,
+        ),
+        "",
     )
 
 
@@ -146,33 +185,48 @@ def input_finding(
     proofs: Sequence[JsonObject],
     loaders: Sequence[JsonObject],
     *,
-    data_share: float,
     cpus: float | None,
     bundled: bool,
-) -> DoctorFinding | None:
-    if summary.steps < MIN_STEPS or data_share < INPUT_SHARE:
-        return None
+) -> tuple[DoctorFinding | None, str]:
+    """The input-bound finding, or None with why it was set aside."""
+    step = summary.step
+    if step.kind != "input-bound":
+        return None, ""
+    data_share = step.share or 0.0
     step_s = summary.step_median_s or 0.0
     train = next((d for d in loaders if d.get("role") == "training"), {})
     workers = train.get("num_workers", 0)
+    interval = ""
+    if step.share_low is not None and step.share_high is not None:
+        interval = f" (95% interval {step.share_low:.0%}-{step.share_high:.0%})"
     evidence = [
-        f"the median training step waits {data_share:.0%} of its {_ms(step_s)} for the DataLoader",
+        f"the median training step waits {data_share:.0%}{interval} of its {_ms(step_s)} "
+        "for the DataLoader",
         f"training loader: {train.get('dataset', '?')}, batch_size={train.get('batch_size')}, "
         f"num_workers={workers}",
     ]
     replay = next((f for f in summary.findings if f.kind == "input-bound"), None)
     replay_s = replay.evidence.get("replay_step_s") if replay is not None else None
+    if replay_s and step_s and replay_s >= CONFIRM_RATIO * step_s:
+        return None, (
+            f"the step waits for data, but with its batches already in memory it still took "
+            f"{_ms(replay_s)} against {_ms(step_s)}: the wait is contention for the CPUs more "
+            "than the loader, so no loader advice is given"
+        )
     if replay_s:
         evidence.append(
             f"the same step with its batches already in memory: {_ms(replay_s)} (replayed)"
         )
     fixes: list[str] = []
-    gains: list[tuple[float, str, bool]] = []  # (factor, text, measured)
+    # (factor, low, high, text, measured)
+    gains: list[tuple[float, float | None, float | None, str, bool]] = []
     overrides: list[str] = []
     if replay_s and step_s:
         gains.append(
             (
                 step_s / replay_s,
+                None,
+                None,
                 f"if input were free: {_percent(step_s / replay_s)} samples/s (measured by "
                 "replaying batches already in memory)",
                 True,
@@ -182,22 +236,52 @@ def input_finding(
         if "error" in proof or "skipped" in proof:
             evidence.append(f"calibration not run: {proof.get('error') or proof.get('skipped')}")
             continue
-        text, measured, chosen = _calibration_text(proof)
+        text, searched, chosen = _calibration_text(proof)
         evidence.append(text)
-        if measured is None:
+        checked = proof.get("verified")
+        verified = checked if isinstance(checked, dict) else None
+        factor = _float(verified, "speedup") if verified else None
+        low = _float(verified, "speedup_low") if verified else None
+        high = _float(verified, "speedup_high") if verified else None
+        if verified is not None and factor is not None:
+            evidence.append(
+                f"the advice applied as written ({chosen}) against the loader's own settings, "
+                f"timed side by side in {verified.get('rounds', '?')} interleaved rounds: "
+                f"{format_speedup(factor, low, high)}"
+            )
+        if searched is None and factor is None:
             evidence.append("the loader's own settings could not be timed: no gain to compare")
-        elif measured >= WORKER_GAIN and chosen is not None:
+        elif chosen is not None and (low if low is not None else factor or 0.0) >= WORKER_GAIN:
             fixes.append(f"set {chosen} (calibrated)")
+            assert factor is not None
             gains.append(
-                (measured, f"calibrated settings: {_percent(measured)} samples/s (measured)", True)
+                (
+                    factor,
+                    low,
+                    high,
+                    f"calibrated settings: {_percent(factor, low, high)} samples/s (measured "
+                    "side by side)",
+                    True,
+                )
             )
             overrides.append(_workers_override(proof))
+        elif chosen is not None and factor is None and (searched or 0.0) >= WORKER_GAIN:
+            fixes.append(f"try {chosen} (calibrated)")
+            gains.append(
+                (
+                    searched or 1.0,
+                    None,
+                    None,
+                    f"calibrated settings: about {_percent(searched or 1.0)} samples/s "
+                    "(estimated from the calibration's search, not re-measured as written)",
+                    False,
+                )
+            )
         else:
             on = f" on {cpus:g} CPUs" if cpus else ""
             fixes.append(
                 f"keep num_workers={workers}: other loader settings measured no faster here{on}"
             )
-            gains.append((measured, f"loader settings: {measured:.2f}x (measured)", True))
     for proof in _proofs(proofs, "cache", "training"):
         cached = _cache_text(proof, evidence)
         if cached is None:
@@ -216,6 +300,8 @@ def input_finding(
             gains.append(
                 (
                     factor,
+                    None,
+                    None,
                     f"cached batches: about {_percent(factor)} samples/s once the cache is "
                     "built (estimated from the measured batch times)",
                     False,
@@ -228,20 +314,32 @@ def input_finding(
             "the loader settings"
         )
     ranked = sorted(gains, key=lambda g: g[0], reverse=True)
-    gain = "; ".join(text for _, text, _ in ranked)
+    gain = "; ".join(g[3] for g in ranked)
     if not gain:
-        gain = f"if input were free: {_percent(1 / (1 - min(data_share, 0.95)))} samples/s"
-    source: GainSource = "measured" if any(m for _, _, m in gains) else "estimated"
-    advised = [f for f, _, _ in gains if f >= WORKER_GAIN]
-    return DoctorFinding(
-        kind="input-bound",
-        title=f"training waits for its DataLoader (num_workers={workers})",
-        evidence=tuple(evidence),
-        fix="; ".join(fixes),
-        gain=gain,
-        gain_source=source,
-        speedup=max(advised, default=None),
-        overrides=tuple(overrides) if bundled else (),
+        gain = (
+            f"if input were free: {_percent(1 / (1 - min(data_share, 0.95)))} samples/s "
+            "(estimated from the data-wait share)"
+        )
+    # The sentence leads with the largest gain: the badge is that gain's source.
+    source: GainSource = "measured" if ranked and ranked[0][4] else "estimated"
+    advised = [g for g in ranked if g[0] >= WORKER_GAIN and g[4]]
+    best = advised[0] if advised else None
+    return (
+        DoctorFinding(
+            kind="input-bound",
+            title=f"training waits for its DataLoader (num_workers={workers})",
+            evidence=tuple(evidence),
+            fix="; ".join(fixes),
+            gain=gain,
+            gain_source=source,
+            speedup=best[0] if best else (ranked[0][0] if ranked else None),
+            speedup_low=best[1] if best else None,
+            speedup_high=best[2] if best else None,
+            overrides=tuple(overrides) if bundled else (),
+            confidence=step.confidence,
+            reasons=step.reasons,
+        ),
+        "",
     )
 
 
@@ -314,9 +412,11 @@ def validation_finding(
     *,
     bundled: bool,
 ) -> DoctorFinding | None:
+    """Validation spending its time in its loader: the same rule, on the same periods,
+    as the proof it calls for (:func:`~trainperf.doctor.child.wants_validation_proof`)."""
     val_s, val_data = validation_time(periods)
     share = summary.shares.get("validation", 0.0)
-    if not val_s or share < VALIDATION_SHARE or val_data / val_s < INPUT_SHARE:
+    if not wants_validation_proof(share, val_s, val_data):
         return None
     total = summary.train_s + summary.val_s + summary.startup_s
     evidence = [
@@ -327,6 +427,7 @@ def validation_finding(
     gain = f"if validation's loading were free: {val_data:.1f} s of {val_s:.1f} s (estimated)"
     source: GainSource = "estimated"
     speedup = total / (total - val_data) if total > val_data else None
+    low = high = None
     overrides: list[str] = []
     for proof in _proofs(proofs, "cache", "validation"):
         cached = _cache_text(proof, evidence)
@@ -334,15 +435,21 @@ def validation_finding(
             continue
         built_s, read_s = cached
         ratio = built_s / read_s if read_s > 0 else float("inf")
+        built = [float(v) for v in _list(proof.get("uncached_times")) if isinstance(v, int | float)]
+        read = [float(v) for v in _list(proof.get("cached_times")) if isinstance(v, int | float)]
+        if built and read and read_s > 0:
+            from trainperf._stats import ratio_interval
+
+            ratio, low, high = ratio_interval(built, read)
         saved = val_data * (1 - 1 / ratio) if ratio > 1 else 0.0
         fix = (
             "cache validation's deterministic preprocessing (trainperf.cache.CachedDataset): "
             "build it once, read it every epoch"
         )
         gain = (
-            f"validation batches {_ms(built_s)} -> {_ms(read_s)} ({ratio:.1f}x, measured); "
-            f"about {saved:.1f} s of this run's {val_s:.1f} s of validation saved (estimated "
-            f"from it)"
+            f"validation batches {_ms(built_s)} -> {_ms(read_s)} "
+            f"({format_speedup(ratio, low, high)}, measured); about {saved:.1f} s of this run's "
+            f"{val_s:.1f} s of validation saved (estimated from it)"
         )
         source = "measured"
         speedup = total / (total - saved) if total > saved else None
@@ -356,6 +463,8 @@ def validation_finding(
         gain_source=source,
         speedup=speedup,
         overrides=tuple(overrides) if bundled else (),
+        confidence=summary.run.confidence if summary.run.kind == "validation-bound" else "high",
+        reasons=summary.run.reasons if summary.run.kind == "validation-bound" else (),
     )
 
 
@@ -369,33 +478,32 @@ def compose(
     cpus: float | None,
     bundled: bool,
     stopped_at_step: int | None = None,
-) -> tuple[DoctorFinding, ...]:
-    """Every finding, those with the larger gain first; start-up's last but one."""
+) -> tuple[tuple[DoctorFinding, ...], tuple[str, ...]]:
+    """Every finding, the verdict's own cause first, then by gain; and what was set
+    aside (a cause its own proof did not confirm), one sentence each."""
     found: list[DoctorFinding] = []
+    aside: list[str] = []
     if summary is not None:
-        for made in (
-            input_finding(
-                summary,
-                proofs,
-                loaders,
-                data_share=step_data_share(periods),
-                cpus=cpus,
-                bundled=bundled,
-            ),
-            validation_finding(periods, summary, proofs, bundled=bundled),
-        ):
-            if made is not None:
-                found.append(made)
-    found.sort(key=lambda f: f.speedup or 0.0, reverse=True)
-    imports = startup_finding(startup, bundled=bundled)
+        made, why = input_finding(summary, proofs, loaders, cpus=cpus, bundled=bundled)
+        if made is not None:
+            found.append(made)
+        elif why:
+            aside.append(f"input: {why}")
+        validation = validation_finding(periods, summary, proofs, bundled=bundled)
+        if validation is not None:
+            found.append(validation)
+    imports, why = startup_finding(startup, bundled=bundled)
     if imports is not None:
         found.append(imports)
+    elif why:
+        aside.append(f"start-up: {why}")
     if summary is not None:
         covered = {f.kind for f in found}
         if "validation-preprocessing" in covered:
             covered.add("validation-bound")
         if "startup-imports" in covered:
             covered.add("startup-bound")
+        covered.add("input-bound")  # input_finding speaks for it, or set it aside
         for finding in summary.findings:
             if finding.kind in covered:
                 continue
@@ -417,9 +525,31 @@ def compose(
                     fix=fix,
                     gain=finding.gain,
                     gain_source="measured" if measured else "estimated",
+                    confidence=finding.confidence,
+                    reasons=finding.reasons,
                 )
             )
-    return tuple(found)
+    return tuple(sorted(found, key=lambda f: _rank(f, summary))), tuple(aside)
+
+
+# The findings that speak for each verdict.
+_CAUSES = {
+    "input-bound": ("input-bound",),
+    "validation-bound": ("validation-preprocessing", "validation-bound"),
+    "startup-bound": ("startup-imports", "startup-bound"),
+    "host-sync-bound": ("host-sync-bound",),
+}
+
+
+def _rank(finding: DoctorFinding, summary: RunSummary | None) -> tuple[int, float]:
+    """The run's verdict's cause first, then the step's, then by gain."""
+    order = 2
+    if summary is not None:
+        if finding.kind in _CAUSES.get(summary.run.kind, ()):
+            order = 0
+        elif finding.kind in _CAUSES.get(summary.step.kind, ()):
+            order = 1
+    return order, -(finding.speedup or 1.0)
 
 
 def _startup_bound_fix(startup: JsonObject, fix: str) -> str:

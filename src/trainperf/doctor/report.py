@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from trainperf._json import JsonObject
+    from trainperf.monitoring.analyze import Confidence
 
 __all__ = ["REPORT_SCHEMA", "DoctorFinding", "DoctorReport", "GainSource"]
 
@@ -28,6 +29,11 @@ class DoctorFinding:
     # ordering and for tools. None where it cannot be put as one number.
     speedup: float | None = None
     overrides: tuple[str, ...] = ()  # the bundled example's switches that apply the fix
+    # The 95% interval of a measured speedup, from the repeated measurements behind it.
+    speedup_low: float | None = None
+    speedup_high: float | None = None
+    confidence: Confidence = "high"
+    reasons: tuple[str, ...] = ()  # what lowered the confidence
 
     def to_json(self) -> JsonObject:
         return {
@@ -38,6 +44,10 @@ class DoctorFinding:
             "gain": self.gain,
             "gain_source": self.gain_source,
             "speedup": self.speedup,
+            "speedup_low": self.speedup_low,
+            "speedup_high": self.speedup_high,
+            "confidence": self.confidence,
+            "reasons": list(self.reasons),
             "overrides": list(self.overrides),
         }
 
@@ -59,6 +69,9 @@ class DoctorReport:
     output_tail: tuple[str, ...] = ()
     stopped_at_step: int | None = None
     notes: tuple[str, ...] = field(default=())
+    # Causes looked into whose own proof did not confirm them: said in their section,
+    # never in the numbered findings ("start-up: nothing worth deferring ...").
+    set_aside: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -87,5 +100,6 @@ class DoctorReport:
             findings=[f.to_json() for f in self.findings],
             overrides=[o for f in self.findings for o in f.overrides],
             notes=list(self.notes),
+            set_aside=list(self.set_aside),
         )
         return out

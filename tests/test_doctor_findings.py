@@ -1,0 +1,110 @@
+"""The doctor's findings as pure functions: no padding, the verdict's cause first,
+call-path shares that add up, gains that say where they come from."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from trainperf.doctor.child import _hot_functions
+from trainperf.doctor.findings import compose, startup_finding
+from trainperf.monitoring.analyze import summarize
+from trainperf.monitoring.records import Period
+
+
+def startup(measured: float | None, *, reads_config: str | None = None, markers=None) -> dict:
+    return {
+        "entry": "train.py",
+        "lines": [
+            {
+                "where": "train.py:3",
+                "statement": "import torch",
+                "exclusive_s": 2.0,
+                "cumulative_s": 2.04,
+            }
+        ],
+        "groups": [{"starts": ["train.py:3"], "saving_s": 2.04, "packages": ["torch"]}],
+        "verified": None
+        if measured is None
+        else {"lines": ["train.py:3"], "predicted_s": 2.04, "measured_s": measured},
+        "reads_config": reads_config,
+        "markers": markers or {},
+    }
+
+
+def test_a_deferral_its_re_timing_did_not_confirm_is_set_aside() -> None:
+    finding, said = startup_finding(startup(0.04, reads_config="argparse"), bundled=False)
+    assert finding is None
+    assert said.startswith("nothing worth deferring")
+    assert "0.04 s faster (2.04 s predicted)" in said
+
+
+def test_imports_a_script_needs_before_its_first_step_are_not_advised() -> None:
+    finding, said = startup_finding(startup(1.9), bundled=False)
+    assert finding is None
+    assert "loaded before the first training step anyway" in said
+
+
+def test_with_a_configuration_read_first_the_gain_is_time_to_a_config_error() -> None:
+    finding, said = startup_finding(startup(1.9, reads_config="hydra"), bundled=False)
+    assert said == ""
+    assert finding is not None
+    assert finding.gain_source == "measured"
+    assert finding.gain.startswith("a bad setting is reported 1.90 s sooner (measured")
+    assert "the first training step comes no sooner" in finding.gain
+    marked, _ = startup_finding(startup(1.9, markers={"config_validated": 2.5}), bundled=False)
+    assert marked is not None
+
+
+def steps(n: int, wall: float, wait: float, start: float = 0.0) -> list[Period]:
+    return [
+        Period("train", i, 0, start + i * wall, wall, wait, 8, first_of_epoch=i == 0)
+        for i in range(n)
+    ]
+
+
+def test_findings_open_with_the_verdicts_own_cause_and_nothing_unconfirmed() -> None:
+    periods = steps(40, 0.1, 0.06, start=10.0)
+    summary = summarize(periods, startup_s=10.0, cpus=2.0)
+    assert summary.run.kind == "startup-bound"
+    findings, aside = compose(
+        startup=startup(0.04, reads_config="argparse"),
+        periods=periods,
+        summary=summary,
+        proofs=(),
+        loaders=(),
+        cpus=2.0,
+        bundled=False,
+    )
+    kinds = [f.kind for f in findings]
+    assert kinds[:2] == ["startup-bound", "input-bound"]
+    assert all("not confirmed" not in f.gain for f in findings)
+    assert any(a.startswith("start-up: nothing worth deferring") for a in aside)
+    for finding in findings:
+        if "estimated" in finding.gain and "measured" not in finding.gain:
+            assert finding.gain_source == "estimated"
+
+
+def test_call_path_shares_are_shares_of_their_path_and_add_up_to_at_most_all() -> None:
+    def leaf() -> None:
+        time.sleep(0.02)
+
+    def first() -> None:
+        leaf()
+
+    def second() -> None:
+        leaf()
+        leaf()
+
+    def build(indices: list[int]) -> None:
+        first()
+        second()
+
+    hot = _hot_functions(build, [0])
+    shares = {str(h["function"]): float(h["share"]) for h in hot}  # type: ignore[arg-type]
+    assert sum(shares.values()) <= 1.0 + 1e-9
+    by_caller = {name.split(" > ")[0].rsplit(".", 1)[-1]: share for name, share in shares.items()}
+    # first() calls the leaf once, second() twice: a third and two thirds, not all twice.
+    assert by_caller["first"] == pytest.approx(1 / 3, abs=0.1)
+    assert by_caller["second"] == pytest.approx(2 / 3, abs=0.1)
