@@ -244,9 +244,9 @@ class Conditions:
             parts.append(f"load {self.load:.1f} on {self.cpu_budget:g} CPUs")
         if self.pressure is not None:
             parts.append(f"CPU pressure {self.pressure:.0%}")
-        if self.steal_share:
+        if self.steal_share is not None and self.steal_share >= 0.01:
             parts.append(f"steal {self.steal_share:.0%}")
-        if self.throttled_share:
+        if self.throttled_share is not None and self.throttled_share >= 0.01:
             parts.append(f"{self.throttled_share:.0%} of quota periods throttled")
         if self.samples and self.contended_samples:
             parts.append(f"contended in {self.contended_samples} of {self.samples} samples")
