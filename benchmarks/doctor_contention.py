@@ -48,7 +48,11 @@ PLANTED = textwrap.dedent(
             opt.step()
     """
 )
-BUSY = "import os, sys\nos.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(',')})\nwhile True: pass\n"
+BUSY = (
+    "import os, sys\n"
+    "os.sched_setaffinity(0, {int(c) for c in sys.argv[1].split(',')})\n"
+    "while True: pass\n"
+)
 
 
 def doctor(args: list[str], home: Path, cwd: Path) -> dict[str, object]:
@@ -73,7 +77,11 @@ def describe(report: dict[str, object]) -> str:
     run = verdict.get("run") or {}  # type: ignore[union-attr]
     conditions = report.get("conditions") or {}
     share = step.get("share")
-    shown = f" data wait {share:.0%} [{step['share_low']:.0%}-{step['share_high']:.0%}]" if share is not None else ""
+    shown = (
+        f" data wait {share:.0%} [{step['share_low']:.0%}-{step['share_high']:.0%}]"
+        if share is not None
+        else ""
+    )
     return (
         f"step {step.get('kind')} ({step.get('confidence')}{shown}); "
         f"run {run.get('kind')} ({run.get('confidence')}); "

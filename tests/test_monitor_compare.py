@@ -6,6 +6,7 @@ import json
 import random
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,70 @@ def test_long_runs_are_thinned_not_held_in_full() -> None:
     result = compare_steps(base, new)
     assert result.verdict == "no-change"
     assert result.base_steps == 200_000
+
+
+def test_too_few_steps_says_how_many_are_needed(tmp_path) -> None:
+    write_run(tmp_path / "base", noisy(100, 0.1, seed=1))
+    write_run(tmp_path / "short", noisy(12, 0.1, seed=2))
+    text = run_cli("compare", str(tmp_path / "base"), str(tmp_path / "short"))
+    assert text.returncode == 0
+    assert (
+        f"100 and 12 steady steps: too few to judge; compare needs at least {MIN_STEPS} "
+        f"steady steps per run"
+    ) in text.stdout
+    assert "run longer, e.g. trainperf doctor --steps 40" in text.stdout
+    data = json.loads(
+        run_cli("compare", str(tmp_path / "base"), str(tmp_path / "short"), "--json").stdout
+    )
+    assert data["verdict"] == "insufficient-data"
+    assert data["min_steps"] == MIN_STEPS
+    assert f"at least {MIN_STEPS} steady steps" in data["reason"]
+
+
+DOCTORED = textwrap.dedent(
+    """
+    import time, torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = TensorDataset(torch.ones(400, 8), torch.zeros(400, 1))
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for x, y in DataLoader(data, batch_size=4):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        end = time.perf_counter() + 0.004  # compute-bound: the doctor has nothing to prove
+        while time.perf_counter() < end:
+            pass
+        opt.step()
+    """
+)
+
+
+@pytest.mark.slow
+def test_doctor_run_folders_are_compared_like_any_run(tmp_path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(DOCTORED)
+    env = {"TRAINPERF_HOME": str(tmp_path / "home")}
+    folders = []
+    for steps in ("30", "10"):
+        proc = run_cli(
+            "doctor", "--no-startup", "--steps", steps, "--json", "--", sys.executable,
+            str(script), env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        folders.append(Path(json.loads(proc.stdout)["run"]))
+    long, short = folders
+    assert (long / "doctor.json").is_file()
+    # By folder, and by run id: a run against itself is the same to the step.
+    same = run_cli("compare", str(long), long.name, "--json", env=env)
+    assert same.returncode == 0, same.stderr
+    data = json.loads(same.stdout)
+    assert data["verdict"] == "no-change"
+    assert data["ratio"] == 1.0
+    assert data["base_steps"] >= MIN_STEPS
+    # By name: 'previous' is the 30-step run, 'last' the 10-step one.
+    few = run_cli("compare", "previous", "last", env=env)
+    assert few.returncode == 0, few.stderr
+    assert f"{long} against" not in few.stdout
+    assert f"{short} against {long}: insufficient-data" in few.stdout
+    assert f"compare needs at least {MIN_STEPS} steady steps per run" in few.stdout

@@ -111,7 +111,7 @@ class PerfMonitor(L.Callback):
                     _replay(run, pl_module, trainer.optimizers[0], batches)
                 except Exception as exc:  # a probe must never break the fit it watches
                     _log.warning("trainperf probe skipped: %s", exc)
-        if self._bounded is not None:
+        if self._bounded is not None and _doctor():
             try:
                 self._prove(run, trainer, pl_module if steppable else None)
             except Exception as exc:  # the doctor's proofs must never break the fit
@@ -189,6 +189,15 @@ def _replay(
             batches,
             sync=torch.cuda.synchronize if cuda else None,
         )
+
+
+def _doctor() -> bool:
+    """Bounded by ``trainperf doctor`` (proofs wanted), not by ``trainperf ab``."""
+    import os
+
+    from trainperf.doctor.child import DOCTOR_VARIABLE
+
+    return os.environ.get(DOCTOR_VARIABLE) == "1"
 
 
 def _training_step(

@@ -33,6 +33,17 @@ def _fingerprint(folder: Path) -> dict[str, object]:
     return components
 
 
+def too_few(base_steps: int, new_steps: int) -> str:
+    """Why there is no verdict, and how to get one (``insufficient-data``)."""
+    from trainperf.monitoring.compare import MIN_STEPS
+
+    return (
+        f"{base_steps} and {new_steps} steady steps: too few to judge; compare needs at least "
+        f"{MIN_STEPS} steady steps per run (each epoch's first step is not counted); run "
+        f"longer, e.g. trainperf doctor --steps {2 * MIN_STEPS}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from trainperf.cli.report import find_run
     from trainperf.monitoring.compare import compare_steps, steady_steps
@@ -59,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = result.to_json()
         data.update(base=str(base), new=str(new))
+        if result.verdict == "insufficient-data":
+            data["reason"] = too_few(result.base_steps, result.new_steps)
         emit_json(data)
     else:
         print(f"{new} against {base}: {result.verdict}")
@@ -70,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 f"smallest effect reported {result.threshold:.1%}"
             )
         else:
-            print(f"  {result.base_steps} and {result.new_steps} steady steps: too few to judge")
+            print(f"  {too_few(result.base_steps, result.new_steps)}")
     return EXIT_FINDING if result.verdict == "regression" else EXIT_OK
 
 

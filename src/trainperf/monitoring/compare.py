@@ -60,6 +60,7 @@ class Comparison:
             "threshold": self.threshold,
             "base_steps": self.base_steps,
             "new_steps": self.new_steps,
+            "min_steps": MIN_STEPS,
         }
 
 

@@ -140,6 +140,10 @@ if os.environ.get("TRAINPERF_RUN_DIR") and not _CHILD:
         from trainperf.doctor.child import arm
 
         arm(_RUN)
+    if os.environ.get("TRAINPERF_STOP_STEPS"):  # a bounded segment of `trainperf ab`
+        from trainperf.monitoring.bounded import arm as arm_bounded
+
+        arm_bounded(_RUN)
 
 
 def _chain_site_customization() -> None:

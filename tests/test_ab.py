@@ -1,0 +1,256 @@
+"""ab: interleaved segments of two commands, their statistics, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from _support import run_cli
+from trainperf.cli.ab import split_commands
+from trainperf.errors import UsageError
+from trainperf.monitoring.ab import MIN_STEPS, compare_rounds, segment_steps
+from trainperf.monitoring.interleave import order
+from trainperf.monitoring.records import Period
+
+
+def constant(a: float, b: float, n: int = 25) -> tuple[list[float], list[float]]:
+    """A round whose segments take exactly ``a`` and ``b`` seconds a step."""
+    return [a] * n, [b] * n
+
+
+# -- statistics, from hand-made numbers ---------------------------------------------
+
+
+def test_steady_steps_leave_out_warm_up_epoch_starts_and_steps_past_the_limit() -> None:
+    periods = [Period("train", i, 0, float(i), 0.1 * i, 0.0, 4) for i in range(8)]
+    periods[6] = Period("train", 6, 1, 6.0, 0.6, 0.0, 4, first_of_epoch=True)
+    periods.insert(3, Period("val", 0, 0, 2.5, 9.0, 0.0, 4))
+    assert segment_steps(periods, steps=7, warmup=2) == pytest.approx([0.2, 0.3, 0.4, 0.5])
+
+
+def test_b_twice_as_fast_in_every_round() -> None:
+    result = compare_rounds([constant(0.020, 0.010), constant(0.022, 0.011)])
+    assert result.verdict == "faster"
+    assert result.reason == "interval"
+    assert result.ratio == pytest.approx(0.5)
+    assert result.interval == pytest.approx((0.5, 0.5))
+    # A/A: each side's second round is 10% slower than its first.
+    assert result.noise_floor == pytest.approx(0.1)
+    assert result.threshold == pytest.approx(0.2)
+    assert [r.ratio for r in result.rounds] == pytest.approx([0.5, 0.5])
+    assert [r.a_median_s for r in result.rounds] == [0.020, 0.022]
+    data = result.to_json()
+    assert data["verdict"] == "faster"
+    assert data["min_steps"] == MIN_STEPS
+    assert data["used_rounds"] == 2
+    assert data["a_steady_steps"] == data["b_steady_steps"] == 50
+
+
+def test_b_half_again_as_slow() -> None:
+    result = compare_rounds([constant(0.02, 0.03)] * 3)
+    assert result.verdict == "slower"
+    assert result.ratio == pytest.approx(1.5)
+    assert result.noise_floor == 0.0
+    assert result.threshold == 0.05
+
+
+def test_a_difference_below_the_smallest_effect_is_no_difference() -> None:
+    result = compare_rounds([constant(0.0200, 0.0201)] * 4)
+    assert result.verdict == "no-difference"
+    assert result.reason == "within-effect"
+    assert not result.inconclusive
+    assert result.ratio == pytest.approx(1.005)
+
+
+def test_rounds_that_disagree_are_too_wide_to_tell() -> None:
+    # B is 30% faster in two rounds and 30% slower in the two others; odd and even
+    # rounds look alike, so only the interval shows how little is known.
+    rounds = [constant(0.02, b) for b in (0.014, 0.026, 0.026, 0.014)]
+    result = compare_rounds(rounds)
+    assert result.verdict == "no-difference"
+    assert result.reason == "too-wide"
+    assert result.inconclusive
+    assert result.ratio == pytest.approx(math.sqrt(0.7 * 1.3))
+    assert result.noise_floor == pytest.approx(0.0)
+    assert result.interval is not None
+    assert result.interval[0] == pytest.approx(0.7)
+    assert result.interval[1] == pytest.approx(1.3)
+
+
+def test_a_noisy_machine_cannot_say_no_difference() -> None:
+    # Each side's even rounds are 40% slower than its odd ones: any difference under
+    # 80% would be lost in that noise.
+    result = compare_rounds([constant(0.02, 0.02), constant(0.028, 0.028)])
+    assert result.noise_floor == pytest.approx(0.4)
+    assert result.verdict == "no-difference"
+    assert result.reason == "too-wide"
+    assert result.inconclusive
+
+
+@pytest.mark.parametrize(
+    "rounds",
+    [
+        [constant(0.02, 0.01)],  # one round: nothing to pair
+        [constant(0.02, 0.01, n=9)] * 2,  # 18 steady steps a side
+        [constant(0.02, 0.01), ([0.02] * 25, [0.01, 0.01])],  # one usable round
+    ],
+)
+def test_too_little_data_is_inconclusive(rounds: list[tuple[list[float], list[float]]]) -> None:
+    result = compare_rounds(rounds)
+    assert result.verdict == "no-difference"
+    assert result.reason == "too-little-data"
+    assert result.inconclusive
+    assert result.ratio is None
+    assert result.interval is None
+
+
+def test_the_interval_keeps_the_pairing_and_is_reproducible() -> None:
+    rounds = [
+        ([0.020 + 0.001 * (i % 5) for i in range(25)], [0.015 + 0.001 * (i % 3) for i in range(25)])
+        for _ in range(4)
+    ]
+    first, again = compare_rounds(rounds), compare_rounds(rounds)
+    assert first == again
+    assert first.interval is not None
+    assert first.ratio is not None
+    assert first.interval[0] <= first.ratio <= first.interval[1]
+
+
+def test_rounds_alternate_which_side_goes_first() -> None:
+    assert order(3) == [(1, "A"), (1, "B"), (2, "B"), (2, "A"), (3, "A"), (3, "B")]
+
+
+def test_split_commands() -> None:
+    assert split_commands(["--", "python", "a.py", "--", "python", "b.py", "-x"]) == (
+        ["python", "a.py"],
+        ["python", "b.py", "-x"],
+    )
+    with pytest.raises(UsageError, match="give two commands"):
+        split_commands(["--", "python", "a.py"])
+    with pytest.raises(UsageError, match="command B is empty"):
+        split_commands(["--", "python", "a.py", "--"])
+
+
+# -- the command line, with real processes -------------------------------------------
+
+TRAIN = textwrap.dedent(
+    """
+    import sys, time
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    PAUSE_S = float(sys.argv[1])  # a timer, not CPU work: it holds on a busy machine
+
+    class Slow(Dataset):
+        def __len__(self):
+            return 256
+        def __getitem__(self, i):
+            time.sleep(PAUSE_S)
+            return torch.ones(8), torch.zeros(1)
+
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for x, y in DataLoader(Slow(), batch_size=1):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    """
+)
+
+
+@pytest.fixture
+def train(tmp_path: Path) -> Path:
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    return script
+
+
+def ab(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    proc = run_cli("ab", *args, env={"TRAINPERF_HOME": str(tmp_path / "home")})
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_loader_that_waits_less_is_faster(tmp_path: Path, train: Path) -> None:
+    py, script = sys.executable, str(train)
+    code, out, err = ab(
+        tmp_path, "--rounds", "2", "--steps", "15", "--json",
+        "--", py, script, "0.02", "--", py, script, "0.002",
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["verdict"] == "faster", data
+    assert data["ratio"] < 0.5
+    assert data["interval"][1] < 1 - data["threshold"]
+    assert len(data["rounds"]) == 2
+    folder = Path(data["folder"])
+    assert json.loads((folder / "ab.json").read_text()) == data
+    runs = {s["run"]: s for r in data["rounds"] for s in r["segments"]}
+    assert sorted(Path(run).name for run in runs) == ["a1", "a2", "b1", "b2"]
+    for segment in runs.values():
+        # Stopped at the limit (the step in hand is recorded too), warm-up left out.
+        assert segment["recorded_steps"] in (15, 16)
+        assert segment["steady_steps"] == 10
+        assert (Path(segment["run"]) / "steps.jsonl").is_file()
+    assert data["commands"] == {"a": [py, script, "0.02"], "b": [py, script, "0.002"]}
+
+
+@pytest.mark.slow
+def test_the_same_command_on_both_sides_is_no_faster(tmp_path: Path, train: Path) -> None:
+    py, script = sys.executable, str(train)
+    code, out, err = ab(
+        tmp_path, "--rounds", "2", "--steps", "15",
+        "--", py, script, "0.02", "--", py, script, "0.02",
+    )  # fmt: skip
+    assert code == 0, err
+    headline, *rest = out.splitlines()
+    assert headline.startswith(("no difference: ", "inconclusive: ")), out
+    assert "2 rounds of 15 steps" in headline
+    assert rest[0].split() == ["round", "A", "median", "B", "median", "B/A"]
+    assert rest[1].split()[0] == "1"
+    assert rest[2].split()[0] == "2"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give two commands, each after --"),
+        (("--", "python", "a.py"), "give two commands, each after -- (got one command"),
+        (("--", "--", "python", "b.py"), "command A is empty"),
+        (("--", "python", "a.py", "--"), "command B is empty"),
+        (("--rounds", "1", "--", "a", "--", "b"), "--rounds must be between 2 and 100, got 1"),
+        (("--steps", "3", "--", "a", "--", "b"), "--steps must be between 8 and 100000, got 3"),
+        (("--", sys.executable, "--", "no-such-command-x"), "cannot run command B (no-such-"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    code, out, err = ab(tmp_path, *args)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert message in err
+    assert "Traceback" not in err
+    runs = tmp_path / "home" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # nothing ran, nothing is left
+
+
+@pytest.mark.slow
+def test_a_failing_segment_names_the_command_its_code_and_last_line(tmp_path: Path) -> None:
+    failing = tmp_path / "fail.py"
+    failing.write_text("print('loading')\nprint('ValueError: bad config')\nraise SystemExit(3)\n")
+    py = sys.executable
+    code, _, err = ab(tmp_path, "--", py, "-c", "pass", "--", py, str(failing))
+    assert code == 2
+    # A runs first and trains nothing: that is reported before B ever runs.
+    assert err.count("\n") == 1, err
+    assert "command A recorded no training step in round 1" in err
+    code, _, err = ab(tmp_path, "--", py, str(failing), "--", py, "-c", "pass")
+    assert code == 2
+    assert err.count("\n") == 1, err
+    assert "command A failed in round 1 with exit code 3: ValueError: bad config" in err
+    assert "Traceback" not in err
