@@ -54,10 +54,15 @@ def test_help_lists_only_working_commands() -> None:
         assert command in proc.stdout
 
 
-def test_no_command_prints_help_and_exits_2() -> None:
+def test_no_command_prints_one_usage_line_and_exits_2() -> None:
     proc = run_cli()
     assert proc.returncode == 2
-    assert "usage: trainperf" in proc.stderr
+    assert proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()  # one short line, not the whole help
+    assert line.startswith("usage: trainperf COMMAND [options]; commands: doctor, imports, ")
+    for command in ("run", "report", "resources"):
+        assert f" {command}," in line or f" {command};" in line
+    assert line.endswith("'trainperf --help' for details")
 
 
 def test_unknown_command_suggests_the_closest() -> None:

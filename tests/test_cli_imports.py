@@ -122,3 +122,54 @@ def test_lightning_total_matches_plain_importtime() -> None:
     tree = parse_importtime(plain.stderr)
     lightning = next(r for r in tree.roots if r.name == "lightning")
     assert abs(reported - lightning.cumulative_us / 1e6) < 0.25 * reported
+
+
+SLEEPER = "import time\ntime.sleep({seconds})  # costs {seconds} s to import, whatever the CPU\n"
+
+
+@pytest.fixture(scope="module")
+def sleepers(tmp_path_factory):
+    """An entry point whose free statements come first and whose dearest comes last."""
+    base = tmp_path_factory.mktemp("verify")
+    for name, seconds in (("slow_small", 0.05), ("slow_big", 0.3)):
+        (base / f"{name}.py").write_text(SLEEPER.format(seconds=seconds))
+    (base / "free.py").write_text("VALUE = 1\n")
+    entry = base / "train.py"
+    entry.write_text(
+        "import free\n"  # 1: predicted ~0
+        "import os\n"  # 2: predicted 0 (loaded by the interpreter's own start-up)
+        "import slow_small\n"  # 3
+        "import slow_big\n"  # 4
+        "\nif __name__ == '__main__':\n    pass\n"
+    )
+    return entry
+
+
+def verify(entry, *args: str):
+    env = {"PYTHONPATH": str(entry.parent)}
+    return run_cli("imports", str(entry), "--repeat", "1", "--verify", *args, env=env)
+
+
+@pytest.mark.parametrize(("asked", "expected"), [(1, [4]), (4, [4, 3])])
+def test_verify_takes_the_largest_predicted_savings_and_never_a_free_line(
+    sleepers, asked, expected
+) -> None:
+    proc = verify(sleepers, str(asked), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    predicted = {line["line"]: line["exclusive_s"] for line in data["lines"]}
+    assert predicted[4] > predicted[3] >= 0.01 > max(predicted.get(1, 0.0), predicted.get(2, 0.0))
+    verified = [v["line"] for v in data["verified"]]
+    assert verified == expected  # largest predicted saving first; lines 1 and 2 never
+    assert [v["predicted_s"] for v in data["verified"]] == [predicted[n] for n in expected]
+
+
+def test_verify_says_why_fewer_lines_were_re_timed(sleepers) -> None:
+    proc = verify(sleepers, "4")
+    assert proc.returncode == 0, proc.stderr
+    verified = proc.stdout.split("verified (deferring the statement, measured):", 1)[1]
+    assert "train.py:4: predicted" in verified
+    assert "train.py:1:" not in verified
+    assert "--verify 4: 2 statement(s) re-timed; the others are predicted to save under" in (
+        proc.stdout
+    )

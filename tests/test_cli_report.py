@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from _support import run_cli
 from trainperf.monitoring.records import Period
 
@@ -42,7 +44,8 @@ def test_killed_run_with_a_torn_line_and_last(tmp_path) -> None:
     proc = run_cli("report", "last", env={"TRAINPERF_HOME": str(home)})
     assert proc.returncode == 0, proc.stderr
     assert "did not finish" in proc.stdout
-    assert "verdict: input-bound" in proc.stdout
+    verdict = next(line for line in proc.stdout.splitlines() if line.startswith("verdict: "))
+    assert "input-bound" in verdict
 
 
 def test_bad_runs_are_one_line(tmp_path) -> None:
@@ -105,3 +108,105 @@ def test_foreign_meta_and_samples_and_unwritable_outputs(tmp_path) -> None:
     for proc in (bad_meta, bad_samples, nowhere):
         assert "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+DOCTOR_FINDING = {
+    "kind": "input-bound",
+    "title": "training waits for its DataLoader (num_workers=0)",
+    "evidence": ["the median training step waits 60% of its 1000 ms for the DataLoader"],
+    "fix": "set num_workers=4 (measured 1.6x the loader's own settings)",
+    "gain": "loader settings: 1.60x (measured)",
+    "gain_source": "measured",
+    "speedup": 1.6,
+    "overrides": ["data.num_workers=4"],
+}
+
+
+def write_doctor(folder, findings, **extra) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    report = {"schema": "trainperf.doctor/1", "steps": 10, "findings": findings, **extra}
+    (folder / "doctor.json").write_text(json.dumps(report))
+
+
+def test_a_doctor_run_shows_the_doctors_findings(tmp_path) -> None:
+    folder = tmp_path / "r"
+    write_run(folder, input_bound())
+    write_doctor(folder, [DOCTOR_FINDING])
+    text = run_cli("report", str(folder))
+    assert text.returncode == 0, text.stderr
+    monitor, doctor = text.stdout.split("the doctor's findings (doctor.json):", 1)
+    assert "10 training steps" in monitor  # the monitor's part comes first, as it was
+    assert "time: data_wait 60%" in monitor
+    assert "1. training waits for its DataLoader (num_workers=0)  [input-bound]" in doctor
+    assert "evidence: the median training step waits 60% of its 1000 ms" in doctor
+    assert "fix: set num_workers=4" in doctor
+    assert "gain (measured): loader settings: 1.60x (measured)" in doctor
+    assert "apply: data.num_workers=4" in doctor
+    data = json.loads(run_cli("report", str(folder), "--json").stdout)
+    assert data["doctor_findings"] == [DOCTOR_FINDING]
+    assert data["verdict"]["primary"] == "input-bound"
+
+
+def test_a_monitor_run_has_no_doctor_findings(tmp_path) -> None:
+    write_run(tmp_path / "r", input_bound())
+    proc = run_cli("report", str(tmp_path / "r"), "--json")
+    assert "doctor_findings" not in json.loads(proc.stdout)
+
+
+def test_a_doctor_run_that_trained_no_step_still_reports_its_findings(tmp_path) -> None:
+    folder = tmp_path / "failed"
+    estimated = {**DOCTOR_FINDING, "gain_source": "estimated", "overrides": []}
+    write_doctor(folder, [estimated])
+    text = run_cli("report", str(folder))
+    assert text.returncode == 0, text.stderr
+    assert "no training step was recorded" in text.stdout
+    assert "gain (estimated): loader settings" in text.stdout
+    data = json.loads(run_cli("report", str(folder), "--json").stdout)
+    assert data["steps"] == 0
+    assert data["doctor_findings"][0]["gain_source"] == "estimated"
+    page = run_cli("report", str(folder), "--html", str(tmp_path / "p.html"))
+    assert page.returncode == 2
+    assert "holds no step records" in page.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("[]", "expected an object"),
+        ("{not json", "Expecting property name"),
+        ('{"schema": "someone.else/3", "findings": []}', "schema 'someone.else/3'"),
+        (
+            json.dumps(
+                {"schema": "trainperf.doctor/1", "findings": [{**DOCTOR_FINDING, "title": 3}]}
+            ),
+            "a string for 'title'",
+        ),
+        (json.dumps({"schema": "trainperf.doctor/1", "findings": [{}]}), "missing key 'kind'"),
+        (
+            json.dumps(
+                {"schema": "trainperf.doctor/1", "findings": [{**DOCTOR_FINDING, "evidence": [1]}]}
+            ),
+            "'evidence'",
+        ),
+        (
+            json.dumps(
+                {
+                    "schema": "trainperf.doctor/1",
+                    "findings": [{**DOCTOR_FINDING, "gain_source": "guessed"}],
+                }
+            ),
+            "gain_source 'guessed'",
+        ),
+    ],
+)
+def test_a_foreign_doctor_report_is_one_line(tmp_path, content, fragment) -> None:
+    folder = tmp_path / "r"
+    write_run(folder, input_bound())
+    (folder / "doctor.json").write_text(content)
+    proc = run_cli("report", str(folder), "--json")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"trainperf: error: {folder / 'doctor.json'} is not a trainperf doctor")
+    assert fragment in line
+    assert "run trainperf doctor again" in line

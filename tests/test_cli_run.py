@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 
 import pytest
 
 from _support import run_cli
+from trainperf.cli.run import python_script
 from trainperf.monitoring.records import RunMeta, read_periods
 
 LOOP = textwrap.dedent(
@@ -17,18 +19,16 @@ LOOP = textwrap.dedent(
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    class Busy(Dataset):
+    class Waits(Dataset):
         def __len__(self):
             return 800
         def __getitem__(self, i):
-            end = time.perf_counter() + 0.003
-            while time.perf_counter() < end:
-                pass
+            time.sleep(0.003)  # a timer: the wait is the same however busy the CPUs are
             return torch.ones(8)
 
     model = torch.nn.Linear(8, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    for x in DataLoader(Busy(), batch_size=4):
+    for x in DataLoader(Waits(), batch_size=4):
         opt.zero_grad()
         model(x).sum().backward()
         opt.step()
@@ -39,6 +39,7 @@ LOOP = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.verdict
 def test_monitors_a_script_and_passes_its_output_and_exit_code_through(tmp_path) -> None:
     script = tmp_path / "loop.py"
     script.write_text(LOOP)
@@ -46,7 +47,15 @@ def test_monitors_a_script_and_passes_its_output_and_exit_code_through(tmp_path)
     proc = run_cli("run", "--out", str(out), "--", sys.executable, str(script), "3")
     assert proc.returncode == 3
     assert proc.stdout.strip() == "loop done"
-    assert "verdict: input-bound" in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    # The step waits 12 ms on its loader's timer against a linear layer: input-bound,
+    # whatever the run's answer (a slow `import torch` can make the run startup-bound).
+    step = summary["verdict"]["step"]
+    assert step["kind"] == "input-bound"
+    assert step["share_low"] > 0.5
+    assert "\nverdict: step input-bound (" in proc.stderr
+    finding = r"\n  input-bound( \[\w+ confidence\])?: data_wait_share_of_step="
+    assert re.search(finding, proc.stderr)
     periods = read_periods(out / "steps.jsonl")
     assert [p.kind for p in periods] == ["train"] * 200
     assert sum(p.samples or 0 for p in periods) == 800
@@ -57,6 +66,7 @@ def test_monitors_a_script_and_passes_its_output_and_exit_code_through(tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.verdict
 def test_heavy_imports_before_a_short_loop_are_startup_bound(tmp_path) -> None:
     script = tmp_path / "heavy.py"
     script.write_text(
@@ -108,6 +118,38 @@ def test_bad_input(args, fragment) -> None:
     proc = run_cli("run", *args)
     assert proc.returncode == 2
     assert fragment in proc.stderr
+
+
+def test_a_missing_script_is_one_line_and_leaves_no_run(tmp_path) -> None:
+    home = tmp_path / "home"
+    script = tmp_path / "does_not_exist.py"
+    proc = run_cli("run", "--", sys.executable, str(script), env={"TRAINPERF_HOME": str(home)})
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    # One line: Python's own "can't open file" never comes, the command did not start.
+    assert proc.stderr.splitlines() == [
+        f"trainperf: error: python cannot open file {script}: no such file; check the path"
+    ]
+    assert not home.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "script"),
+    [
+        (["python", "train.py", "x=1"], "train.py"),
+        (["/usr/bin/python3.11", "-u", "-X", "dev", "-W", "error", "t.py"], "t.py"),
+        (["python3", "-uWerror", "-Xdev", "t.py"], "t.py"),
+        (["python", "-B", "--check-hash-based-pycs", "always", "--", "t.py"], "t.py"),
+        (["python", "-m", "pkg.train"], None),
+        (["python", "-um", "pkg.train"], None),
+        (["python", "-c", "pass"], None),
+        (["python", "-"], None),
+        (["python"], None),
+        (["torchrun", "train.py"], None),
+    ],
+)
+def test_the_script_of_a_python_command(command, script) -> None:
+    assert python_script(command) == script
 
 
 WORKERS = textwrap.dedent(
@@ -203,6 +245,7 @@ def test_lightning_trainers_get_the_callback(tmp_path) -> None:
     assert kinds == (["train"] * 4 + ["val"]) * 2
 
 
+@pytest.mark.verdict
 def test_a_script_that_reads_batches_but_never_trains(tmp_path) -> None:
     script = tmp_path / "evaluate.py"
     script.write_text(
@@ -216,6 +259,6 @@ def test_a_script_that_reads_batches_but_never_trains(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "80.0"
     assert "no training step was seen" in proc.stderr
-    assert "verdict: insufficient-data" in proc.stderr
+    assert "verdict: insufficient data (0 training steps" in proc.stderr
     (period,) = read_periods(out / "steps.jsonl")
     assert (period.kind, period.samples) == ("val", 40)

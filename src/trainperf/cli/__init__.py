@@ -80,6 +80,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "did step time change between two runs? (exit 1 on a regression)",
     ),
     (
+        "ab",
+        "trainperf.cli.ab",
+        "is B really faster than A? both commands in interleaved, monitored segments",
+    ),
+    (
         "calibrate",
         "trainperf.cli.calibrate",
         "measure the fastest DataLoader settings for a dataset, and keep them",
@@ -219,7 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser, child = _build_parser(selected)
         if selected is None or child is None:
             parser.parse_args(words)  # handles --help and --version, rejects stray words
-            parser.print_help(sys.stderr)
+            # Bare `trainperf`: one line, not the whole help.
+            print(
+                f"usage: trainperf COMMAND [options]; commands: {', '.join(_NAMES)}; "
+                "'trainperf --help' for details",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         args, extra = parser.parse_known_args(words)
         if extra:

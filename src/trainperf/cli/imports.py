@@ -68,6 +68,15 @@ def run(args: argparse.Namespace) -> int:
         emit_json(data)
     else:
         print(render_text(report, top=args.top, root=Path.cwd()))
+        if args.verify > len(report.verified) and not report.error:
+            from trainperf.startup.verify import MIN_PREDICTED_S
+
+            together = " (the groups above show what deferring several saves)"
+            print(
+                f"--verify {args.verify}: {len(report.verified)} statement(s) re-timed; the "
+                f"others are predicted to save under {MIN_PREDICTED_S:g} s, too little to "
+                f"measure{together if report.groups else ''}"
+            )
         for reason in reasons:
             print(f"over budget: {reason}")
     # A target that fails to load is a finding: its costs stop where it failed.

@@ -1,4 +1,8 @@
-"""``trainperf report RUN``: a monitored run's verdict, re-analysed from its records."""
+"""``trainperf report RUN``: a monitored run's verdict, re-analysed from its records.
+
+A run the doctor made also holds ``doctor.json``: its findings (title, evidence, fix,
+and a gain measured or estimated) are shown after the monitor's own.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,14 @@ from trainperf.cli._render import emit_json
 from trainperf.errors import UsageError
 
 if TYPE_CHECKING:
+    import argparse
+
+    from trainperf._json import Json, JsonObject
+    from trainperf.doctor.report import DoctorFinding, GainSource
     from trainperf.monitoring.analyze import RunSummary
 
-if TYPE_CHECKING:
-    import argparse
-from typing import TYPE_CHECKING
+DOCTOR_FILE = "doctor.json"  # written by trainperf doctor beside the run's records
+_SOURCES: dict[str, GainSource] = {"measured": "measured", "estimated": "estimated", "none": "none"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +33,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def find_run(name: str) -> Path:
-    """A run folder from a path, a run id, or ``last`` / ``previous`` (by start time)."""
+    """A run folder from a path, a run id, or ``last`` / ``previous`` (by start time).
+
+    A folder holding only the doctor's report (a command that failed before training)
+    is a run too: its findings are what there is to show.
+    """
     from trainperf.monitoring.records import is_run
     from trainperf.settings import Settings
 
@@ -41,7 +52,7 @@ def find_run(name: str) -> Path:
             )
         return found[-wanted]
     for candidate in (Path(name), runs / name):
-        if is_run(candidate):
+        if is_run(candidate) or (candidate / DOCTOR_FILE).is_file():
             return candidate
     raise UsageError(
         f"no run at {name!r}: give a run folder (holding steps.jsonl), a run id under "
@@ -49,22 +60,137 @@ def find_run(name: str) -> Path:
     )
 
 
+def read_doctor(folder: Path) -> list[JsonObject] | None:
+    """The findings of the doctor's report in ``folder``, each checked to have what a
+    doctor finding has (as :meth:`DoctorFinding.to_json` writes it); None when the
+    folder holds no doctor report.
+
+    Raises :class:`~trainperf.errors.RecordError` for a file that is not one.
+    """
+    import json
+
+    from trainperf.errors import RecordError
+
+    path = folder / DOCTOR_FILE
+    if not path.is_file():
+        return None
+    try:
+        found = _findings(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, RecordError) as exc:  # JSON and decoding errors included
+        raise RecordError(
+            f"{path} is not a trainperf doctor report ({exc}); run trainperf doctor again, "
+            f"or remove that file to report the monitor's records alone"
+        ) from None
+    return found
+
+
+def _findings(data: Json) -> list[JsonObject]:
+    from trainperf._json import as_object, req_list
+    from trainperf.doctor.report import REPORT_SCHEMA
+    from trainperf.errors import RecordError
+
+    report = as_object(data, "the report")
+    if report.get("schema") != REPORT_SCHEMA:
+        raise RecordError(f"schema {report.get('schema')!r}, expected {REPORT_SCHEMA!r}")
+    found = [as_object(item, "a finding") for item in req_list(report, "findings")]
+    for finding in found:
+        _finding(finding)  # raises for one that is not a doctor finding
+    return found
+
+
+def _finding(data: JsonObject) -> DoctorFinding:
+    """A doctor finding from its JSON, with the fields the terminal shows."""
+    from trainperf._json import opt_float, req_str
+    from trainperf.doctor.report import DoctorFinding
+    from trainperf.errors import RecordError
+
+    kind, title = req_str(data, "kind"), req_str(data, "title")
+    evidence = _strings(data, "evidence")
+    fix, gain = req_str(data, "fix"), req_str(data, "gain")
+    said = req_str(data, "gain_source")
+    source = _SOURCES.get(said)
+    if source is None:
+        raise RecordError(f"gain_source {said!r}, expected measured, estimated or none")
+    return DoctorFinding(
+        kind=kind,
+        title=title,
+        evidence=evidence,
+        fix=fix,
+        gain=gain,
+        gain_source=source,
+        speedup=opt_float(data, "speedup"),
+        overrides=_strings(data, "overrides"),
+    )
+
+
+def _strings(data: JsonObject, key: str) -> tuple[str, ...]:
+    from trainperf._json import req_list
+    from trainperf.errors import RecordError
+
+    values = req_list(data, key)
+    if not all(isinstance(v, str) for v in values):
+        raise RecordError(f"expected strings for {key!r}, got {values!r}")
+    return tuple(str(v) for v in values)
+
+
 def run(args: argparse.Namespace) -> int:
-    from trainperf.monitoring.analyze import summarize_folder
-    from trainperf.monitoring.render import render_summary
+    from trainperf.monitoring.records import is_run
 
     folder = find_run(args.run)
-    summary, finished = summarize_folder(folder)
-    if args.html or args.trace:
-        _write_views(folder, summary, html_to=args.html, trace_to=args.trace)
+    doctor = read_doctor(folder)
+    summary: RunSummary | None = None
+    finished = False
+    if is_run(folder):
+        from trainperf.monitoring.analyze import summarize_folder
+
+        summary, finished = summarize_folder(folder)
+        if args.html or args.trace:
+            _write_views(folder, summary, html_to=args.html, trace_to=args.trace)
+    elif args.html or args.trace:
+        raise UsageError(
+            f"{folder} holds no step records (the command trained no step), so there is no "
+            f"page or trace to write; its doctor report is {folder / 'doctor.html'}"
+        )
     if args.json:
-        data = summary.to_json()
+        data: JsonObject = (
+            summary.to_json()
+            if summary is not None
+            else {"steps": 0, "verdict": {"primary": "no-training-seen", "findings": []}}
+        )
         data["run"] = str(folder)
         data["finished"] = finished
+        if doctor is not None:
+            listed: list[Json] = [*doctor]
+            data["doctor_findings"] = listed
         emit_json(data)
     else:
-        print(render_summary(summary, title=f"run {folder}", finished=finished))
+        print(_text(folder, summary, finished, doctor))
     return EXIT_OK
+
+
+def _text(
+    folder: Path,
+    summary: RunSummary | None,
+    finished: bool,
+    doctor: list[JsonObject] | None,
+) -> str:
+    from trainperf.monitoring.render import render_summary
+
+    title = f"run {folder}"
+    if summary is not None:
+        lines = [render_summary(summary, title=title, finished=finished)]
+    else:
+        lines = [title, "no training step was recorded (the command trained no step)"]
+    if doctor is None:
+        return "\n".join(lines)
+    from trainperf.doctor.render import render_findings
+
+    page = folder / "doctor.html"
+    where = f"{DOCTOR_FILE}; its page: {page}" if page.is_file() else DOCTOR_FILE
+    lines += ["", f"the doctor's findings ({where}):"]
+    found = [_finding(item) for item in doctor]
+    lines += render_findings(found) or ["   none: nothing in this run was slow enough to name"]
+    return "\n".join(lines)
 
 
 def _write_views(

@@ -8,8 +8,16 @@ import html
 import shlex
 from typing import TYPE_CHECKING
 
-from trainperf.doctor.render import describe_resources, describe_run, describe_startup
-from trainperf.monitoring.html import STYLE, bars
+from trainperf._json import objects
+from trainperf.doctor.render import (
+    busy_warning,
+    describe_resources,
+    describe_run,
+    describe_startup,
+    describe_verdict,
+    short_path,
+)
+from trainperf.monitoring.html import STYLE, amount, bars
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,6 +60,16 @@ def render_doctor_html(
         else ""
     )
     notes = "".join(f"<p>Note: {e(n)}</p>" for n in report.notes)
+    busy = busy_warning(data)
+    banner = f'<div class="finding failed" id="busy"><p>{e(busy)}</p></div>' if busy else ""
+    verdict_lines = "<br>".join(e(line) for line in describe_verdict(data))
+    conditions = data.get("conditions")
+    said = (
+        f"<p>Measurement conditions: {e(str(conditions.get('summary')))}"
+        f"{' (contended)' if conditions.get('contended') else ''}.</p>"
+        if isinstance(conditions, dict)
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -59,18 +77,21 @@ def render_doctor_html(
 <style>{STYLE}{_EXTRA_STYLE}</style></head><body>
 <h1>trainperf doctor</h1>
 <nav>{nav}</nav>
-<section id="summary"><h2>Summary</h2>
+<section id="summary"><h2>Summary</h2>{banner}
 <p><code>{e(shlex.join(report.command))}</code></p>
 <p><b>Verdict: {e(str(primary))}</b> &mdash; {e(describe_run(data))}.
 {len(report.findings)} finding(s); diagnosed in {report.elapsed_s:.0f} s.</p>
+<p>{verdict_lines}</p>{said}
 {failure}{notes}
 {_shares(data)}
 </section>
 <section id="findings"><h2>Findings</h2>
 {"".join(_finding(n, f) for n, f in enumerate(report.findings, 1)) or "<p>No finding.</p>"}
+{_set_aside(report, "start-up", here=False)}
 </section>
 <section id="resources"><h2>Resources</h2>{_resources(report.resources)}</section>
-<section id="startup"><h2>Start-up</h2>{_startup(report.startup)}</section>
+<section id="startup"><h2>Start-up</h2>
+{_set_aside(report, "start-up", here=True)}{_startup(report.startup)}</section>
 <section id="run"><h2>Monitored run</h2>{_run(summary, periods, samples, report)}</section>
 <section id="proofs"><h2>Proofs</h2>{_proofs(report.proofs)}</section>
 <section id="command"><h2>Command</h2>
@@ -107,13 +128,31 @@ def _finding(number: int, finding: DoctorFinding) -> str:
         if finding.overrides
         else ""
     )
+    sure = (
+        ""
+        if finding.confidence == "high"
+        else f"<p>Confidence: {e(finding.confidence)} ({e('; '.join(finding.reasons))})</p>"
+    )
     return f"""<div class="finding"><h3>{number}. {e(finding.title)}
-<span class="tag">{e(finding.kind)}</span></h3>
+<span class="tag">{e(finding.kind)}</span>
+<span class="tag">{e(finding.confidence)} confidence</span></h3>{sure}
 <p>Evidence:</p><ul>{evidence}</ul>
 <p>Fix: {e(finding.fix)}</p>
 <p class="gain">Gain: {e(finding.gain)}
 <span class="tag {e(finding.gain_source)}">{e(finding.gain_source)}</span></p>{apply}</div>
 """
+
+
+def _set_aside(report: DoctorReport, section: str, *, here: bool) -> str:
+    """Causes the doctor looked into and its own proof did not confirm: those of
+    ``section`` (``here``), or all the others."""
+    prefix = f"{section}: "
+    said = [
+        a.removeprefix(prefix) if here else a
+        for a in report.set_aside
+        if a.startswith(prefix) == here
+    ]
+    return "".join(f"<p>Not a finding: {html.escape(a)}</p>" for a in said)
 
 
 def _resources(resources: JsonObject) -> str:
@@ -144,33 +183,37 @@ def _resources(resources: JsonObject) -> str:
 
 def _startup(startup: JsonObject) -> str:
     e = html.escape
-    out = f"<p>{e(describe_startup(startup))}</p>"
-    lines = [line for line in startup.get("lines") or [] if isinstance(line, dict)]  # type: ignore[union-attr]
+    out = "".join(f"<p>{e(line)}</p>" for line in describe_startup(startup))
+    lines = objects(startup.get("lines"))
     if lines:
-        lines.sort(key=lambda line: float(line.get("cumulative_s") or 0.0), reverse=True)  # type: ignore[arg-type]
+        lines.sort(key=lambda line: _seconds(line, "cumulative_s"), reverse=True)
         rows = [
             (
-                f"{_short(str(line.get('where')))} {line.get('statement')}",
-                float(line.get("cumulative_s") or 0.0),  # type: ignore[arg-type]
+                f"{short_path(str(line.get('where')))} {line.get('statement')}",
+                _seconds(line, "cumulative_s"),
                 "#c9a0dc",
             )
             for line in lines[:8]
         ]
-        out += "<h3>Import lines by what -X importtime charges them (cumulative)</h3>"
-        out += bars(rows)
+        out += (
+            "<h3>Import lines by what -X importtime charges them (cumulative), in the "
+            "import profile</h3>"
+        )
+        out += bars(rows, unit="s", label="cumulative import time")
         table = "".join(
-            f"<tr><td><code>{e(_short(str(line.get('where'))))}</code></td>"
+            f"<tr><td><code>{e(short_path(str(line.get('where'))))}</code></td>"
             f"<td><code>{e(str(line.get('statement')))}</code></td>"
-            f"<td>{float(line.get('exclusive_s') or 0.0):.3f} s</td>"  # type: ignore[arg-type]
-            f"<td>{float(line.get('cumulative_s') or 0.0):.3f} s</td></tr>"  # type: ignore[arg-type]
+            f"<td>{e(amount(_seconds(line, 'exclusive_s'), 's'))}</td>"
+            f"<td>{e(amount(_seconds(line, 'cumulative_s'), 's'))}</td></tr>"
             for line in lines[:12]
         )
         out += (
             "<p>Exclusive: what deferring that line alone saves; lines that share heavy "
-            "packages each save little alone, and the group below shows them together.</p>"
+            "packages each save little alone, and the groups below show them together.</p>"
             "<table><tr><th>line</th><th>statement</th><th>exclusive</th><th>cumulative</th>"
             f"</tr>{table}</table>"
         )
+    out += _groups(startup, {str(line.get("where")): line for line in lines})
     markers = startup.get("markers")
     if isinstance(markers, dict) and markers:
         rows = [
@@ -178,21 +221,44 @@ def _startup(startup: JsonObject) -> str:
             for name, value in markers.items()
             if isinstance(value, int | float)
         ]
-        out += "<h3>Seconds from the process start to each phase</h3>" + bars(rows)
-    verified = startup.get("verified")
-    if isinstance(verified, dict):
         out += (
-            f"<p>Deferred together ({e(', '.join(str(x) for x in verified.get('lines') or []))})"  # type: ignore[union-attr]
-            f": predicted {verified.get('predicted_s', 0):.2f} s, measured "
-            f"{verified.get('measured_s', 0):.2f} s.</p>"
+            "<h3>In the monitored run: time from its own process start to each phase</h3>"
+            + bars(rows, unit="s", label="time from the process start")
         )
     return out
 
 
-def _short(where: str) -> str:
-    """A file:line with only the last two folders of its path."""
-    parts = where.split("/")
-    return "/".join(parts[-3:]) if len(parts) > 3 else where
+def _groups(startup: JsonObject, known: dict[str, JsonObject]) -> str:
+    """Each group of statements to defer together, listing exactly its statements."""
+    e = html.escape
+    groups = objects(startup.get("groups"))
+    if not groups:
+        return ""
+    out = "<h3>Statements to defer together, in the import profile</h3>"
+    for number, group in enumerate(groups, start=1):
+        starts = _texts(group.get("starts"))
+        packages = ", ".join(_texts(group.get("packages")))
+        rows = "".join(
+            f"<tr><td><code>{e(short_path(where))}</code></td>"
+            f"<td><code>{e(str(known.get(where, {}).get('statement') or ''))}</code></td></tr>"
+            for where in starts
+        )
+        out += (
+            f'<div class="group"><p>Group {number}: deferring these {len(starts)} statements '
+            f"together saves {e(amount(_seconds(group, 'saving_s'), 's'))} of import time "
+            f"(predicted){f'; it drops {e(packages)}' if packages else ''}.</p>"
+            f"<table><tr><th>line</th><th>statement</th></tr>{rows}</table></div>"
+        )
+    return out
+
+
+def _texts(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _seconds(data: JsonObject, key: str) -> float:
+    value = data.get(key)
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def _run(
@@ -210,7 +276,12 @@ def _run(
         if report.stopped_at_step
         else ""
     )
-    return stopped + run_sections(summary, periods, samples)
+    return stopped + run_sections(
+        summary,
+        periods,
+        samples,
+        nothing_found="The monitor found nothing beyond the findings above.",
+    )
 
 
 def _proofs(proofs: Sequence[JsonObject]) -> str:
@@ -263,10 +334,13 @@ def _calibration(proof: JsonObject) -> str:
         f"{proof.get('chosen_samples_per_s')} samples/s"
         + (f" ({gain:.2f}x)" if isinstance(gain, int | float) else "")
         + ".</p>"
-        + (bars(rows, unit="samples/s", label="samples/s") if rows else "")
-        + "<table><tr><th>settings</th><th>samples/s</th><th>status</th><th>reason</th></tr>"
-        + table
-        + "</table>"
+        + (bars(rows, unit="samples/s", label="throughput of each setting") if rows else "")
+        + (
+            "<table><tr><th>settings</th><th>samples/s</th><th>status</th><th>reason</th></tr>"
+            f"{table}</table>"
+            if table
+            else "<p>No candidate settings were recorded.</p>"
+        )
     )
 
 
@@ -289,11 +363,11 @@ def _cache(proof: JsonObject) -> str:
     if isinstance(built, int | float) and isinstance(read, int | float):
         out += bars(
             (
-                ("built (uncached)", built * 1e3, "#e6975b"),
-                ("read from the cache", read * 1e3, "#55a868"),
+                ("built (uncached)", float(built), "#e6975b"),
+                ("read from the cache", float(read), "#55a868"),
             ),
-            unit="ms",
-            label="milliseconds per batch",
+            unit="s",
+            label="time per batch",
         )
     elif proof.get("reason"):
         out += f"<p>{e(str(proof.get('reason')))}</p>"

@@ -7,10 +7,23 @@ import textwrap
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from trainperf._json import JsonObject
-    from trainperf.doctor.report import DoctorReport
+    from collections.abc import Sequence
 
-__all__ = ["describe_resources", "describe_run", "describe_startup", "render_text"]
+    from trainperf._json import JsonObject
+    from trainperf.doctor.report import DoctorFinding, DoctorReport
+
+__all__ = [
+    "busy_warning",
+    "compact",
+    "describe_deferred",
+    "describe_resources",
+    "describe_run",
+    "describe_startup",
+    "describe_verdict",
+    "render_findings",
+    "render_text",
+    "short_path",
+]
 
 _WIDTH = 100
 
@@ -31,27 +44,97 @@ def describe_resources(resources: JsonObject) -> str:
     )
 
 
-def describe_startup(startup: JsonObject) -> str:
-    if not startup:
-        return "not profiled"
-    if startup.get("error") and not isinstance(startup.get("import_s"), int | float):
-        return f"{startup.get('entry')}: not profiled ({startup['error']})"
-    parts = []
-    if startup.get("error"):
-        parts.append(f"loading {startup.get('entry')} stopped at {startup['error']}")
-    if isinstance(startup.get("import_s"), int | float):
-        parts.append(
-            f"{startup.get('entry')} imports in {startup['import_s']:.2f} s "
-            f"({startup.get('modules')} modules)"
+def describe_startup(startup: JsonObject) -> list[str]:
+    """The start-up section, one statement a line, each saying what it measured.
+
+    The import profile loads the entry point in separate fresh interpreters under
+    ``-X importtime``; the phase markers are from the monitored run itself, timed from
+    its own process start. They are different processes, so neither figure bounds the
+    other, and the lines say which is which.
+    """
+    entry = startup.get("entry")
+    seconds = startup.get("import_s")
+    error = startup.get("error")
+    out = []
+    if isinstance(seconds, int | float):
+        modules = startup.get("modules")
+        count = f"{modules:,}" if isinstance(modules, int) else "?"
+        out.append(
+            f"import profile of {entry} (separate fresh interpreters, -X importtime): "
+            f"{seconds:.2f} s for {count} modules"
         )
+        if error:
+            out.append(f"loading {entry} stopped at {error}; the profile is up to there")
+    elif error:
+        out.append(f"import profile of {entry}: not made ({error})")
+    else:
+        out.append("import profile: not made")
+    out += describe_deferred(startup)
     markers = startup.get("markers")
-    if isinstance(markers, dict):
-        parts += [
-            f"{name.replace('_', ' ')} at {value:.2f} s"
-            for name, value in markers.items()
-            if isinstance(value, int | float)
-        ]
-    return "; ".join(parts) or "nothing measured"
+    said = [
+        f"{name.replace('_', ' ')} at {value:.2f} s"
+        for name, value in (markers.items() if isinstance(markers, dict) else ())
+        if isinstance(value, int | float)
+    ]
+    if said:
+        out.append("in the monitored run, from its own process start: " + ", ".join(said))
+    return out
+
+
+def describe_deferred(startup: JsonObject) -> list[str]:
+    """The entry point's statements to defer together, exactly as the profile grouped
+    them, with the predicted saving, and the measured one where they were re-timed."""
+    from trainperf._json import objects
+
+    groups = objects(startup.get("groups"))
+    verified = startup.get("verified")
+    tried = _strings(verified.get("lines")) if isinstance(verified, dict) else []
+    measured = verified.get("measured_s") if isinstance(verified, dict) else None
+    out = []
+    matched = False
+    if groups:
+        starts = _strings(groups[0].get("starts"))
+        saving = groups[0].get("saving_s")
+        text = (
+            f"deferring {compact(starts)} together ({_statements(len(starts))}): "
+            f"{saving if isinstance(saving, int | float) else 0.0:.2f} s less import time "
+            f"predicted"
+        )
+        if tried and sorted(tried) == sorted(starts) and isinstance(measured, int | float):
+            text += f", {measured:.2f} s measured (re-timed with them deferred)"
+            matched = True
+        out.append(text)
+    if tried and not matched and isinstance(verified, dict):
+        predicted = verified.get("predicted_s")
+        out.append(
+            f"re-timed with {compact(tried)} deferred ({_statements(len(tried))}): "
+            f"{measured if isinstance(measured, int | float) else 0.0:.2f} s saved, "
+            f"{predicted if isinstance(predicted, int | float) else 0.0:.2f} s predicted"
+        )
+    return out
+
+
+def _statements(count: int) -> str:
+    return f"{count} statement" if count == 1 else f"{count} statements"
+
+
+def _strings(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def short_path(where: str) -> str:
+    """A path (or file:line) with only its last two folders."""
+    parts = where.split("/")
+    return "/".join(parts[-3:]) if len(parts) > 3 else where
+
+
+def compact(starts: Sequence[str]) -> str:
+    """``a.py:3``, ``a.py:7``, ``b.py:2`` -> ``a.py:3,7 b.py:2`` (each path shortened)."""
+    by_file: dict[str, list[str]] = {}
+    for start in starts:
+        file, _, line = start.rpartition(":")
+        by_file.setdefault(short_path(file), []).append(line)
+    return " ".join(f"{file}:{','.join(lines)}" for file, lines in by_file.items())
 
 
 def describe_run(data: JsonObject) -> str:
@@ -69,20 +152,88 @@ def describe_run(data: JsonObject) -> str:
     return text
 
 
+def busy_warning(data: JsonObject) -> str | None:
+    """What to say first when the machine was busy while the run was measured."""
+    conditions = data.get("conditions")
+    if not isinstance(conditions, dict):
+        return None
+    verdict = data.get("verdict")
+    step = verdict.get("step") if isinstance(verdict, dict) else None
+    reasons = step.get("reasons") if isinstance(step, dict) else None
+    listed = reasons if isinstance(reasons, list) else []
+    quiet = [r for r in listed if isinstance(r, str) and "while the machine was quiet" in r]
+    if quiet:
+        return (
+            f"the machine was busy during part of the run ({conditions.get('summary')}); the "
+            f"step's verdict is {quiet[0]}"
+        )
+    if conditions.get("contended") is not True:
+        return None
+    confidence = verdict.get("confidence") if isinstance(verdict, dict) else "low"
+    return (
+        f"the machine was busy while this run was measured ({conditions.get('summary')}): the "
+        f"verdict is {confidence}-confidence; re-run on a quiet machine before acting on it"
+    )
+
+
+def describe_verdict(data: JsonObject) -> list[str]:
+    """The step's verdict and the run's, each with its confidence and what lowered it;
+    the tail when the mean step is far above the median."""
+    verdict = data.get("verdict")
+    if not isinstance(verdict, dict):
+        return ["?"]
+    step, run = verdict.get("step"), verdict.get("run")
+    if not isinstance(step, dict) or not isinstance(run, dict):
+        return [str(verdict.get("primary"))]  # a report written before step and run
+    out = []
+    said = f"step {step.get('kind')} ({step.get('confidence')} confidence"
+    share, low, high = step.get("share"), step.get("share_low"), step.get("share_high")
+    if step.get("kind") != "insufficient-data" and isinstance(share, int | float):
+        said += f"; data wait {share:.0%} of a step"
+        if isinstance(low, int | float) and isinstance(high, int | float):
+            said += f", 95% interval {low:.0%}-{high:.0%}"
+    out.append(said + ")")
+    if run.get("kind") != step.get("kind"):
+        share = run.get("share")
+        part = f"; {share:.0%} of the run" if isinstance(share, int | float) else ""
+        out.append(f"run {run.get('kind')} ({run.get('confidence')} confidence{part})")
+    for answer in (step, run):
+        if answer.get("confidence") == "high":
+            continue
+        for reason in answer.get("reasons") or []:  # type: ignore[union-attr]
+            line = f"  because {reason}"
+            if line not in out:
+                out.append(line)
+    tail = verdict.get("tail")
+    ratio = tail.get("mean_over_median") if isinstance(tail, dict) else None
+    if isinstance(tail, dict) and isinstance(ratio, int | float) and ratio >= 1.5:
+        out.append(
+            f"tail: the mean step is {ratio:.1f}x the median; {tail.get('slow_steps')} slow "
+            f"steps take {float(tail.get('slow_share') or 0.0):.0%} of the training time"  # type: ignore[arg-type]
+        )
+    return out
+
+
 def render_text(report: DoctorReport, *, html_path: str | None = None) -> str:
     data = report.to_json()
     lines = [f"trainperf doctor: {shlex.join(report.command)}"]
-    rows = [
-        ("resources", describe_resources(report.resources)),
-        ("start-up", describe_startup(report.startup)),
-        ("run", describe_run(data)),
+    busy = busy_warning(data)
+    if busy:
+        lines.insert(0, f"warning: {busy}")
+    rows = [("resources", describe_resources(report.resources))]
+    rows += [
+        ("start-up" if i == 0 else "", line)
+        for i, line in enumerate(describe_startup(report.startup))
     ]
+    rows.append(("run", describe_run(data)))
     shares = data.get("shares")
     if isinstance(shares, dict):
         rows.append(("time", ", ".join(f"{k} {v:.0%}" for k, v in shares.items())))
-    verdict = data.get("verdict")
-    primary = verdict.get("primary") if isinstance(verdict, dict) else None
-    rows.append(("verdict", str(primary)))
+    conditions = data.get("conditions")
+    if isinstance(conditions, dict):
+        state = "contended" if conditions.get("contended") else "quiet"
+        rows.append(("conditions", f"{state}: {conditions.get('summary')}"))
+    rows += [("verdict" if i == 0 else "", line) for i, line in enumerate(describe_verdict(data))]
     for name, value in rows:
         lines.append(f"{name:<10} {value}")
     for warning in report.resources.get("warnings") or []:  # type: ignore[union-attr]
@@ -97,16 +248,11 @@ def render_text(report: DoctorReport, *, html_path: str | None = None) -> str:
         lines.append(f"stopped at its limit after {report.stopped_at_step} training steps")
     for note in report.notes:
         lines.append(f"note: {note}")
+    for aside in report.set_aside:
+        lines.append(f"not a finding: {aside}")
     if report.findings:
         lines.append("")
-    for number, finding in enumerate(report.findings, start=1):
-        lines.append(f"{number}. {finding.title}  [{finding.kind}]")
-        for item in finding.evidence:
-            lines += _wrapped("evidence: ", item)
-        lines += _wrapped("fix: ", finding.fix)
-        lines += _wrapped(f"gain ({finding.gain_source}): ", finding.gain)
-        if finding.overrides:
-            lines += _wrapped("apply: ", " ".join(finding.overrides))
+    lines += render_findings(report.findings)
     if not report.findings and not report.failure:
         lines.append("")
         lines.append("no finding: nothing in this run is slow enough to name")
@@ -115,6 +261,25 @@ def render_text(report: DoctorReport, *, html_path: str | None = None) -> str:
     if html_path:
         lines.append(f"report: {html_path}")
     return "\n".join(lines)
+
+
+def render_findings(findings: Sequence[DoctorFinding]) -> list[str]:
+    """Each finding, numbered: its title and kind, evidence, fix, gain and its source."""
+    lines: list[str] = []
+    for number, finding in enumerate(findings, start=1):
+        sure = "" if finding.confidence == "high" else f", {finding.confidence} confidence"
+        lines.append(f"{number}. {finding.title}  [{finding.kind}{sure}]")
+        for item in finding.evidence:
+            lines += _wrapped("evidence: ", item)
+        lines += _wrapped("fix: ", finding.fix)
+        lines += _wrapped(f"gain ({finding.gain_source}): ", finding.gain)
+        if finding.confidence != "high" and finding.reasons:
+            lines += _wrapped(
+                "confidence: ", f"{finding.confidence}: " + "; ".join(finding.reasons)
+            )
+        if finding.overrides:
+            lines += _wrapped("apply: ", " ".join(finding.overrides))
+    return lines
 
 
 def _wrapped(label: str, text: str) -> list[str]:

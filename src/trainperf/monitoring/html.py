@@ -1,14 +1,20 @@
 """A self-contained HTML page for a run, with inline SVG plots (no network, no files).
 
-Plots: step-time composition over the run (data wait under compute, stacked), the
-distribution of per-step data wait, throughput over time, process and worker
-memory over time, peak memory per epoch (and CUDA's where used), GPU utilisation
-where NVML sampled it, and training against validation time.
+Plots: step-time composition over the run (data wait under compute, stacked), a
+histogram of per-step data wait, throughput over time, process and worker memory
+over time, peak memory per epoch (and CUDA's where used), GPU utilisation where
+NVML sampled it, and training against validation time.
+
+Every plot's value axis has ticks labelled with their unit, in plain decimals: a
+duration axis is shown in µs, ms or s, whichever its largest value reads best in
+(0.00012 s is "0.12 ms"). Each ``<svg>`` names its kind and subject in
+``aria-label`` ("histogram: ...", "line chart: ...", "bar chart: ...").
 """
 
 from __future__ import annotations
 
 import html
+import math
 import statistics
 from typing import TYPE_CHECKING
 
@@ -19,106 +25,247 @@ if TYPE_CHECKING:
     from trainperf.monitoring.records import Period
     from trainperf.monitoring.sampler import Sample
 
-__all__ = ["STYLE", "bars", "render_run_html", "run_sections"]
+__all__ = ["STYLE", "Axis", "amount", "bars", "render_run_html", "run_sections"]
 
-W, H, PAD = 640, 180, 36
+W, H = 680, 200
+LEFT, RIGHT, TOP, BOTTOM = 104, 16, 24, 40  # margins around the plotting area
+_NAME = 84  # characters of a bar's name shown inside the plot
 STYLE = """
 body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}
 h1{font-size:20px} h2{font-size:17px;margin-top:32px} h3{font-size:15px;margin-top:22px}
-svg{background:#fafafa;border:1px solid #ddd} .axis{font-size:10px;fill:#555}
+svg{background:#fafafa;border:1px solid #ddd} .axis,.tick{font-size:10px;fill:#555}
 table{border-collapse:collapse} td,th{padding:3px 10px;text-align:left;border-bottom:1px solid #eee}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
 """
 
 
-def _frame(body: str, *, y_max: float, x_label: str, y_label: str, height: int = H) -> str:
-    axis = (
-        f'<text class="axis" x="{PAD}" y="{height - 8}">{html.escape(x_label)}</text>'
-        f'<text class="axis" x="4" y="14">{html.escape(y_label)} (max {y_max:.3g})</text>'
-        f'<line x1="{PAD}" y1="{height - PAD}" x2="{W - 8}" y2="{height - PAD}" stroke="#999"/>'
-        f'<line x1="{PAD}" y1="20" x2="{PAD}" y2="{height - PAD}" stroke="#999"/>'
-    )
+def _decimals(step: float) -> int:
+    """Decimals that show every multiple of ``step`` exactly (step is 1, 2 or 5 x 10^k)."""
+    return max(0, -math.floor(math.log10(step) + 1e-9))
+
+
+def _scale(top: float, unit: str) -> tuple[float, str]:
+    """The factor and unit values up to ``top`` read best in: seconds become µs or ms."""
+    if unit == "s" and top < 1e-3:
+        return 1e6, "µs"
+    if unit == "s" and top < 1.0:
+        return 1e3, "ms"
+    return 1.0, unit
+
+
+def amount(value: float, unit: str) -> str:
+    """One value with its unit, in plain decimals: ``amount(0.00012, "s") == "120 µs"``."""
+    if value == 0:
+        return f"0 {unit}" if unit else "0"
+    factor, shown = _scale(abs(value), unit)
+    scaled = value * factor
+    size = abs(scaled)
+    places = 2 if size < 10 else 1 if size < 100 else 0
+    text = f"{scaled:,.{places}f}"
+    return f"{text} {shown}" if shown else text
+
+
+class Axis:
+    """A value axis from 0 to a round number above ``top``, with 3 to 6 ticks.
+
+    ``unit`` is that of the values given ("s", "samples/s", "MiB", "%", or "" for a
+    count or an index); durations are shown in the unit :func:`amount` would choose for
+    the largest. ``integer`` keeps ticks on whole numbers (counts).
+    """
+
+    def __init__(self, top: float, unit: str, *, integer: bool = False) -> None:
+        self.factor, self.unit = _scale(top, unit)
+        shown = top * self.factor if top > 0 else 1.0
+        raw = shown / 4
+        power = 10.0 ** math.floor(math.log10(raw))
+        step = next(m * power for m in (1, 2, 5, 10) if raw <= m * power * (1 + 1e-9))
+        if integer:
+            step = max(1.0, round(step))
+        count = max(1, math.ceil(shown / step - 1e-9))
+        self.step = step
+        self.top = count * step  # in shown units
+        self.ticks = [i * step for i in range(count + 1)]
+
+    def fraction(self, value: float) -> float:
+        """Where ``value`` (in the values' unit) lies between 0 and the axis top."""
+        return value * self.factor / self.top
+
+    def label(self, tick: float) -> str:
+        text = f"{tick:,.{_decimals(self.step)}f}" if tick else "0"
+        return f"{text} {self.unit}" if self.unit else text
+
+
+def _inner(height: int) -> tuple[float, float]:
+    """Width and height of the plotting area."""
+    return W - LEFT - RIGHT, height - TOP - BOTTOM
+
+
+def _frame(
+    body: str,
+    *,
+    kind: str,
+    x: Axis | None,
+    y: Axis | None,
+    x_title: str,
+    y_title: str,
+    height: int = H,
+) -> str:
+    """Axes with their ticks and titles around ``body``; ``kind`` names the chart."""
+    width, tall = _inner(height)
+    base = TOP + tall
+    marks = [
+        f'<line x1="{LEFT}" y1="{base}" x2="{W - RIGHT}" y2="{base}" stroke="#999"/>',
+        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" stroke="#999"/>',
+        f'<text class="axis" x="{LEFT}" y="{height - 6}">{html.escape(x_title)}</text>',
+        f'<text class="axis" x="4" y="11">{html.escape(y_title)}</text>',
+    ]
+    if x is not None:
+        for tick in x.ticks:
+            px = LEFT + width * tick / x.top
+            marks.append(
+                f'<line x1="{px:.1f}" y1="{base}" x2="{px:.1f}" y2="{base + 4}" stroke="#999"/>'
+                f'<text class="tick" x="{px:.1f}" y="{base + 15}" text-anchor="middle">'
+                f"{html.escape(x.label(tick))}</text>"
+            )
+    if y is not None:
+        for tick in y.ticks:
+            py = base - tall * tick / y.top
+            marks.append(
+                f'<line x1="{LEFT - 4}" y1="{py:.1f}" x2="{LEFT}" y2="{py:.1f}" stroke="#999"/>'
+                f'<text class="tick" x="{LEFT - 6}" y="{py + 3:.1f}" text-anchor="end">'
+                f"{html.escape(y.label(tick))}</text>"
+            )
     return (
-        f'<svg width="{W}" height="{height}" viewBox="0 0 {W} {height}" role="img">'
-        f"{axis}{body}</svg>"
+        f'<svg width="{W}" height="{height}" viewBox="0 0 {W} {height}" role="img" '
+        f'aria-label="{html.escape(kind)}">{"".join(marks)}{body}</svg>'
     )
 
 
-def _xy(i: float, n: float, v: float, top: float) -> tuple[float, float]:
-    x = PAD + (W - PAD - 8) * (i / max(n, 1))
-    y = (H - PAD) - (H - PAD - 20) * (v / top if top else 0)
-    return x, y
+def _point(x: Axis, y: Axis, xv: float, yv: float) -> tuple[float, float]:
+    width, tall = _inner(H)
+    return LEFT + width * x.fraction(xv), TOP + tall - tall * y.fraction(yv)
 
 
 def _stacked_steps(train: Sequence[Period]) -> str:
     if not train:
         return "<p>No training steps.</p>"
-    top = max(p.wall_s for p in train) * 1e3
     n = len(train)
-    wait = [(i, p.data_wait_s * 1e3) for i, p in enumerate(train)]
-    wall = [(i, p.wall_s * 1e3) for i, p in enumerate(train)]
+    x = Axis(max(n - 1, 1), "", integer=True)
+    y = Axis(max(p.wall_s for p in train), "s")
 
-    def area(points: list[tuple[int, float]], colour: str) -> str:
-        coords = [_xy(i, n, v, top) for i, v in points]
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-        first, last = _xy(0, n, 0, top), _xy(n - 1, n, 0, top)
+    def area(values: list[float], colour: str) -> str:
+        path = " ".join("{:.1f},{:.1f}".format(*_point(x, y, i, v)) for i, v in enumerate(values))
+        first, last = _point(x, y, 0, 0), _point(x, y, n - 1, 0)
         return (
             f'<polygon points="{first[0]:.1f},{first[1]:.1f} {path} {last[0]:.1f},'
             f'{last[1]:.1f}" fill="{colour}" opacity="0.85"/>'
         )
 
-    body = area(wall, "#8fb8de") + area(wait, "#e6975b")
+    body = area([p.wall_s for p in train], "#8fb8de") + area(
+        [p.data_wait_s for p in train], "#e6975b"
+    )
     legend = (
         '<div class="legend"><span style="background:#e6975b"></span>data wait'
         '<span style="background:#8fb8de"></span>compute (rest of the step)</div>'
     )
-    return _frame(body, y_max=top, x_label="step", y_label="ms per step") + legend
+    chart = _frame(
+        body,
+        kind="stacked area chart: time of each training step, data wait under compute",
+        x=x,
+        y=y,
+        x_title="training step",
+        y_title=f"time per step ({y.unit})",
+    )
+    return chart + legend
 
 
-def _histogram(values: Sequence[float], label: str) -> str:
+def _histogram(values: Sequence[float], subject: str, unit: str) -> str:
+    """A histogram: how many values fall in each of 30 equal ranges from 0 to the axis top."""
     if not values:
         return "<p>No data.</p>"
+    x = Axis(max(values), unit)
     bins = 30
-    low, high = min(values), max(values)
-    width = (high - low) / bins or 1.0
     counts = [0] * bins
     for v in values:
-        counts[min(int((v - low) / width), bins - 1)] += 1
-    top = max(counts)
-    bars = ""
-    for i, c in enumerate(counts):
-        x0, y0 = _xy(i, bins, c, top)
-        x1, _ = _xy(i + 1, bins, 0, top)
-        bars += (
-            f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{max(x1 - x0 - 1, 1):.1f}" '
-            f'height="{H - PAD - y0:.1f}" fill="#e6975b"/>'
-        )
-    return _frame(bars, y_max=top, x_label=f"{label}: {low:.3g} to {high:.3g} ms", y_label="steps")
+        counts[min(int(x.fraction(v) * bins), bins - 1)] += 1
+    y = Axis(max(counts), "", integer=True)  # a count: plain whole numbers
+    width, tall = _inner(H)
+    rects = ""
+    for i, count in enumerate(counts):
+        if count:
+            height = tall * count / y.top
+            rects += (
+                f'<rect x="{LEFT + width * i / bins:.1f}" y="{TOP + tall - height:.1f}" '
+                f'width="{max(width / bins - 1, 1):.1f}" height="{height:.1f}" fill="#e6975b"/>'
+            )
+    return _frame(
+        rects,
+        kind=f"histogram: number of training steps by {subject}",
+        x=x,
+        y=y,
+        x_title=f"{subject} ({x.unit})",
+        y_title="training steps",
+    )
 
 
-def _line(points: Sequence[tuple[float, float]], x_label: str, y_label: str, colour: str) -> str:
+def _line(
+    points: Sequence[tuple[float, float]],
+    *,
+    subject: str,
+    x_title: str,
+    x_unit: str,
+    y_unit: str,
+    colour: str,
+) -> str:
+    """A line chart of ``points`` (x, y), both axes from 0."""
     if len(points) < 2:
         return "<p>Not enough data.</p>"
-    right = max(x for x, _ in points) or 1.0
-    top = max(y for _, y in points) or 1.0
-    coords = " ".join("{:.1f},{:.1f}".format(*_xy(x, right, y, top)) for x, y in points)
+    integer = x_unit == ""
+    x = Axis(max(px for px, _ in points), x_unit, integer=integer)
+    y = Axis(max(py for _, py in points), y_unit)
+    coords = " ".join("{:.1f},{:.1f}".format(*_point(x, y, px, py)) for px, py in points)
     body = f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"/>'
-    return _frame(body, y_max=top, x_label=x_label, y_label=y_label)
+    title = f"{x_title} ({x.unit})" if x.unit else x_title
+    return _frame(
+        body,
+        kind=f"line chart: {subject}",
+        x=x,
+        y=y,
+        x_title=title,
+        y_title=f"{subject} ({y.unit})",
+    )
 
 
-def bars(rows: Sequence[tuple[str, float, str]], *, unit: str = "s", label: str = "seconds") -> str:
-    """Horizontal bars, one row each: (name, value, colour), labelled with ``unit``."""
-    top = max((v for _, v, _ in rows), default=0.0) or 1e-9
+def bars(rows: Sequence[tuple[str, float, str]], *, unit: str = "s", label: str = "") -> str:
+    """Horizontal bars, one row each: (name, value in ``unit``, colour); a bar chart.
+
+    ``unit`` is that of the values: "s" (shown in µs, ms or s), "%", "samples/s", ...
+    ``label`` names what the bars measure.
+    """
+    top = max((v for _, v, _ in rows), default=0.0)
+    x = Axis(top, unit)
+    height = 40 * max(len(rows), 1) + TOP + BOTTOM
+    width, _ = _inner(height)
     body = ""
     for i, (name, value, colour) in enumerate(rows):
-        width = (W - PAD - 8) * value / top
+        length = width * max(x.fraction(value), 0.0)
+        y0 = TOP + 6 + 40 * i
+        shown = name if len(name) <= _NAME else name[: _NAME - 1] + "…"
         body += (
-            f'<rect x="{PAD}" y="{30 + 40 * i}" width="{width:.1f}" height="28" '
-            f'fill="{colour}"/><text class="axis" x="{PAD + 4}" y="{48 + 40 * i}">'
-            f"{html.escape(name)} {value:,.2f} {html.escape(unit)}</text>"
+            f'<rect x="{LEFT}" y="{y0}" width="{length:.1f}" height="28" fill="{colour}"/>'
+            f'<text class="axis" x="{LEFT + 4}" y="{y0 + 18}">'
+            f"{html.escape(shown)}: {html.escape(amount(value, unit))}</text>"
         )
-    height = max(H, 40 * len(rows) + 50)
-    return _frame(body, y_max=top, x_label=label, y_label=unit, height=height)
+    subject = label or unit
+    return _frame(
+        body,
+        kind=f"bar chart: {subject}",
+        x=x,
+        y=None,
+        x_title=f"{subject} ({x.unit})" if x.unit else subject,
+        y_title="",
+        height=height,
+    )
 
 
 def render_run_html(
@@ -134,8 +281,17 @@ def render_run_html(
 """
 
 
-def run_sections(summary: RunSummary, periods: Sequence[Period], samples: Sequence[Sample]) -> str:
-    """The run's verdict, findings and plots, as HTML to put in a page."""
+def run_sections(
+    summary: RunSummary,
+    periods: Sequence[Period],
+    samples: Sequence[Sample],
+    *,
+    nothing_found: str = "The monitor found nothing to name in this run.",
+) -> str:
+    """The run's verdict, findings and plots, as HTML to put in a page.
+
+    ``nothing_found`` is said instead of an empty findings table.
+    """
     e = html.escape
     train = [p for p in periods if p.kind == "train"]
     window = max(1, len(train) // 50)
@@ -147,33 +303,72 @@ def run_sections(summary: RunSummary, periods: Sequence[Period], samples: Sequen
         if seconds > 0 and counted:
             rate.append((chunk[-1].start_s + chunk[-1].wall_s, counted / seconds))
     memory = [(s.t_s, (s.rss_bytes + s.children_rss_bytes) / 2**20) for s in samples]
-    findings = "".join(
+    rows = "".join(
         f"<tr><td>{e(f.kind)}</td><td>{e(', '.join(f'{k}={v:.3g}' for k, v in f.evidence.items()))}"
         f"</td><td>{e(f.fix)}</td><td>{e(f.gain)}</td></tr>"
         for f in summary.findings
     )
+    findings = (
+        f"<table><tr><th>finding</th><th>evidence</th><th>fix</th><th>gain</th></tr>{rows}</table>"
+        if rows
+        else f"<p>{e(nothing_found)}</p>"
+    )
     shares = "".join(f"<tr><td>{e(k)}</td><td>{v:.1%}</td></tr>" for k, v in summary.shares.items())
-    median = f"{summary.step_median_s * 1e3:.2f} ms" if summary.step_median_s else "n/a"
+    median = amount(summary.step_median_s, "s") if summary.step_median_s else "n/a"
     rate_text = f"{summary.samples_per_s:,.1f}" if summary.samples_per_s else "n/a"
     split = bars(
-        (("training", summary.train_s, "#8fb8de"), ("validation", summary.val_s, "#b5d99c"))
+        (("training", summary.train_s, "#8fb8de"), ("validation", summary.val_s, "#b5d99c")),
+        label="time spent",
     )
-    waits = [p.data_wait_s * 1e3 for p in train if not p.first_of_epoch]
+    waits = [p.data_wait_s for p in train if not p.first_of_epoch]
     gpu = [(s.t_s, s.gpu_util_percent) for s in samples if s.gpu_util_percent is not None]
     gpu_section = (
-        f"<h3>GPU utilisation (NVML)</h3>{_line(gpu, 'seconds', '%', '#c44e52')}" if gpu else ""
+        "<h3>GPU utilisation over the run (NVML)</h3>"
+        + _line(
+            gpu,
+            subject="GPU busy",
+            x_title="time since the start",
+            x_unit="s",
+            y_unit="%",
+            colour="#c44e52",
+        )
+        if gpu
+        else ""
     )
+    median_wait = amount(statistics.median(waits), "s") if waits else "n/a"
     return f"""<p><b>Verdict: {e(summary.primary)}</b> &mdash; {summary.steps} training steps
-{f"on {summary.ranks} ranks " if summary.ranks > 1 else ""}(median {median}),
+{f"on {summary.ranks} ranks " if summary.ranks > 1 else ""}(median {e(median)}),
 {rate_text} samples/s.</p>
 <h3>Findings</h3>
-<table><tr><th>finding</th><th>evidence</th><th>fix</th><th>gain</th></tr>{findings}</table>
+{findings}
 <h3>Where the time goes</h3><table>{shares}</table>
-<h3>Step-time composition</h3>{_stacked_steps(train)}
-<h3>Data wait per step</h3>{_histogram(waits, "data wait")}
-<p>Median data wait {statistics.median(waits) if waits else 0:.3f} ms.</p>
-<h3>Throughput</h3>{_line(rate, "seconds", "samples/s", "#4c72b0")}
-<h3>Memory (process and DataLoader workers)</h3>{_line(memory, "seconds", "MiB", "#8172b2")}
+<h3>Step-time composition, step by step</h3>{_stacked_steps(train)}
+<h3>Histogram of data wait per training step</h3>
+<p>Each bar counts the training steps whose wait for the DataLoader fell in its range (each
+epoch's first batch, which includes worker start-up, is left out); median {e(median_wait)}.</p>
+{_histogram(waits, "data wait", "s")}
+<h3>Throughput over the run</h3>
+{
+        _line(
+            rate,
+            subject="throughput",
+            x_title="time since the start",
+            x_unit="s",
+            y_unit="samples/s",
+            colour="#4c72b0",
+        )
+    }
+<h3>Memory over the run (process and DataLoader workers)</h3>
+{
+        _line(
+            memory,
+            subject="memory",
+            x_title="time since the start",
+            x_unit="s",
+            y_unit="MiB",
+            colour="#8172b2",
+        )
+    }
 <h3>Peak memory per epoch</h3>{_epoch_memory(summary)}{gpu_section}
 <h3>Training and validation</h3>{split}
 """
@@ -189,7 +384,23 @@ def _epoch_memory(summary: RunSummary) -> str:
     ]
     if not host and not device:
         return "<p>No memory samples.</p>"
-    out = _line(host, "epoch", "host MiB", "#8172b2") if host else ""
+    out = ""
+    if host:
+        out += _line(
+            host,
+            subject="host peak memory",
+            x_title="epoch",
+            x_unit="",
+            y_unit="MiB",
+            colour="#8172b2",
+        )
     if device:
-        out += _line(device, "epoch", "CUDA allocated MiB", "#c44e52")
+        out += _line(
+            device,
+            subject="CUDA allocated peak",
+            x_title="epoch",
+            x_unit="",
+            y_unit="MiB",
+            colour="#c44e52",
+        )
     return out

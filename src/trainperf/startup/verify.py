@@ -3,7 +3,10 @@
 For each chosen statement, the target is loaded repeatedly in fresh interpreters,
 alternating the original and a variant in which that one statement binds lazy
 proxies instead of importing (:mod:`._defer`); the saving is the difference of the
-median load times.
+median load times. Statements are taken largest predicted saving first, and one
+predicted to save less than ``MIN_PREDICTED_S`` is not re-timed: its saving would be
+lost in the noise of starting an interpreter, and a "measured" figure for it would
+mean nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ if TYPE_CHECKING:
     from trainperf.startup.probe import Target
     from trainperf.startup.report import LineCost
 
-__all__ = ["measure_saving", "verify_lines"]
+__all__ = ["MIN_PREDICTED_S", "measure_saving", "verify_lines", "worth_verifying"]
+
+MIN_PREDICTED_S = 0.01
 
 # Loads the deferral machinery without deferring anything, so that the baseline
 # pays the same fixed cost as the variants.
@@ -53,6 +58,16 @@ def measure_saving(
     return statistics.median(base) - statistics.median(deferred)
 
 
+def worth_verifying(lines: Sequence[LineCost], limit: int | None = None) -> list[LineCost]:
+    """The statements to re-time: largest predicted (exclusive) saving first, none
+    predicted under ``MIN_PREDICTED_S``, at most ``limit``."""
+    chosen = sorted(
+        (c for c in lines if c.exclusive_s >= MIN_PREDICTED_S),
+        key=lambda c: (-c.exclusive_s, c.file, c.line),
+    )
+    return chosen if limit is None else chosen[:limit]
+
+
 def verify_lines(
     target: Target,
     lines: Sequence[LineCost],
@@ -60,6 +75,7 @@ def verify_lines(
     repeat: int,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Verification, ...]:
+    """Measure the saving of each of ``lines`` worth verifying (see :func:`worth_verifying`)."""
     return tuple(
         Verification(
             cost.file,
@@ -67,5 +83,5 @@ def verify_lines(
             cost.exclusive_s,
             measure_saving(target, ((cost.file, cost.line),), repeat=repeat, progress=progress),
         )
-        for cost in lines
+        for cost in worth_verifying(lines)
     )

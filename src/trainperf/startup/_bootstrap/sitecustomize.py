@@ -165,11 +165,13 @@ def _shutting_down() -> None:
         _mark("exit_start")
     run = _RUN
     if run is not None and run.entered and os.getpid() == _OWNER:
+        # The record first (the step in hand is written too), then the proofs of a plain
+        # loop that ended before its limit: they are decided on the whole record.
+        _guarded(lambda: run.__exit__(None, None, None))
         if os.environ.get("TRAINPERF_DOCTOR"):
             from trainperf.doctor.child import prove
 
-            _guarded(lambda: prove(run))  # a plain loop that ended before its limit
-        _guarded(lambda: run.__exit__(None, None, None))
+            _guarded(lambda: prove(run))
 
 
 def _at_shutdown() -> None:
