@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from _support import run_cli
-from trainperf.cli.run import python_script
+from trainperf._command import python_script
 from trainperf.monitoring.records import RunMeta, read_periods
 
 LOOP = textwrap.dedent(

@@ -41,11 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainperf.cli.run import refuse_missing_script
     from trainperf.doctor.diagnose import PAGE_FILE, diagnose
 
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    refuse_missing_script(command)
     html_to = Path(args.html) if args.html else None
     if html_to is not None and html_to.is_dir():
         raise UsageError(f"--html {html_to} is a folder; give a file name such as report.html")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,51 +11,10 @@ from pathlib import Path
 from trainperf.cli import Command
 from trainperf.errors import UsageError
 
-_PYTHON = re.compile(r"python[0-9.]*(\.exe)?$")
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="run folder (default .trainperf/runs/ID)")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the training command")
-
-
-def python_script(command: list[str]) -> str | None:
-    """The script a ``python [options] SCRIPT ...`` command runs; None when it runs a
-    module (``-m``), inline code (``-c``), standard input, or is not a Python command.
-
-    >>> python_script(["python3", "-u", "-X", "dev", "train.py", "x=1"])
-    'train.py'
-    """
-    if not command or not _PYTHON.search(Path(command[0]).name):
-        return None
-    words = iter(command[1:])
-    for word in words:
-        if word == "--":
-            script = next(words, None)
-            return None if script == "-" else script
-        if word.startswith("--"):  # the one long option that takes a value
-            if word == "--check-hash-based-pycs":
-                next(words, None)
-            continue
-        if not word.startswith("-") or word == "-":
-            return None if word == "-" else word
-        letters = word[1:]
-        for i, letter in enumerate(letters):
-            if letter in "cmhV?":  # code, module, or help/version: no script runs
-                return None
-            if letter in "WX":  # the rest of the word, or the next word, is its value
-                if i == len(letters) - 1:
-                    next(words, None)
-                break
-    return None
-
-
-def refuse_missing_script(command: list[str]) -> None:
-    """Stop before anything starts when ``python SCRIPT`` names a file that is not there
-    (Python would print its own error, and an empty run would be left behind)."""
-    script = python_script(command)
-    if script is not None and not Path(script).exists():
-        raise UsageError(f"python cannot open file {script}: no such file; check the path")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not command:
         raise UsageError("give the command to monitor after --, e.g. trainperf run -- python t.py")
+    from trainperf._command import refuse_missing_script
+
     refuse_missing_script(command)
     from trainperf.monitoring.records import is_run
     from trainperf.monitoring.session import new_run_id

@@ -112,6 +112,9 @@ def diagnose(
         raise UsageError(
             "give the command to diagnose after --, e.g. trainperf doctor -- python t.py"
         )
+    from trainperf._command import refuse_missing_script
+
+    refuse_missing_script(argv)
     began = time.perf_counter()
     folder = (home or Settings.from_env().home()) / "runs" / new_run_id()
 

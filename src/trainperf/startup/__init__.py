@@ -60,8 +60,8 @@ def measure_imports(
     trace = run_probe(where, trace=True)
     report = analyze(where, timing, trace)
     if verify and report.lines:
-        from trainperf.startup.verify import verify_lines
+        from trainperf.startup.verify import verify_lines, worth_verifying
 
-        chosen = report.lines[:verify]
+        chosen = worth_verifying(report.lines, verify)
         report = replace(report, verified=verify_lines(where, chosen, repeat=repeat, progress=say))
     return report
