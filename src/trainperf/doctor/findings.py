@@ -127,11 +127,20 @@ def startup_finding(startup: JsonObject, *, bundled: bool) -> tuple[DoctorFindin
             + " are loaded before the first training step anyway, and the entry point reads "
             "no configuration before them, so deferring them would bring nothing sooner"
         )
-    evidence = [
-        f"{line.get('where')} `{line.get('statement')}`: {_exclusive(line):.2f} s alone, "
-        f"{_float(line, 'cumulative_s') or 0.0:.2f} s with what it imports first"
-        for line in lines[:6]
-    ]
+    def costs(line: JsonObject) -> str:
+        return (
+            f"{line.get('where')} `{line.get('statement')}`: {_exclusive(line):.2f} s alone, "
+            f"{_float(line, 'cumulative_s') or 0.0:.2f} s with what it imports first"
+        )
+
+    # The group's own statements, exactly; heavy lines outside it are named apart.
+    inside = [line for line in lines if not grouped or line.get("where") in grouped]
+    outside = [line for line in lines if grouped and line.get("where") not in grouped]
+    evidence = [costs(line) for line in inside[:6]]
+    if outside:
+        evidence.append(
+            "also heavy, not in the group: " + "; ".join(costs(line) for line in outside[:3])
+        )
     if groups:
         group = groups[0]
         packages = ", ".join(str(p) for p in _list(group.get("packages"))[:6])
