@@ -9,6 +9,8 @@ from trainperf.monitoring.analyze import CONFIDENT_STEPS, summarize
 from trainperf.monitoring.records import Period
 from trainperf.monitoring.sampler import Sample
 
+pytestmark = pytest.mark.verdict
+
 
 def loop(walls_waits: list[tuple[float, float]], *, start: float = 0.0) -> list[Period]:
     out, t = [], start
@@ -146,3 +148,20 @@ def test_no_throttling_no_finding() -> None:
     ]
     summary = summarize(loop([(0.1, 0.0)] * 40), host=host, cpus=2.0)
     assert all(f.kind != "cpu-throttled" for f in summary.findings)
+
+
+def test_a_busy_run_says_so_first_in_text_and_on_its_page() -> None:
+    from trainperf.monitoring.html import render_run_html
+    from trainperf.monitoring.render import render_summary
+
+    periods = loop([(0.1, 0.06)] * 40)
+    host = [busy(t + 0.5) for t in range(5)]
+    summary = summarize(periods, host=host, cpus=2.0)
+    text = render_summary(summary, title="run").splitlines()
+    assert text[1].startswith("the machine was busy while this run was measured")
+    assert "low-confidence" in text[1]
+    assert any(line.startswith("verdict: step input-bound (low confidence") for line in text)
+    page = render_run_html("run", summary, periods, host)
+    assert "The machine was busy while this run was measured" in page
+    calm = summarize(periods, host=[quiet(t + 0.5) for t in range(5)], cpus=2.0)
+    assert "busy" not in render_summary(calm, title="run")

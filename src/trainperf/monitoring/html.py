@@ -336,9 +336,26 @@ def run_sections(
         else ""
     )
     median_wait = amount(statistics.median(waits), "s") if waits else "n/a"
-    return f"""<p><b>Verdict: {e(summary.primary)}</b> &mdash; {summary.steps} training steps
+    from trainperf.monitoring.render import verdict_line
+
+    conditions = summary.conditions
+    busy = (
+        f'<p class="busy"><b>The machine was busy while this run was measured</b> '
+        f"({e(conditions.describe())}): the verdict is {e(summary.confidence)}-confidence; "
+        f"re-run on a quiet machine before acting on it.</p>"
+        if conditions is not None and conditions.contended
+        else ""
+    )
+    said = (
+        f"<p>Measurement conditions: {e(conditions.describe())}.</p>"
+        if conditions is not None
+        else ""
+    )
+    reasons = "".join(f"<li>{e(r)}</li>" for r in summary.step.reasons + summary.run.reasons)
+    return f"""{busy}<p><b>Verdict: {e(summary.primary)}</b> &mdash; {summary.steps} training steps
 {f"on {summary.ranks} ranks " if summary.ranks > 1 else ""}(median {e(median)}),
 {rate_text} samples/s.</p>
+<p>{e(verdict_line(summary))}</p>{f"<ul>{reasons}</ul>" if reasons else ""}{said}
 <h3>Findings</h3>
 {findings}
 <h3>Where the time goes</h3><table>{shares}</table>
