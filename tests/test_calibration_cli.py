@@ -156,8 +156,10 @@ DDP = textwrap.dedent(
     dist.init_process_group("gloo")
     data = TensorDataset(torch.randn(512, 8))
     result = trainperf.calibrate(data, batch_size=16, samples=4, persist=False)
-    print(json.dumps({"rank": dist.get_rank(), "chosen": result.chosen.to_json(),
-                      "candidates": len(result.candidates)}))
+    # One write: both ranks print at once, and an unbuffered print (PYTHONUNBUFFERED)
+    # writes the line and its newline apart, so the two lines could run together.
+    sys.stdout.write(json.dumps({"rank": dist.get_rank(), "chosen": result.chosen.to_json(),
+                                 "candidates": len(result.candidates)}) + "\\n")
     dist.destroy_process_group()
     """
 )

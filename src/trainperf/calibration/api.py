@@ -7,6 +7,15 @@
 
     loader = trainperf.calibrated_loader(dataset, batch_size=64, shuffle=True)
 
+Every candidate is measured as its advice is written (see
+:mod:`~trainperf.calibration.config`): torch's threads set in this process, worker
+threads only through the ``worker_init_fn`` of ``loader_kwargs()``; the workers
+otherwise see this process as the caller left it. ``Calibration.speedup`` is the
+choice over the first candidate (workers=0, every CPU to the training process),
+with a bootstrap interval from the chunks each was timed in (separate runs, so
+within-run noise only); ``verify.measure_side_by_side`` measures advice against
+the original interleaved, for a claim.
+
 Without ``train_step`` only the input pipeline is timed (fetches per second): the
 right question when the model is not at hand, and the seed of the search. With
 ``train_step(batch)``, each fetch is followed by the real step (host-to-device copy
@@ -37,6 +46,7 @@ from typing import TYPE_CHECKING, Literal
 from trainperf._json import as_object, opt_float, req_float, req_list, req_str
 from trainperf.calibration.config import LoaderConfig, WorkerThreads
 from trainperf.calibration.search import Budget, search
+from trainperf.calibration.speedup import Speedup, speedup_interval
 from trainperf.calibration.store import DEFAULT_TTL_S, CalibrationStore, store_key
 from trainperf.calibration.trials import Trial, TrialPlan, run_trial
 from trainperf.errors import RecordError, UsageError
@@ -82,6 +92,9 @@ class Calibration:
     floor_samples_per_s: float | None = None
     created_at: float = field(default_factory=time.time)
     dataset: JsonObject = field(default_factory=dict)
+    # The choice over the first candidate (workers=0, every CPU to the training
+    # process), from the timed chunks of the two runs; None when not measured.
+    speedup: Speedup | None = None
 
     @property
     def headroom(self) -> float | None:
@@ -116,6 +129,9 @@ class Calibration:
             "headroom": self.headroom,
             "created_at": self.created_at,
             "dataset": self.dataset,
+            "speedup": None if self.speedup is None else self.speedup.value,
+            "speedup_low": None if self.speedup is None else self.speedup.low,
+            "speedup_high": None if self.speedup is None else self.speedup.high,
             "candidates": [t.to_json() for t in self.candidates],
         }
 
@@ -139,7 +155,16 @@ class Calibration:
             floor_samples_per_s=opt_float(data, "floor_samples_per_s"),
             created_at=req_float(data, "created_at"),
             dataset=as_object(data.get("dataset", {}), "dataset"),
+            speedup=_speedup_from_json(data),
         )
+
+
+def _speedup_from_json(data: JsonObject) -> Speedup | None:
+    value = opt_float(data, "speedup")
+    low, high = opt_float(data, "speedup_low"), opt_float(data, "speedup_high")
+    if value is None or low is None or high is None:
+        return None  # not measured, or a record from before intervals were kept
+    return Speedup(value, low, high)
 
 
 @dataclass(frozen=True)
@@ -319,6 +344,13 @@ def _calibrate_here(
             with LoaderConfig(batch_size=batch_size, main_threads=limits.usable_cpus).threads():
                 return replay(train_step, batches, repeats=1).step_s
 
+    def worker_pool_threads() -> int:
+        from trainperf.calibration.pools import plain_worker_pools
+
+        pools = plain_worker_pools()
+        log_kv(logger, "worker_pools", dict(pools or {}))
+        return max((pools or {}).values(), default=1)
+
     progress("measuring workers=0")
     result = search(
         dataset,
@@ -329,6 +361,7 @@ def _calibrate_here(
         floor=floor,
         clock=clock,
         report=report,
+        worker_pool_threads=worker_pool_threads,
     )
     winner = result.winner
     if winner is None:
@@ -352,6 +385,7 @@ def _calibrate_here(
             run_mode,
             floor_samples_per_s=result.floor_samples_per_s,
             dataset=described,
+            speedup=_gain(result.baseline, winner),
         )
     log_kv(
         logger,
@@ -370,6 +404,17 @@ def _calibrate_here(
         store.put(key, {"created_at": calibration.created_at, "ttl_s": ttl_s, "result": entry})
         _index(store, key, calibration, batch_size, digest)
     return calibration
+
+
+def _gain(baseline: Trial | None, chosen: Trial) -> Speedup | None:
+    """``chosen`` over ``baseline`` from their chunk rates (separate runs: unpaired)."""
+    if baseline is None:
+        return None
+    if baseline.config == chosen.config:
+        return Speedup(1.0, 1.0, 1.0)
+    if len(baseline.chunk_rates) < 2 or len(chosen.chunk_rates) < 2:
+        return None
+    return speedup_interval(baseline.chunk_rates, chosen.chunk_rates, paired=False)
 
 
 def _index(
@@ -402,18 +447,12 @@ def _stored(store: CalibrationStore, key: str, ttl_s: float) -> Calibration | No
     except RecordError as exc:
         logger.warning("ignoring a stored calibration this version cannot read: %s", exc)
         return None
-    return Calibration(
-        stored.chosen,
-        stored.samples_per_s,
-        0.0,
-        stored.candidates,
-        "stored",
-        f"stored {time.strftime('%Y-%m-%d %H:%M', time.localtime(stored.created_at))}: "
+    return dataclasses.replace(
+        stored,
+        elapsed_s=0.0,
+        source="stored",
+        reason=f"stored {time.strftime('%Y-%m-%d %H:%M', time.localtime(stored.created_at))}: "
         f"{stored.reason}",
-        stored.mode,
-        stored.floor_samples_per_s,
-        stored.created_at,
-        stored.dataset,
     )
 
 

@@ -1,8 +1,8 @@
 """``LoaderConfig``: every knob of an input pipeline in one validated, frozen value.
 
-    config = LoaderConfig(batch_size=64, num_workers=2)
+    config = LoaderConfig(batch_size=64, num_workers=2, main_threads=1, worker_threads=1)
     loader = DataLoader(dataset, **config.loader_kwargs())
-    with config.threads():          # the main process's thread pools, restored on exit
+    with config.threads():          # the main process's torch threads, restored on exit
         train(loader)
 
 Rules (checked at construction; each message names the value and the fix):
@@ -11,6 +11,22 @@ Rules (checked at construction; each message names the value and the fix):
 otherwise); thread counts >= 1 when given. ``loader_kwargs()`` sets
 ``prefetch_factor`` and ``persistent_workers`` only when there are workers, and a
 picklable ``worker_init_fn`` that applies ``worker_threads`` in each worker.
+
+What each thread knob does, and nothing more (a calibration measures exactly this,
+so a measured gain is the gain of the advice as the user writes it):
+
+* ``main_threads``: ``torch.set_num_threads`` in the main process (``threads()``).
+  BLAS pools are not touched: a limit there would be copied into every worker the
+  loader forks while it holds, a setting the advice never tells the user to make.
+  DataLoader sets one torch thread in each worker, so the main process's torch
+  setting never reaches a worker.
+* ``interop_threads``: ``torch.set_num_interop_threads`` in the main process, where
+  torch still allows it.
+* ``worker_threads``: in each worker, through the ``worker_init_fn`` of
+  ``loader_kwargs()`` (:class:`WorkerThreads`), torch's threads and every BLAS/OpenMP
+  pool (threadpoolctl). Unset, a worker keeps what any DataLoader worker gets: one
+  torch thread, and the BLAS pools the process had when it forked (or starts with,
+  under ``spawn``) -- often one thread per CPU in every worker.
 """
 
 from __future__ import annotations
@@ -28,7 +44,7 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
 
-__all__ = ["LoaderConfig", "WorkerThreads", "thread_limits"]
+__all__ = ["LoaderConfig", "WorkerThreads", "torch_threads"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +58,8 @@ class LoaderConfig:
     # threads (torch.set_num_interop_threads, settable only before parallel work starts).
     main_threads: int | None = None
     interop_threads: int | None = None
-    # Intra-op threads of each worker process (DataLoader starts them with 1).
+    # Each worker's torch threads and BLAS/OpenMP pools (its worker_init_fn); unset,
+    # DataLoader's one torch thread and whatever BLAS pools the process had.
     worker_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -94,8 +111,9 @@ class LoaderConfig:
         return kwargs
 
     def threads(self) -> contextlib.AbstractContextManager[None]:
-        """The main process's thread settings, for the ``with`` block (restored after)."""
-        return thread_limits(self.main_threads, self.interop_threads)
+        """The main process's torch threads, for the ``with`` block (restored after);
+        BLAS pools and the workers are left alone (see the module)."""
+        return torch_threads(self.main_threads, self.interop_threads)
 
     def describe(self) -> str:
         parts = [f"batch_size={self.batch_size}", f"num_workers={self.num_workers}"]
@@ -163,20 +181,17 @@ class WorkerThreads:
 
 
 @contextlib.contextmanager
-def thread_limits(intra: int | None, interop: int | None = None) -> Iterator[None]:
-    """Set torch's intra-op threads and cap BLAS/OpenMP pools (threadpoolctl) for the
-    block; both are restored on exit, even when the block raises.
+def torch_threads(intra: int | None, interop: int | None = None) -> Iterator[None]:
+    """Set torch's intra-op threads (``torch.set_num_threads``) for the block, restored
+    on exit even when the block raises. BLAS pools are not limited: a DataLoader forking
+    its workers inside the block would copy the limit into them.
 
     Inter-op threads can only be set before the process starts parallel work and
     never changed back, so ``interop`` is applied only when torch still allows it
     (a fresh process) and is otherwise left as it is.
     """
     import torch
-    from threadpoolctl import threadpool_limits
 
-    if intra is None and interop is None:
-        yield
-        return
     if interop is not None:
         with contextlib.suppress(RuntimeError):  # parallel work already started
             torch.set_num_interop_threads(interop)
@@ -186,7 +201,6 @@ def thread_limits(intra: int | None, interop: int | None = None) -> Iterator[Non
     before = torch.get_num_threads()
     torch.set_num_threads(intra)
     try:
-        with threadpool_limits(intra):
-            yield
+        yield
     finally:
         torch.set_num_threads(before)

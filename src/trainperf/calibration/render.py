@@ -22,8 +22,15 @@ def render_calibration(result: Calibration) -> str:
             f"  compute floor (cached batches): {result.floor_samples_per_s:,.1f} samples/s"
             + (f", {headroom:.2f}x the chosen" if headroom is not None else "")
         )
+    if result.speedup is not None:
+        out.append(
+            f"  {result.speedup.describe()} over workers=0 with every CPU to the training "
+            f"process (chunks of separate runs)"
+        )
     if result.candidates:
-        out.append("  workers  prefetch  main threads  samples/s   p95 batch  status")
+        out.append(
+            "  workers  prefetch  main threads  worker threads  samples/s   p95 batch  status"
+        )
         for trial in result.candidates:
             config = trial.config
             rate = f"{trial.samples_per_s:,.1f}" if trial.samples_per_s else "-"
@@ -31,7 +38,7 @@ def render_calibration(result: Calibration) -> str:
             prefetch = str(config.prefetch_factor) if config.num_workers else "-"
             line = (
                 f"  {config.num_workers:>7}  {prefetch:>8}  {config.main_threads or '-':>12}  "
-                f"{rate:>9}  {p95:>10}  {trial.status}"
+                f"{config.worker_threads or '-':>14}  {rate:>9}  {p95:>10}  {trial.status}"
             )
             if trial.reason and trial.status != "chosen":
                 line += f": {trial.reason}"

@@ -21,6 +21,17 @@ The search (racing with early stops; every constant is named below):
    chunk is not enough). The climb stops after ``PATIENCE`` rungs without an
    improvement of ``IMPROVE``, or once a candidate is within ``FLOOR_GAP`` of the
    compute floor (nothing left to gain).
+
+   Worker threads: workers doing matrix work each start a BLAS pool as wide as the
+   machine, next to the training process's threads, where the budget counts one
+   thread per worker. So where a plain worker runs a BLAS/OpenMP pool of several
+   threads (``worker_pool_threads()``, asked of a real worker once the first rung
+   has run), the first rung is measured again with ``worker_threads=1`` (also when
+   it was dropped: oversubscribed workers are the ones that fall behind); if one
+   thread per worker is ``IMPROVE`` faster, the rest of the climb keeps it. The CPU
+   share cannot decide this (a loading thread waiting on its own BLAS pool looks
+   idle). The limit reaches the workers only through ``worker_threads``, which the
+   advice states: nothing set in this process leaks into them.
 3. ``prefetch_factor=4`` for the best worker count, kept only if it wins by ``TIE``.
 4. When the two fastest are within ``DUEL_GAP`` of each other, both are measured once
    more, side by side, and each keeps the mean of its two measurements: the choice
@@ -88,6 +99,7 @@ class Budget:
 class SearchResult:
     trials: list[Trial] = field(default_factory=list)
     winner: Trial | None = None
+    baseline: Trial | None = None  # workers=0, every CPU to the main process
     why: str = ""
     floor_samples_per_s: float | None = None
     batch_bytes: int | None = None
@@ -134,8 +146,11 @@ def search(
     floor: Callable[[list[object]], float] | None = None,
     clock: Callable[[], float],
     report: Callable[[Trial], None] = lambda trial: None,
+    worker_pool_threads: Callable[[], int] | None = None,
 ) -> SearchResult:
-    """Run the search; ``floor(batches)`` gives seconds per step replaying cached batches."""
+    """Run the search; ``floor(batches)`` gives seconds per step replaying cached batches,
+    ``worker_pool_threads()`` the threads of the widest BLAS/OpenMP pool in a plain
+    worker (``None``: ``worker_threads`` is never tried)."""
     result = SearchResult()
 
     def measure(
@@ -187,6 +202,9 @@ def search(
     worker_rss: int | None = None
     stale = 0
     best_rate = base.samples_per_s or 0.0
+    # None: as DataLoader leaves them; 1 once limiting them has won (see the module).
+    worker_threads: int | None = None
+    ask_pools = worker_pool_threads  # once, at the first rung that ran
     for workers in LADDER if share >= IO_BOUND_SHARE else WAITING_LADDER:
         if workers > budget.max_workers or not _fits(budget, workers, share):
             break
@@ -199,6 +217,7 @@ def search(
             prefetch_factor=2,
             pin_memory=budget.pin_memory,
             main_threads=main,
+            worker_threads=worker_threads,
         )
         reason = _screen(budget, config, result.batch_bytes, worker_rss)
         if reason is not None:
@@ -210,6 +229,14 @@ def search(
         if trial.worker_rss_bytes is not None:
             worker_rss = max(worker_rss or 0, trial.worker_rss_bytes)
         rate = trial.samples_per_s if trial.status == "measured" else None
+        if ask_pools is not None and trial.status in ("measured", "dropped"):
+            wide = ask_pools() > 1
+            ask_pools = None
+            if wide:
+                limited = measure(config.replace(worker_threads=1))
+                faster = limited.samples_per_s if limited.status == "measured" else None
+                if faster is not None and faster > (1 + IMPROVE) * (rate or 0.0):
+                    worker_threads, rate = 1, faster
         if rate is not None and rate > (1 + IMPROVE) * best_rate:
             stale = 0
         else:
@@ -220,6 +247,8 @@ def search(
     _try_prefetch(result, budget, measure, worker_rss)
     _duel(result, measure)
     _choose(result)
+    # As it stands after the duel (which may have measured it twice) and the choice.
+    result.baseline = next(t for t in result.trials if t.config == base.config)
     return result
 
 
@@ -281,6 +310,7 @@ def _duel(result: SearchResult, measure: Callable[..., Trial]) -> None:
             samples_per_s=((trial.samples_per_s or 0.0) + again.samples_per_s) / 2,
             batches=trial.batches + again.batches,
             elapsed_s=trial.elapsed_s + again.elapsed_s,
+            chunk_rates=trial.chunk_rates + again.chunk_rates,
             reason="measured twice (a close second)",
         )
         result.trials[result.trials.index(trial)] = combined

@@ -4,11 +4,18 @@ A trial builds a real DataLoader over a window of the dataset -- the same indice
 for every candidate, since samples can differ in cost several times over and
 candidates must be compared on the same work -- lets it warm up (worker start-up and
 the batches they prefetched while starting are not timed), then times fetches in
-chunks. After each chunk a ``judge``
-may stop the trial early (a candidate clearly worse than the best so far). Any
-exception -- a worker killed by a signal, ``MemoryError``, a fetch timing out, CUDA
-running out of memory -- ends the trial as ``failed`` with the reason; it never
-propagates.
+chunks; each chunk's rate is kept (the spread of a candidate's speed). After each
+chunk a ``judge`` may stop the trial early (a candidate clearly worse than the best
+so far). Any exception -- a worker killed by a signal, ``MemoryError``, a fetch
+timing out, CUDA running out of memory -- ends the trial as ``failed`` with the
+reason; it never propagates.
+
+A candidate is run the way its advice is written, and nothing else: the loader from
+``config.loader_kwargs()`` (whose ``worker_init_fn`` is the only thing that sets
+threads in a worker), iterated inside ``config.threads()`` (torch's threads in this
+process only; see :mod:`~trainperf.calibration.config`). The workers it forks see
+this process as the caller left it, so what is measured is what a user who applies
+the advice gets.
 """
 
 from __future__ import annotations
@@ -19,15 +26,23 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from trainperf._json import as_object, opt_float, req_int, req_str
+from trainperf._json import as_object, opt_float, req_int, req_list, req_str
 from trainperf.calibration.config import LoaderConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from trainperf._json import JsonObject
+    from trainperf._json import Json, JsonObject
 
-__all__ = ["MAX_EXTEND", "Status", "Trial", "TrialPlan", "run_trial", "window"]
+__all__ = [
+    "MAX_EXTEND",
+    "Status",
+    "Trial",
+    "TrialPlan",
+    "run_trial",
+    "warmup_batches",
+    "window",
+]
 
 MAX_EXTEND = 64
 # torch's warning when a DataLoader has more workers than CPUs.
@@ -51,6 +66,7 @@ class Trial:
     # for CPU-heavy samples, small for a loader that waits on storage.
     cpu_share: float | None = None
     worker_rss_bytes: int | None = None  # unshared memory per worker process
+    chunk_rates: tuple[float, ...] = ()  # samples/s of each timed chunk, in order
 
     def to_json(self) -> JsonObject:
         out: JsonObject = dict(self.config.to_json())
@@ -61,6 +77,7 @@ class Trial:
             batches=self.batches,
             elapsed_s=round(self.elapsed_s, 4),
             reason=self.reason,
+            chunk_samples_per_s=list(self.chunk_rates),
         )
         return out
 
@@ -80,6 +97,7 @@ class Trial:
             batches=req_int(data, "batches"),
             elapsed_s=opt_float(data, "elapsed_s") or 0.0,
             reason=req_str(data, "reason"),
+            chunk_rates=_rates(req_list(data, "chunk_samples_per_s")),  # [] in older records
         )
 
 
@@ -95,6 +113,12 @@ class TrialPlan:
     @property
     def max_batches(self) -> int:
         return self.batches * MAX_EXTEND
+
+
+def warmup_batches(config: LoaderConfig) -> int:
+    """Batches fetched before timing starts: the first (which pays the workers'
+    start-up) and those the workers queued meanwhile, which arrive in a burst."""
+    return 1 + config.num_workers * (config.prefetch_factor or 2)
 
 
 def window(length: int, start: int, count: int) -> list[int]:
@@ -131,7 +155,7 @@ def run_trial(
 
     began = clock()
     length = len(dataset)  # type: ignore[arg-type]
-    warmup = 1 + config.num_workers * (config.prefetch_factor or 2)
+    warmup = warmup_batches(config)
     indices = window(length, start, (warmup + plan.max_batches) * config.batch_size)
     kwargs = config.loader_kwargs()
     kwargs["persistent_workers"] = False  # one pass; the choice itself keeps them
@@ -201,12 +225,28 @@ def run_trial(
         reason=reason,
         cpu_share=share,
         worker_rss_bytes=worker_rss,
+        chunk_rates=_chunk_rates(times, plan.chunk, config.batch_size),
     )
 
 
 def _rate(times: Sequence[float], batch_size: int) -> float:
     total = sum(times)
     return len(times) * batch_size / total if total > 0 else math.inf
+
+
+def _chunk_rates(times: Sequence[float], chunk: int, batch_size: int) -> tuple[float, ...]:
+    """The rate of each whole chunk of ``chunk`` timed batches (samples/s)."""
+    whole = len(times) - len(times) % chunk
+    parts = (times[i : i + chunk] for i in range(0, whole, chunk))
+    return tuple(_rate(part, batch_size) for part in parts if sum(part) > 0)
+
+
+def _rates(values: list[Json]) -> tuple[float, ...]:
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        from trainperf.errors import RecordError
+
+        raise RecordError(f"chunk_samples_per_s must be a list of numbers, got {values!r}")
+    return tuple(float(v) for v in values)  # type: ignore[arg-type]  # checked above
 
 
 def _worker_rss(process: object) -> int | None:

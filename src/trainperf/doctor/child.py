@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from trainperf._json import Json, JsonObject
+    from trainperf.calibration.config import LoaderConfig
     from trainperf.monitoring.hooks import LoaderSeen
     from trainperf.monitoring.records import Period
     from trainperf.monitoring.session import Run
@@ -69,6 +70,11 @@ HOT_SHARE = 0.15  # a function taking this share of building a batch is named
 # Validation is looked into once it takes this share of the run and its loader at
 # least INPUT_SHARE of validation time (the monitor's own verdict needs 50%).
 VALIDATION_SHARE = 0.1
+# Calibrated settings the search found this much faster are timed as written, side by
+# side with the loader's own, in VERIFY_ROUNDS turns of VERIFY_BATCHES batches each.
+ADVICE_WORTH = 1.05
+VERIFY_ROUNDS = 5
+VERIFY_BATCHES = 8
 _PROVED: set[int] = set()
 
 
@@ -244,37 +250,64 @@ def calibration_proof(
         t
         for t in calibration.candidates
         if t.config.num_workers == seen.num_workers
+        and t.config.worker_threads is None  # the loader's own workers set no limit
         and t.samples_per_s
         and (seen.num_workers == 0 or t.config.prefetch_factor in (None, seen.prefetch_factor))
     ]
     baseline = max((t.samples_per_s or 0.0 for t in current), default=None)
     if not baseline:
         baseline = _own_settings(seen, train_step)
+    gain = calibration.samples_per_s / baseline if baseline and calibration.samples_per_s else None
     out.update(
         calibration=calibration.to_json(),
         applied=apply,
         baseline_samples_per_s=baseline,
         chosen_samples_per_s=calibration.samples_per_s,
-        gain=(
-            calibration.samples_per_s / baseline if baseline and calibration.samples_per_s else None
-        ),
+        gain=gain,
     )
+    own = _own_config(seen)
+    if gain is not None and gain >= ADVICE_WORTH and calibration.chosen != own:
+        # The search's figure is not the advice: time the advice as the user would
+        # write it against the loader's own settings, in turns, before calling it measured.
+        from trainperf.calibration.verify import measure_side_by_side
+
+        say("timing the advice as written against the loader's own settings, in turns")
+        try:
+            checked = measure_side_by_side(
+                seen.dataset,
+                own,
+                calibration.chosen,
+                collate_fn=seen.collate_fn,
+                train_step=train_step,
+                rounds=VERIFY_ROUNDS,
+                batches=VERIFY_BATCHES,
+            )
+        except Exception as exc:  # the search's figure stays, marked as an estimate
+            out["verify_error"] = f"{type(exc).__name__}: {exc}"
+        else:
+            out["verified"] = checked.to_json()
     return out
+
+
+def _own_config(seen: LoaderSeen) -> LoaderConfig:
+    from trainperf.calibration.config import LoaderConfig
+
+    assert seen.batch_size is not None
+    workers = seen.num_workers
+    return LoaderConfig(
+        batch_size=seen.batch_size,
+        num_workers=workers,
+        prefetch_factor=seen.prefetch_factor if workers else None,
+        pin_memory=seen.pin_memory,
+    )
 
 
 def _own_settings(seen: LoaderSeen, train_step: Callable[[object], object] | None) -> float | None:
     """The loader's own settings, timed like a candidate, when the search skipped them."""
     from trainperf.calibration.api import DEFAULT_SAMPLES, DEFAULT_TIMEOUT_S
-    from trainperf.calibration.config import LoaderConfig
     from trainperf.calibration.trials import TrialPlan, run_trial
 
-    assert seen.batch_size is not None
-    workers = seen.num_workers
-    config = LoaderConfig(
-        batch_size=seen.batch_size,
-        num_workers=workers,
-        prefetch_factor=seen.prefetch_factor if workers else None,
-    )
+    config = _own_config(seen)
     say(f"measuring the loader's own settings ({config.describe()})")
     plan = TrialPlan(batches=DEFAULT_SAMPLES, chunk=4, timeout_s=DEFAULT_TIMEOUT_S)
     trial = run_trial(

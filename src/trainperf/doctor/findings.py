@@ -127,6 +127,7 @@ def startup_finding(startup: JsonObject, *, bundled: bool) -> tuple[DoctorFindin
             + " are loaded before the first training step anyway, and the entry point reads "
             "no configuration before them, so deferring them would bring nothing sooner"
         )
+
     def costs(line: JsonObject) -> str:
         return (
             f"{line.get('where')} `{line.get('statement')}`: {_exclusive(line):.2f} s alone, "
