@@ -108,3 +108,15 @@ def test_call_path_shares_are_shares_of_their_path_and_add_up_to_at_most_all() -
     # first() calls the leaf once, second() twice: a third and two thirds, not all twice.
     assert by_caller["first"] == pytest.approx(1 / 3, abs=0.1)
     assert by_caller["second"] == pytest.approx(2 / 3, abs=0.1)
+
+
+def test_the_configuration_reader_is_found_in_the_entry_points_source(tmp_path) -> None:
+    from trainperf.doctor.diagnose import _reads_config
+
+    (tmp_path / "cli.py").write_text("import torch\nimport argparse\n")
+    (tmp_path / "hydra_app.py").write_text("from hydra import main\n")
+    (tmp_path / "plain.py").write_text("import torch\nprint(torch.ones(1))\n")
+    assert _reads_config(str(tmp_path / "cli.py")) == "argparse"
+    assert _reads_config(str(tmp_path / "hydra_app.py")) == "hydra"
+    assert _reads_config(str(tmp_path / "plain.py")) is None
+    assert _reads_config("trainperf.examples.ocr.train_eager") == "hydra"

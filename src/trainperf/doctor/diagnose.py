@@ -25,6 +25,7 @@ from trainperf.doctor.report import DoctorReport
 from trainperf.errors import RecordError, UsageError
 
 if TYPE_CHECKING:
+    import ast
     from collections.abc import Callable, Sequence
 
     from trainperf._json import Json, JsonObject
@@ -325,12 +326,8 @@ def _reads_config(target: str) -> str | None:
     its source; None when it reads none that the doctor can see."""
     import ast
 
-    path = _source(target)
-    if path is None:
-        return None
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError):
+    tree = _parsed(target)
+    if tree is None:
         return None
     for node in ast.walk(tree):
         names: list[str] = []
@@ -343,6 +340,19 @@ def _reads_config(target: str) -> str | None:
             if root in _CONFIG_MODULES:
                 return root
     return None
+
+
+def _parsed(target: str) -> ast.Module | None:
+    """The entry point's syntax tree, without running it; None when it cannot be read."""
+    import ast
+
+    path = _source(target)
+    if path is None:
+        return None
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
 
 
 def _source(target: str) -> Path | None:
@@ -366,12 +376,8 @@ def _runs_on_import(target: str) -> str | None:
     script without an ``if __name__ == "__main__":`` block), or None."""
     import ast
 
-    path = _source(target)
-    if path is None:
-        return None
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError):
+    tree = _parsed(target)
+    if tree is None:
         return None  # the profile itself reports what is wrong with it
     for node in tree.body:
         test = node.test if isinstance(node, ast.If) else None
