@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -106,22 +107,39 @@ def test_bad_input_is_one_line(args, fragment) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # six imports of Lightning and three traced: minutes on busy CPUs
 def test_lightning_total_matches_plain_importtime() -> None:
-    proc = imports("lightning", "--repeat", "3", "--json")
-    assert proc.returncode == 0, proc.stderr
-    reported = json.loads(proc.stdout)["total_s"]
-    plain = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import lightning"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={k: v for k, v in os.environ.items() if k != "PYTHONIMPORTTIME"},
-    )
+    """The reported total against plain ``-X importtime``, timed in turns (A B, B A, A B)
+    and compared pair by pair: a change in the machine's load between two timings
+    falls on both sides of a pair alike, and the median pair ignores one that it split."""
     from trainperf.startup.importtime import parse_importtime
 
-    tree = parse_importtime(plain.stderr)
-    lightning = next(r for r in tree.roots if r.name == "lightning")
-    assert abs(reported - lightning.cumulative_us / 1e6) < 0.25 * reported
+    def reported() -> float:
+        proc = imports("lightning", "--repeat", "1", "--json")
+        assert proc.returncode == 0, proc.stderr
+        return float(json.loads(proc.stdout)["total_s"])
+
+    def plain() -> float:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import lightning"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONIMPORTTIME"},
+        )
+        tree = parse_importtime(done.stderr)
+        return next(r for r in tree.roots if r.name == "lightning").cumulative_us / 1e6
+
+    ratios = []  # plain / reported, one per round
+    for round_ in range(3):
+        if round_ % 2 == 0:
+            ours = reported()
+            theirs = plain()
+        else:
+            theirs = plain()
+            ours = reported()
+        ratios.append(theirs / ours)
+    assert abs(1 - statistics.median(ratios)) < 0.25, ratios
 
 
 SLEEPER = "import time\ntime.sleep({seconds})  # costs {seconds} s to import, whatever the CPU\n"

@@ -27,25 +27,24 @@ from trainperf.monitoring.records import Period
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
-# Input-bound on purpose: each sample spins 3 ms, the model is one linear layer.
+# Input-bound on purpose: each sample waits 3 ms on a timer (the same on a fast, slow or
+# busy CPU), the model is one linear layer.
 LOOP = textwrap.dedent(
     """
     import sys, time
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    class Busy(Dataset):
+    class Waits(Dataset):
         def __len__(self):
             return 20000
         def __getitem__(self, i):
-            end = time.perf_counter() + 0.003
-            while time.perf_counter() < end:
-                pass
+            time.sleep(0.003)
             return torch.full((8,), float(i % 7))
 
     model = torch.nn.Linear(8, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    for step, x in enumerate(DataLoader(Busy(), batch_size=4)):
+    for step, x in enumerate(DataLoader(Waits(), batch_size=4)):
         opt.zero_grad()
         model(x).sum().backward()
         opt.step()
@@ -82,6 +81,7 @@ def stopped_loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 
 
 @pytest.mark.slow
+@pytest.mark.verdict
 def test_a_plain_loop_is_stopped_at_its_limit_and_its_loader_proved(
     stopped_loop: tuple[Path, dict[str, object]],
 ) -> None:
@@ -100,14 +100,17 @@ def test_a_plain_loop_is_stopped_at_its_limit_and_its_loader_proved(
     assert len(stored["entries"]) == 1
     cache = proofs["cache"]
     assert cache["deterministic"] is True
-    assert cache["cached_s"] < cache["uncached_s"]  # 4 x 3 ms spun against one file read
+    assert cache["cached_s"] < cache["uncached_s"]  # 4 x 3 ms waited against one file read
     assert any("loop.__getitem__" in h["function"] for h in cache["hot"])
     findings = {f["kind"]: f for f in report["findings"]}  # type: ignore[union-attr, index]
     assert findings["input-bound"]["gain_source"] == "measured"
     assert "num_workers=0" in findings["input-bound"]["title"]
     # The monitor's report schema is the base of the doctor's.
     assert {"samples_per_s", "shares", "epochs", "verdict"} <= set(report)
-    assert report["verdict"]["primary"] == "input-bound"  # type: ignore[index]
+    # What the step waits on; the run's answer (primary) may be start-up, as 250 steps
+    # of 12 ms are about as long as `import torch` on a slow or busy machine.
+    assert report["verdict"]["step"]["kind"] == "input-bound"  # type: ignore[index]
+    assert report["verdict"]["step"]["share_low"] > 0.5  # type: ignore[index]
     assert report["startup"]["entry"] == "loop.py"  # type: ignore[index]
     # No __main__ block: loading it to time its imports would have trained.
     assert "has no `if __name__" in report["startup"]["error"]  # type: ignore[index]
@@ -217,13 +220,11 @@ LIGHTNING = textwrap.dedent(
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    class Busy(Dataset):
+    class Waits(Dataset):
         def __len__(self):
             return 4000
         def __getitem__(self, i):
-            end = time.perf_counter() + 0.002
-            while time.perf_counter() < end:
-                pass
+            time.sleep(0.002)  # a timer: input-bound however fast or busy the CPUs are
             return torch.full((8,), float(i % 5))
 
     class Tiny(L.LightningModule):
@@ -240,13 +241,14 @@ LIGHTNING = textwrap.dedent(
                         enable_progress_bar=False, enable_model_summary=False,
                         accelerator="cpu")
     before = model.layer.weight.detach().clone()
-    trainer.fit(model, DataLoader(Busy(), batch_size=4))
+    trainer.fit(model, DataLoader(Waits(), batch_size=4))
     print("fit done after", trainer.global_step, "steps")
     """
 )
 
 
 @pytest.mark.slow
+@pytest.mark.verdict
 def test_a_lightning_fit_stops_itself_and_is_calibrated_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "fit.py").write_text(LIGHTNING, encoding="utf-8")
     done = _doctor(
@@ -312,6 +314,7 @@ def _verified(proof: dict[str, object], speedup: float, low: float, high: float)
     }
 
 
+@pytest.mark.verdict
 def test_more_workers_are_advised_only_when_they_measured_faster_as_written() -> None:
     periods = _periods(0.2, 0.1)
     summary = summarize(periods, cpus=2.0)
@@ -362,6 +365,7 @@ def _cache(deterministic: bool, role: str) -> dict[str, object]:
     }
 
 
+@pytest.mark.verdict
 def test_validation_is_advised_a_cache_only_when_its_batches_are_deterministic() -> None:
     periods = _periods(0.1, 0.01, val=3.0)
     summary = summarize(periods)
@@ -378,6 +382,7 @@ def test_validation_is_advised_a_cache_only_when_its_batches_are_deterministic()
     assert validation_finding(quiet, summarize(quiet), [], bundled=True) is None
 
 
+@pytest.mark.verdict
 def test_heavy_import_lines_are_named_with_the_measured_saving() -> None:
     startup: dict[str, object] = {
         "entry": "train.py",
@@ -442,9 +447,11 @@ def test_the_cache_proof_tells_deterministic_work_from_random(noisy: bool) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.verdict
+@pytest.mark.timeout(900)  # about 4 minutes on two free cores, twice that on busy ones
 def test_the_bundled_example_is_diagnosed_with_measured_gains(tmp_path: Path) -> None:
     """The README's first command: the OCR example with its naive settings."""
-    done = _doctor(tmp_path, "--json", timeout=600)
+    done = _doctor(tmp_path, "--json", timeout=800)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report["bundled"] is True
@@ -455,18 +462,36 @@ def test_the_bundled_example_is_diagnosed_with_measured_gains(tmp_path: Path) ->
     assert "train_eager.py" in evidence
     assert "import lightning" in evidence
     assert report["startup"]["verified"]["measured_s"] > 1.0  # torch and Lightning deferred
-    inputs = findings["input-bound"]
-    assert "num_workers=0" in inputs["title"]
-    assert inputs["gain_source"] == "measured"
-    assert any("calibration (end-to-end" in e for e in inputs["evidence"])
-    validation = findings["validation-preprocessing"]
-    assert validation["gain_source"] == "measured"
-    assert any("make_label_maps" in e for e in validation["evidence"])
-    assert "data.cache=true" in report["overrides"]
-    assert report["elapsed_s"] < 300  # a few minutes on two cores
+    step = report["verdict"]["step"]
+    contended = report["conditions"]["contended"]
+    if contended:
+        # The example's loader, its validation and its model all work on the CPUs, the
+        # model with two threads: when other processes take the CPUs the model loses
+        # more than the rest, and its shares (an input-bound step, a validation-bound
+        # run) can fall under their thresholds. The doctor must say what it measured on;
+        # the findings it still gives are checked below.
+        said = ("the machine was busy", "measured while the machine was quiet")
+        assert any(s in r for r in step["reasons"] for s in said), step
+    else:
+        assert step["kind"] == "input-bound", step
+        assert {"input-bound", "validation-preprocessing"} <= set(findings)
+    if "input-bound" in findings:
+        inputs = findings["input-bound"]
+        assert "num_workers=0" in inputs["title"]
+        assert inputs["gain_source"] == "measured"
+        assert any("calibration (end-to-end" in e for e in inputs["evidence"])
+    if "validation-preprocessing" in findings:
+        validation = findings["validation-preprocessing"]
+        assert validation["gain_source"] == "measured"
+        assert any("make_label_maps" in e for e in validation["evidence"])
+        assert "data.cache=true" in report["overrides"]
+    # A few minutes on two cores; when other processes took them (the doctor measured
+    # it) every phase is slower.
+    assert report["elapsed_s"] < (600 if contended else 300)
 
 
 @pytest.mark.slow
+@pytest.mark.verdict
 def test_the_digits_example_is_not_told_to_add_workers(tmp_path: Path) -> None:
     done = _doctor(
         tmp_path,

@@ -15,6 +15,7 @@ def steps(n: int, wall: float, wait: float, *, samples: int = 8) -> list[Period]
     ]
 
 
+@pytest.mark.verdict
 def test_input_bound_with_its_gain() -> None:
     summary = summarize(steps(10, 1.0, 0.6))
     assert summary.primary == "input-bound"
@@ -24,11 +25,13 @@ def test_input_bound_with_its_gain() -> None:
     assert summary.samples_per_s == pytest.approx(8.0)
 
 
+@pytest.mark.verdict
 @pytest.mark.parametrize(("wait", "verdict"), [(0.05, "compute-bound"), (0.2, "balanced")])
 def test_compute_bound_and_balanced(wait, verdict) -> None:
     assert summarize(steps(10, 1.0, wait)).primary == verdict
 
 
+@pytest.mark.verdict
 def test_validation_bound() -> None:
     periods = [*steps(10, 1.0, 0.0), Period("val", 0, 0, 10.0, 12.0, 1.0, 64)]
     summary = summarize(periods)
@@ -36,16 +39,19 @@ def test_validation_bound() -> None:
     assert summary.shares["validation"] == pytest.approx(12 / 22)
 
 
+@pytest.mark.verdict
 def test_startup_bound() -> None:
     assert summarize(steps(10, 1.0, 0.0), startup_s=20.0).primary == "startup-bound"
 
 
+@pytest.mark.verdict
 def test_too_few_steps() -> None:
     summary = summarize(steps(MIN_STEPS - 1, 1.0, 0.9))
     assert summary.primary == "insufficient-data"
     assert summary.findings == ()
 
 
+@pytest.mark.verdict
 def test_epoch_start_spikes() -> None:
     periods = steps(10, 1.0, 0.01)
     periods[5] = Period("train", 5, 1, 5.0, 1.0, 0.8, 8, first_of_epoch=True)
@@ -59,6 +65,7 @@ def test_shares_add_up() -> None:
     assert sum(shares.values()) == pytest.approx(1.0)
 
 
+@pytest.mark.verdict
 def test_large_gains_read_as_factors() -> None:
     summary = summarize(steps(10, 1.0, 0.9))
     assert summary.findings[0].gain == "if input were free: up to 10.0x samples/s"
@@ -78,17 +85,20 @@ def epochs(n: int, steps_per_epoch: int = 5) -> list[Period]:
     ]
 
 
+@pytest.mark.verdict
 def test_memory_that_grows_every_epoch_is_creep() -> None:
     host = [sample(e * 5 + 2.5, 1000 + 300 * e) for e in range(4)]
     finding = next(f for f in summarize(epochs(4), host=host).findings if f.kind == "memory-creep")
     assert finding.evidence == {"first_epoch_peak_mb": 1000.0, "last_epoch_peak_mb": 1900.0}
 
 
+@pytest.mark.verdict
 def test_flat_memory_is_not_creep() -> None:
     host = [sample(e * 5 + 2.5, 1000 + (e % 2)) for e in range(4)]
     assert all(f.kind != "memory-creep" for f in summarize(epochs(4), host=host).findings)
 
 
+@pytest.mark.verdict
 @pytest.mark.parametrize(
     ("threads", "workers", "cpus", "expected"), [(2, 2, 2.0, True), (1, 1, 2.0, False)]
 )
@@ -129,6 +139,7 @@ def gpu_sample(t: float, util: float):
     return Sample(t, 2**30, 0, 100.0, 0.0, 0, gpu_util_percent=util, gpu_memory_bytes=2**30)
 
 
+@pytest.mark.verdict
 @pytest.mark.parametrize(("util", "verdict"), [(20.0, "host-sync-bound"), (95.0, "compute-bound")])
 def test_an_idle_gpu_without_data_wait_is_host_sync_bound(util, verdict) -> None:
     periods = steps(10, 1.0, 0.05)
@@ -144,6 +155,7 @@ def test_an_idle_gpu_without_data_wait_is_host_sync_bound(util, verdict) -> None
         assert finding.gain == "if the GPU were kept busy: up to 5.0x samples/s"
 
 
+@pytest.mark.verdict
 def test_input_bound_comes_before_an_idle_gpu() -> None:
     host = [gpu_sample(t + 0.5, 10.0) for t in range(10)]
     assert summarize(steps(10, 1.0, 0.6), host=host).primary == "input-bound"

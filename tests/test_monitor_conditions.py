@@ -19,6 +19,8 @@ from trainperf.monitoring.sampler import Sampler
 from trainperf.resources._reader import SystemReader
 from trainperf.resources.cgroup import read_cpu_stat
 
+pytestmark = pytest.mark.verdict
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 

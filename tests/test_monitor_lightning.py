@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from torch.utils.data import DataLoader  # noqa: E402
 
-from _datasets import Busy  # noqa: E402
+from _datasets import Busy, Waits  # noqa: E402
 from trainperf.lightning import CalibratedDataModule, PerfMonitor  # noqa: E402
 from trainperf.monitoring.records import read_periods  # noqa: E402
 
@@ -44,14 +44,15 @@ class Tiny(L.LightningModule):
 
 
 @pytest.mark.slow
+@pytest.mark.verdict
 def test_fit_is_recorded_with_validation_and_metrics(tmp_path) -> None:
     callback = PerfMonitor(out=tmp_path / "run")
     # num_sanity_val_steps=2: validation before the first step, which is not part of it
     trainer = quiet_trainer(max_epochs=2, callbacks=[callback], num_sanity_val_steps=2)
     trainer.fit(
         Tiny(),
-        DataLoader(Busy(24, 0.003, width=8), batch_size=4),
-        DataLoader(Busy(12, 0.003, width=8), batch_size=4),
+        DataLoader(Waits(24, 0.003, width=8), batch_size=4),
+        DataLoader(Waits(12, 0.003, width=8), batch_size=4),
     )
     summary = callback.summary
     assert summary is not None
@@ -60,8 +61,8 @@ def test_fit_is_recorded_with_validation_and_metrics(tmp_path) -> None:
     periods = read_periods(tmp_path / "run" / "steps.jsonl")
     assert [p.kind for p in periods].count("val") == 3  # the sanity check, then 2 epochs
     assert periods[0].kind == "val"
-    # 3 ms per sample to load, nothing to compute: the loop waits for data.
-    assert summary.primary == "input-bound"
+    # 3 ms per sample waited on a timer, nothing to compute: the step waits for data.
+    assert summary.step.kind == "input-bound"
     assert 0 < trainer.callback_metrics["perf/data_wait_share"] < 1
     assert trainer.callback_metrics["perf/samples_per_s"] > 0
     assert (tmp_path / "run" / "summary.json").exists()
@@ -100,23 +101,25 @@ def _fit(tmp_path, name: str, *, probe: bool):
     module = Tiny()
     trainer.fit(
         module,
-        DataLoader(Busy(40, 0.004, width=8), batch_size=4),
+        DataLoader(Waits(40, 0.004, width=8), batch_size=4),
         DataLoader(Busy(4, 0.0, width=8), batch_size=4),
     )
     return callback, module
 
 
 @pytest.mark.slow
+@pytest.mark.verdict
 def test_an_input_bound_fit_is_confirmed_by_replaying_batches(tmp_path) -> None:
     probed, module = _fit(tmp_path, "probed", probe=True)
     plain, reference = _fit(tmp_path, "plain", probe=False)
-    assert probed.summary.primary == plain.summary.primary == "input-bound"
-    (finding,) = probed.summary.findings
+    assert probed.summary.step.kind == plain.summary.step.kind == "input-bound"
+    (finding,) = [f for f in probed.summary.findings if f.kind == "input-bound"]
     # 16 ms of loading per batch against a linear layer: a replayed step is far faster.
     assert finding.evidence["replay_step_s"] < 0.25 * finding.evidence["step_s"]
     assert finding.gain.startswith("measured by replaying 16 cached batches")
     assert (tmp_path / "probed" / "probe.json").is_file()
-    assert "replay_step_s" not in plain.summary.findings[0].evidence
+    (unprobed,) = [f for f in plain.summary.findings if f.kind == "input-bound"]
+    assert "replay_step_s" not in unprobed.evidence
     # The probe's steps are not the run's, and the model is left as training left it.
     assert probed.summary.steps == plain.summary.steps == 10
     for mine, theirs in zip(module.parameters(), reference.parameters(), strict=True):

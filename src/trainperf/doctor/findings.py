@@ -323,14 +323,15 @@ def input_finding(
             "more DataLoader workers or cheaper per-sample work; trainperf calibrate measures "
             "the loader settings"
         )
-    ranked = sorted(gains, key=lambda g: g[0], reverse=True)
+    # What was measured leads, the largest first; estimates follow.
+    ranked = sorted(gains, key=lambda g: (not g[4], -g[0]))
     gain = "; ".join(g[3] for g in ranked)
     if not gain:
         gain = (
             f"if input were free: {_percent(1 / (1 - min(data_share, 0.95)))} samples/s "
             "(estimated from the data-wait share)"
         )
-    # The sentence leads with the largest gain: the badge is that gain's source.
+    # The badge is the source of the gain the sentence leads with.
     source: GainSource = "measured" if ranked and ranked[0][4] else "estimated"
     advised = [g for g in ranked if g[0] >= WORKER_GAIN and g[4]]
     best = advised[0] if advised else None
