@@ -254,3 +254,20 @@ def test_a_failing_segment_names_the_command_its_code_and_last_line(tmp_path: Pa
     assert err.count("\n") == 1, err
     assert "command A failed in round 1 with exit code 3: ValueError: bad config" in err
     assert "Traceback" not in err
+
+
+def test_a_clear_speedup_is_found_on_a_machine_whose_pace_swings_between_rounds() -> None:
+    from trainperf.monitoring.ab import compare_rounds
+
+    # Every other round the machine is three times slower; B is three times faster than A
+    # in every round. The A/A noise floor is huge, the paired ratio is not.
+    rounds = []
+    for i in range(6):
+        pace = 3.0 if i % 2 else 1.0
+        rounds.append(([0.03 * pace] * 25, [0.01 * pace] * 25))
+    result = compare_rounds(rounds)
+    assert result.noise_floor is not None
+    assert result.noise_floor > 1.0
+    assert result.verdict == "faster"
+    assert result.ratio is not None
+    assert abs(result.ratio - 1 / 3) < 1e-9

@@ -165,3 +165,29 @@ def test_a_busy_run_says_so_first_in_text_and_on_its_page() -> None:
     assert "The machine was busy while this run was measured" in page
     calm = summarize(periods, host=[quiet(t + 0.5) for t in range(5)], cpus=2.0)
     assert "busy" not in render_summary(calm, title="run")
+
+
+def test_a_replay_no_faster_than_the_step_is_no_finding_but_a_reason() -> None:
+    from trainperf.doctor.findings import compose
+    from trainperf.monitoring.probe import Replay
+
+    periods = loop([(0.1, 0.06)] * 40)
+    summary = summarize(periods, cpus=2.0, replayed=Replay(steps=16, step_s=0.098))
+    assert summary.step.kind == "input-bound"
+    assert summary.step.confidence == "low"
+    assert any("already in memory" in r for r in summary.step.reasons)
+    assert all(f.kind != "input-bound" for f in summary.findings)
+    findings, aside = compose(
+        startup={},
+        periods=periods,
+        summary=summary,
+        proofs=(),
+        loaders=(),
+        cpus=2.0,
+        bundled=False,
+    )
+    assert all(f.kind != "input-bound" for f in findings)
+    assert any(a.startswith("input: the step waits for data, but with its batches") for a in aside)
+    confirmed = summarize(periods, cpus=2.0, replayed=Replay(steps=16, step_s=0.04))
+    (finding,) = [f for f in confirmed.findings if f.kind == "input-bound"]
+    assert finding.gain.startswith("measured by replaying 16 cached batches")

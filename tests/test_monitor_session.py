@@ -304,3 +304,25 @@ def test_cuda_device_time_without_added_synchronisation(tmp_path) -> None:
     epochs = run.summary.epochs
     assert all(e.device_allocated_peak_bytes for e in epochs)
     assert (tmp_path / "run" / "device_memory.json").is_file()
+
+
+@pytest.mark.verdict
+def test_threads_set_after_monitoring_began_are_seen_and_kept_in_the_record(tmp_path) -> None:
+    from trainperf.monitoring.analyze import summarize_folder
+    from trainperf.resources import detect_resources
+
+    too_many = 4 * max(1, int(detect_resources(gpus=False).cpus_per_rank))
+    before = torch.get_num_threads()
+    try:
+        with trainperf.monitor(out=tmp_path / "run") as run:
+            torch.set_num_threads(too_many)  # the script's own setting, after the start
+            train(DataLoader(Waits(48, 0.001), batch_size=4), torch.nn.Linear(32, 1))
+    finally:
+        torch.set_num_threads(before)
+    meta = RunMeta.from_json(json.loads((tmp_path / "run" / "meta.json").read_text()))
+    assert meta.intra_op_threads == too_many
+    assert run.summary is not None
+    recorded, _ = summarize_folder(tmp_path / "run")  # what report and the doctor read
+    for summary in (run.summary, recorded):
+        (finding,) = [f for f in summary.findings if f.kind == "thread-oversubscription"]
+        assert finding.evidence["intra_op_threads"] == too_many

@@ -141,7 +141,15 @@ def diagnose(
     loaders = objects(proofs_record.get("loaders"))
     tail = _tail(folder / "output.log")
     failure = None
-    if timed_out:
+    if timed_out and "proofs" in proofs_record:
+        # The command reached its limit; the doctor's own proofs then ran past the deadline.
+        notes.append(
+            f"the doctor's proofs were still running {_deadline(budget_s):.0f} s after the "
+            f"start and were stopped; {len(objects(proofs_record.get('proofs')))} finished "
+            "and are reported (a slower loader takes longer to calibrate: give a larger "
+            "--budget, or fewer --steps so that the proofs start sooner)"
+        )
+    elif timed_out:
         failure = (
             f"stopped by the doctor: still running {_deadline(budget_s):.0f} s after it started "
             f"(its limit plus {GRACE_S:.0f} s for the proofs); give a smaller --steps or "

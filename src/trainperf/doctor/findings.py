@@ -34,6 +34,7 @@ from trainperf._json import objects
 from trainperf._stats import format_speedup
 from trainperf.doctor.child import validation_time, wants_validation_proof
 from trainperf.doctor.report import DoctorFinding, GainSource
+from trainperf.monitoring.analyze import NOT_CONFIRMED
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -58,9 +59,6 @@ STARTUP_FINDING_S = 0.5
 WORKER_GAIN = 1.05  # calibrated settings must beat the loader's own by this much
 CONFIRMED_SHARE = 0.5  # a re-timed saving at least this share of the prediction confirms it
 CACHE_WORTH = 1.10  # a cache is advised when it would make the run this much faster
-# A replay of in-memory batches must be this much faster than the step for the wait
-# to be the loader's (the monitor's probe rule).
-CONFIRM_RATIO = 0.9
 
 
 def _ms(seconds: float) -> str:
@@ -215,14 +213,11 @@ def input_finding(
         f"training loader: {train.get('dataset', '?')}, batch_size={train.get('batch_size')}, "
         f"num_workers={workers}",
     ]
+    unconfirmed = next((r for r in step.reasons if r.startswith(NOT_CONFIRMED)), None)
+    if unconfirmed is not None:
+        return None, (f"the step waits for data, but {unconfirmed}; so no loader advice is given")
     replay = next((f for f in summary.findings if f.kind == "input-bound"), None)
     replay_s = replay.evidence.get("replay_step_s") if replay is not None else None
-    if replay_s and step_s and replay_s >= CONFIRM_RATIO * step_s:
-        return None, (
-            f"the step waits for data, but with its batches already in memory it still took "
-            f"{_ms(replay_s)} against {_ms(step_s)}: the wait is contention for the CPUs more "
-            "than the loader, so no loader advice is given"
-        )
     if replay_s:
         evidence.append(
             f"the same step with its batches already in memory: {_ms(replay_s)} (replayed)"

@@ -169,15 +169,18 @@ def busy_warning(data: JsonObject) -> str | None:
         )
     if conditions.get("contended") is not True:
         return None
+    from trainperf.monitoring.render import confidence_words
+
     confidence = verdict.get("confidence") if isinstance(verdict, dict) else "low"
     return (
         f"the machine was busy while this run was measured ({conditions.get('summary')}): the "
-        f"verdict is {confidence}-confidence; re-run on a quiet machine before acting on it"
+        f"verdict is {confidence_words(str(confidence))}; re-run on a quiet machine before acting "
+        "on it"
     )
 
 
 def describe_verdict(data: JsonObject) -> list[str]:
-    """The step's verdict and the run's, each with its confidence and what lowered it;
+    """The step's verdict and the run's, each followed by what lowered its confidence;
     the tail when the mean step is far above the median."""
     verdict = data.get("verdict")
     if not isinstance(verdict, dict):
@@ -193,25 +196,33 @@ def describe_verdict(data: JsonObject) -> list[str]:
         if isinstance(low, int | float) and isinstance(high, int | float):
             said += f", 95% interval {low:.0%}-{high:.0%}"
     out.append(said + ")")
-    if run.get("kind") != step.get("kind"):
+    out += _because(step, [])
+    if run.get("kind") != step.get("kind") or run.get("confidence") != step.get("confidence"):
         share = run.get("share")
-        part = f"; {share:.0%} of the run" if isinstance(share, int | float) else ""
+        part = ""
+        if run.get("kind") != step.get("kind") and isinstance(share, int | float):
+            part = f"; {share:.0%} of the run"
         out.append(f"run {run.get('kind')} ({run.get('confidence')} confidence{part})")
-    for answer in (step, run):
-        if answer.get("confidence") == "high":
-            continue
-        for reason in answer.get("reasons") or []:  # type: ignore[union-attr]
-            line = f"  because {reason}"
-            if line not in out:
-                out.append(line)
+        out += _because(run, out)
     tail = verdict.get("tail")
     ratio = tail.get("mean_over_median") if isinstance(tail, dict) else None
     if isinstance(tail, dict) and isinstance(ratio, int | float) and ratio >= 1.5:
+        slow = tail.get("slow_share")
         out.append(
             f"tail: the mean step is {ratio:.1f}x the median; {tail.get('slow_steps')} slow "
-            f"steps take {float(tail.get('slow_share') or 0.0):.0%} of the training time"  # type: ignore[arg-type]
+            f"steps take {slow if isinstance(slow, int | float) else 0.0:.0%} of the "
+            "training time"
         )
     return out
+
+
+def _because(answer: JsonObject, said: list[str]) -> list[str]:
+    """An answer's reasons, when they lowered its confidence, not said already."""
+    reasons = answer.get("reasons")
+    if answer.get("confidence") == "high" or not isinstance(reasons, list):
+        return []
+    lines = [f"  because {reason}" for reason in reasons]
+    return [line for line in lines if line not in said]
 
 
 def render_text(report: DoctorReport, *, html_path: str | None = None) -> str:

@@ -16,12 +16,14 @@ Everything here is a pure function of the segments' step times (seconds):
   steps within a segment;
 * noise floor: A/A comparisons, as ``compare`` makes: a side's segments in odd
   rounds against its segments in even rounds, the larger of the two sides;
-* the smallest effect reported is ``max(MIN_EFFECT, 2 x noise floor)``.
+* the smallest effect "no difference" can claim is ``max(MIN_EFFECT, 2 x noise floor)``.
 
-Verdicts: ``faster`` (the interval lies entirely below ``1 - smallest effect``),
-``slower`` (entirely above ``1 + smallest effect``), ``no-difference`` otherwise, with
-the reason: ``within-effect`` (the interval lies within the smallest effect either
-way: any difference is smaller than that), ``too-wide`` (it reaches past it, or the
+Verdicts: ``faster`` (the interval lies entirely below ``1 - MIN_EFFECT``), ``slower``
+(entirely above ``1 + MIN_EFFECT``) -- the interval holds the rounds' spread already,
+so a noisy machine widens it rather than moving the bar -- and ``no-difference``
+otherwise, with the reason: ``within-effect`` (the interval lies within the smallest
+effect either way: any difference is smaller than that), ``too-wide`` (it reaches past
+it, or the
 smallest effect itself is over ``MAX_EFFECT``: more rounds, or a quieter machine,
 would tell), ``too-little-data`` (fewer than ``MIN_ROUNDS`` usable rounds or
 ``MIN_STEPS`` steady steps a side; a round is usable when both its segments have
@@ -188,9 +190,12 @@ def compare_rounds(
     low, high = interval
     verdict: Verdict = "no-difference"
     reason: Reason = "interval"
-    if high < 1 - threshold:
+    # The interval already carries the spread between rounds (and the pairing cancels
+    # what hits both sides): a change it excludes by MIN_EFFECT is real, however noisy
+    # the machine. The noise floor only bounds what "no difference" can claim.
+    if high < 1 - MIN_EFFECT:
         verdict = "faster"
-    elif low > 1 + threshold:
+    elif low > 1 + MIN_EFFECT:
         verdict = "slower"
     elif 1 - threshold <= low and high <= 1 + threshold and threshold <= MAX_EFFECT:
         reason = "within-effect"

@@ -41,6 +41,8 @@ periods) and, across ranks, ``straggler-rank``.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import itertools
 import statistics
 from dataclasses import dataclass
@@ -95,6 +97,7 @@ RUN_MARGIN = 0.1
 SLOW_STEP = 3.0
 TAIL_RATIO = 1.5
 SLOW_SHARE = 0.2
+PERIODIC_SHARE = 0.6  # of the gaps between slow steps, for them to come "every N steps"
 
 
 @dataclass(frozen=True)
@@ -350,16 +353,24 @@ def summarize(
     tail = None
     if len(train) >= MIN_STEPS:
         step = _step_verdict(decided, steady, gpu_util, conditions)
+        step_median = statistics.median(p.wall_s for p in steady)
+        unconfirmed = None
+        if step.kind == "input-bound" and replayed is not None:
+            unconfirmed = _unconfirmed(replayed, step_median)
+            if unconfirmed is not None:
+                step = dataclasses.replace(
+                    step, confidence="low", reasons=(*step.reasons, unconfirmed)
+                )
         run = _run_verdict(shares, step, len(train), conditions, stopped_early)
         primary = run.kind
-        step_median = statistics.median(p.wall_s for p in steady)
-        tail = _tail(steady)
+        tail = _tail(decided)
         _run_findings(run, shares, findings)
-        _step_findings(step, gpu_util, findings)
-        if step.kind == "input-bound" and replayed is not None:
+        if unconfirmed is None:
+            _step_findings(step, gpu_util, findings)
+        if step.kind == "input-bound" and replayed is not None and unconfirmed is None:
             at = next(i for i, f in enumerate(findings) if f.kind == "input-bound")
             findings[at] = _confirmed(findings[at], replayed, step_median)
-        _slow_steps(step, tail, findings)
+        _slow_steps(step, tail, conditions, len(decided) < len(steady), findings)
         _epoch_spikes(train, findings)
         _memory_creep(train, host, findings)
         _oversubscription(threads, host, cpus, findings)
@@ -445,12 +456,16 @@ def _conditions(train: Sequence[Period], host: Sequence[Sample], cpus: float) ->
 def _quiet(
     steady: list[Period], host: Sequence[Sample], cpus: float, conditions: Conditions | None
 ) -> list[Period]:
-    """The steady steps to decide on: when contention came and went, those outside the
-    contended sampling intervals, if there are enough of them; else all."""
-    from trainperf.monitoring.conditions import contended_sample
+    """The steady steps to decide on: when a contended run also had quiet stretches (a
+    quarter of its samples at least), the steps outside the contended sampling
+    intervals, if there are enough of them; else all."""
+    from trainperf.monitoring.conditions import CONTENDED_SAMPLES, contended_sample
 
-    if conditions is None or not conditions.came_and_went or len(host) < 2:
+    if conditions is None or not conditions.contended or not conditions.came_and_went:
         return steady
+    quiet_samples = conditions.samples - conditions.contended_samples
+    if quiet_samples < CONTENDED_SAMPLES * conditions.samples or len(host) < 2:
+        return steady  # a few quiet moments in a busy run: no stretch to decide on
     busy: list[tuple[float, float]] = []
     previous = 0.0
     for sample in host:
@@ -679,7 +694,8 @@ def _tail(steady: Sequence[Period]) -> Tail | None:
     slow = [p for p in steady if p.wall_s > SLOW_STEP * median]
     total = sum(times)
     slow_s = sum(p.wall_s for p in slow)
-    gaps = {b.index - a.index for a, b in itertools.pairwise(slow)}
+    gaps = collections.Counter(b.index - a.index for a, b in itertools.pairwise(slow))
+    gap, count = gaps.most_common(1)[0] if gaps else (0, 0)
     return Tail(
         mean_s=mean,
         median_s=median,
@@ -687,17 +703,24 @@ def _tail(steady: Sequence[Period]) -> Tail | None:
         slow_steps=len(slow),
         slow_share=slow_s / total if total else 0.0,
         slow_data_wait_share=sum(p.data_wait_s for p in slow) / slow_s if slow_s else 0.0,
-        every=gaps.pop() if len(slow) >= 3 and len(gaps) == 1 else None,
+        # Most slow steps this many steps apart: a periodic cost (a flush, a log line).
+        every=gap if len(slow) >= 3 and count >= PERIODIC_SHARE * sum(gaps.values()) else None,
         excess_share=(slow_s - len(slow) * median) / total if total else 0.0,
     )
 
 
-def _slow_steps(step: Verdict, tail: Tail | None, findings: list[Finding]) -> None:
+def _slow_steps(
+    step: Verdict,
+    tail: Tail | None,
+    conditions: Conditions | None,
+    quiet_only: bool,
+    findings: list[Finding],
+) -> None:
     """A run whose mean step is far above its median: name the slow steps, whatever the
     median step's verdict."""
     if tail is None or tail.slow_share < SLOW_SHARE or tail.mean_s < TAIL_RATIO * tail.median_s:
         return
-    when = f"every {tail.every} steps" if tail.every else "at irregular steps"
+    when = f"mostly every {tail.every} steps" if tail.every else "at irregular steps"
     if tail.slow_data_wait_share >= INPUT_SHARE:
         fix = (
             f"the slow steps ({when}) wait for the DataLoader: workers restarting, a slow "
@@ -709,6 +732,11 @@ def _slow_steps(step: Verdict, tail: Tail | None, findings: list[Finding]) -> No
             f"the slow steps ({when}) are not waiting for data: look for work the loop does "
             "every N steps (logging or writing files, checkpoints, evaluation, garbage "
             "collection, a progress bar) and do it less often or in the background"
+        )
+    if conditions is not None and conditions.contended and not quiet_only:
+        fix += (
+            "; or it is the busy machine (other processes took the CPUs during this run): "
+            "re-run on a quiet machine to tell"
         )
     findings.append(
         Finding(
@@ -729,21 +757,30 @@ def _slow_steps(step: Verdict, tail: Tail | None, findings: list[Finding]) -> No
     )
 
 
+NOT_CONFIRMED = "with its batches already in memory a step still took"
+
+
+def _unconfirmed(replayed: Replay, step_s: float) -> str | None:
+    """Why the probe does not confirm an input-bound step (a replay of in-memory batches
+    no faster than the step), or None when it does. Said in the step's reasons: a cause
+    its own proof did not confirm is not a finding."""
+    if replayed.step_s < CONFIRM_RATIO * step_s:
+        return None
+    return (
+        f"{NOT_CONFIRMED} {replayed.step_s * 1e3:.1f} ms against {step_s * 1e3:.1f} ms "
+        "(replayed): the wait is contention for the CPUs (threads, other processes) more "
+        "than the loader"
+    )
+
+
 def _confirmed(finding: Finding, replayed: Replay, step_s: float) -> Finding:
     """The input-bound finding with the probe's measurement in place of the estimate."""
     evidence = {**finding.evidence, "step_s": step_s, "replay_step_s": replayed.step_s}
-    if replayed.step_s >= CONFIRM_RATIO * step_s:
-        gain = (
-            f"not confirmed: with batches already in memory a step still took "
-            f"{replayed.step_s * 1e3:.1f} ms against {step_s * 1e3:.1f} ms; the wait is "
-            f"contention (threads, CPU) more than the loader"
-        )
-    else:
-        gain = (
-            f"measured by replaying {replayed.steps} cached batches: "
-            f"{_gain(1 - replayed.step_s / step_s)} samples/s if input were free"
-        )
-    return Finding(finding.kind, evidence, finding.fix, gain)
+    gain = (
+        f"measured by replaying {replayed.steps} cached batches: "
+        f"{_gain(1 - replayed.step_s / step_s)} samples/s if input were free"
+    )
+    return dataclasses.replace(finding, evidence=evidence, gain=gain)
 
 
 def _epoch_spikes(train: Sequence[Period], findings: list[Finding]) -> None:
@@ -908,6 +945,7 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
                 periods[:cut] if cut is not None else periods,
                 startup_s=startup,
                 host=host,
+                threads=None if meta is None else meta.intra_op_threads,
                 cpus=recorded_cpu_budget(meta),
                 device_memory=device_memory,
                 replayed=replayed,

@@ -243,7 +243,8 @@ class Conditions:
         elif self.load is not None:
             parts.append(f"load {self.load:.1f} on {self.cpu_budget:g} CPUs")
         if self.pressure is not None:
-            parts.append(f"CPU pressure {self.pressure:.0%}")
+            # PSI counts every task waiting for a CPU, the run's own threads included.
+            parts.append(f"CPU pressure {self.pressure:.0%} (this run's threads included)")
         if self.steal_share is not None and self.steal_share >= 0.01:
             parts.append(f"steal {self.steal_share:.0%}")
         if self.throttled_share is not None and self.throttled_share >= 0.01:

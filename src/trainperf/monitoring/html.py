@@ -336,12 +336,12 @@ def run_sections(
         else ""
     )
     median_wait = amount(statistics.median(waits), "s") if waits else "n/a"
-    from trainperf.monitoring.render import verdict_line
+    from trainperf.monitoring.render import confidence_words, verdict_line
 
     conditions = summary.conditions
     busy = (
         f'<p class="busy"><b>The machine was busy while this run was measured</b> '
-        f"({e(conditions.describe())}): the verdict is {e(summary.confidence)}-confidence; "
+        f"({e(conditions.describe())}): the verdict is {e(confidence_words(summary.confidence))}; "
         f"re-run on a quiet machine before acting on it.</p>"
         if conditions is not None and conditions.contended
         else ""

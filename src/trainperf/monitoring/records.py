@@ -131,6 +131,9 @@ class RunMeta:
     # True when monitoring started with the process (``trainperf run``): the time
     # before the first step is then start-up.
     from_process_start: bool = False
+    # torch's intra-op threads: the most seen at the start and at the end of the run (a
+    # script may set them after monitoring began); written again when the run ends.
+    intra_op_threads: int | None = None
 
     def to_json(self) -> JsonObject:
         return {
@@ -142,6 +145,7 @@ class RunMeta:
             "rank": self.rank,
             "fingerprint": self.fingerprint,
             "from_process_start": self.from_process_start,
+            "intra_op_threads": self.intra_op_threads,
         }
 
     @classmethod
@@ -161,6 +165,7 @@ class RunMeta:
             rank=opt_int(data, "rank"),
             fingerprint=as_object(data.get("fingerprint"), "fingerprint"),
             from_process_start=data.get("from_process_start") is True,
+            intra_op_threads=opt_int(data, "intra_op_threads"),
         )
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from trainperf.monitoring.analyze import RunSummary
 
-__all__ = ["render_summary", "verdict_line"]
+__all__ = ["confidence_words", "render_summary", "verdict_line"]
 
 
 def render_summary(summary: RunSummary, *, title: str, finished: bool = True) -> str:
@@ -48,7 +48,7 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
         out.insert(
             1,
             "the machine was busy while this run was measured: its verdict is "
-            f"{summary.confidence}-confidence; re-run on a quiet machine to trust it",
+            f"{confidence_words(summary.confidence)}; re-run on a quiet machine to trust it",
         )
     out.append(f"verdict: {verdict_line(summary)}")
     for reason in summary.step.reasons if summary.step.kind != "insufficient-data" else ():
@@ -66,6 +66,11 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
         out.append(f"    fix: {finding.fix}")
         out.append(f"    gain: {finding.gain}")
     return "\n".join(out)
+
+
+def confidence_words(confidence: str) -> str:
+    """``"low"`` -> ``"low-confidence"``; ``"inconclusive"`` stays itself."""
+    return "inconclusive" if confidence == "inconclusive" else f"{confidence}-confidence"
 
 
 def verdict_line(summary: RunSummary) -> str:

@@ -286,6 +286,21 @@ class Run:
         finally:
             self._finish()
 
+    def _record_threads(self) -> None:
+        """The thread count the run ended with, kept in ``meta.json`` so that a report
+        re-analysed from the records sees what the run saw."""
+        import dataclasses
+
+        import torch
+
+        now = torch.get_num_threads()
+        self.threads = now if self.threads is None else max(self.threads, now)
+        if self._meta is not None:
+            self._meta = dataclasses.replace(self._meta, intra_op_threads=self.threads)
+            (self.path / "meta.json").write_text(
+                json.dumps(self._meta.to_json(), indent=1), "utf-8"
+            )
+
     def _finish(self) -> None:
         global _ACTIVE
         if not self.entered:
@@ -317,6 +332,7 @@ class Run:
             # a helper script): leave no record behind.
             self._discard()
             return
+        self._record_threads()
         self.summary = self.summarize(samples, device_memory=device_memory)
         summary = json.dumps(self.summary.to_json(), indent=1)
         (self.path / "summary.json").write_text(summary, encoding="utf-8")
