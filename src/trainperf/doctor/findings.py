@@ -443,10 +443,12 @@ def validation_finding(
         ratio = built_s / read_s if read_s > 0 else float("inf")
         built = [float(v) for v in _list(proof.get("uncached_times")) if isinstance(v, int | float)]
         read = [float(v) for v in _list(proof.get("cached_times")) if isinstance(v, int | float)]
-        if built and read and read_s > 0:
-            from trainperf._stats import ratio_interval
+        if len(built) >= 2 and len(read) >= 2 and read_s > 0:
+            from trainperf.calibration.speedup import speedup_interval
 
-            ratio, low, high = ratio_interval(built, read)
+            # Times, not rates: the read is the "before" side of built / read.
+            found = speedup_interval(read, built, paired=False)
+            ratio, low, high = found.value, found.low, found.high
         saved = val_data * (1 - 1 / ratio) if ratio > 1 else 0.0
         fix = (
             "cache validation's deterministic preprocessing (trainperf.cache.CachedDataset): "
