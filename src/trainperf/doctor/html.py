@@ -14,10 +14,10 @@ from trainperf.doctor.render import (
     describe_resources,
     describe_run,
     describe_startup,
-    describe_verdict,
     short_path,
 )
 from trainperf.monitoring.html import STYLE, amount, bars
+from trainperf.monitoring.render import describe_verdict
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -19,7 +19,6 @@ __all__ = [
     "describe_resources",
     "describe_run",
     "describe_startup",
-    "describe_verdict",
     "render_findings",
     "render_text",
     "short_path",
@@ -179,53 +178,9 @@ def busy_warning(data: JsonObject) -> str | None:
     )
 
 
-def describe_verdict(data: JsonObject) -> list[str]:
-    """The step's verdict and the run's, each followed by what lowered its confidence;
-    the tail when the mean step is far above the median."""
-    verdict = data.get("verdict")
-    if not isinstance(verdict, dict):
-        return ["?"]
-    step, run = verdict.get("step"), verdict.get("run")
-    if not isinstance(step, dict) or not isinstance(run, dict):
-        return [str(verdict.get("primary"))]  # a report written before step and run
-    out = []
-    said = f"step {step.get('kind')} ({step.get('confidence')} confidence"
-    share, low, high = step.get("share"), step.get("share_low"), step.get("share_high")
-    if step.get("kind") != "insufficient-data" and isinstance(share, int | float):
-        said += f"; data wait {share:.0%} of a step"
-        if isinstance(low, int | float) and isinstance(high, int | float):
-            said += f", 95% interval {low:.0%}-{high:.0%}"
-    out.append(said + ")")
-    out += _because(step, [])
-    if run.get("kind") != step.get("kind") or run.get("confidence") != step.get("confidence"):
-        share = run.get("share")
-        part = ""
-        if run.get("kind") != step.get("kind") and isinstance(share, int | float):
-            part = f"; {share:.0%} of the run"
-        out.append(f"run {run.get('kind')} ({run.get('confidence')} confidence{part})")
-        out += _because(run, out)
-    tail = verdict.get("tail")
-    ratio = tail.get("mean_over_median") if isinstance(tail, dict) else None
-    if isinstance(tail, dict) and isinstance(ratio, int | float) and ratio >= 1.5:
-        slow = tail.get("slow_share")
-        out.append(
-            f"tail: the mean step is {ratio:.1f}x the median; {tail.get('slow_steps')} slow "
-            f"steps take {slow if isinstance(slow, int | float) else 0.0:.0%} of the "
-            "training time"
-        )
-    return out
-
-
-def _because(answer: JsonObject, said: list[str]) -> list[str]:
-    """An answer's reasons, when they lowered its confidence, not said already."""
-    reasons = answer.get("reasons")
-    if answer.get("confidence") == "high" or not isinstance(reasons, list):
-        return []
-    lines = [f"  because {reason}" for reason in reasons]
-    return [line for line in lines if line not in said]
-
-
 def render_text(report: DoctorReport, *, html_path: str | None = None) -> str:
+    from trainperf.monitoring.render import describe_verdict
+
     data = report.to_json()
     lines = [f"trainperf doctor: {shlex.join(report.command)}"]
     busy = busy_warning(data)

@@ -336,7 +336,7 @@ def run_sections(
         else ""
     )
     median_wait = amount(statistics.median(waits), "s") if waits else "n/a"
-    from trainperf.monitoring.render import confidence_words, verdict_line
+    from trainperf.monitoring.render import confidence_words, describe_verdict
 
     conditions = summary.conditions
     busy = (
@@ -351,11 +351,11 @@ def run_sections(
         if conditions is not None
         else ""
     )
-    reasons = "".join(f"<li>{e(r)}</li>" for r in summary.step.reasons + summary.run.reasons)
+    verdict = "<br>".join(e(line) for line in describe_verdict(summary.to_json()))
     return f"""{busy}<p><b>Verdict: {e(summary.primary)}</b> &mdash; {summary.steps} training steps
 {f"on {summary.ranks} ranks " if summary.ranks > 1 else ""}(median {e(median)}),
 {rate_text} samples/s.</p>
-<p>{e(verdict_line(summary))}</p>{f"<ul>{reasons}</ul>" if reasons else ""}{said}
+<p>{verdict}</p>{said}
 <h3>Findings</h3>
 {findings}
 <h3>Where the time goes</h3><table>{shares}</table>

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from trainperf._json import JsonObject
     from trainperf.monitoring.analyze import RunSummary
 
-__all__ = ["confidence_words", "render_summary", "verdict_line"]
+__all__ = ["confidence_words", "describe_verdict", "render_summary"]
 
 
 def render_summary(summary: RunSummary, *, title: str, finished: bool = True) -> str:
@@ -50,15 +51,9 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
             "the machine was busy while this run was measured: its verdict is "
             f"{confidence_words(summary.confidence)}; re-run on a quiet machine to trust it",
         )
-    out.append(f"verdict: {verdict_line(summary)}")
-    for reason in summary.step.reasons if summary.step.kind != "insufficient-data" else ():
-        out.append(f"  ({reason})")
-    if summary.tail is not None and summary.tail.mean_s >= 1.5 * summary.tail.median_s:
-        tail = summary.tail
-        out.append(
-            f"tail: mean step {tail.mean_s * 1e3:.1f} ms = {tail.mean_s / tail.median_s:.1f}x "
-            f"the median; {tail.slow_steps} slow steps take {tail.slow_share:.0%} of training"
-        )
+    verdict = describe_verdict(summary.to_json())
+    out.append(f"verdict: {verdict[0]}")
+    out += [f"  {line}" if not line.startswith(" ") else line for line in verdict[1:]]
     for finding in summary.findings:
         evidence = ", ".join(f"{k}={v:.3g}" for k, v in finding.evidence.items())
         sure = "" if finding.confidence == "high" else f" [{finding.confidence} confidence]"
@@ -73,21 +68,51 @@ def confidence_words(confidence: str) -> str:
     return "inconclusive" if confidence == "inconclusive" else f"{confidence}-confidence"
 
 
-def verdict_line(summary: RunSummary) -> str:
-    """``"step input-bound (high confidence: data wait 36%, 33-39%); run startup-bound
-    (low confidence)"`` -- the step's answer and the run's, each with how sure it is."""
-    step = summary.step
-    if step.kind == "insufficient-data":
-        return f"insufficient data ({step.reasons[0] if step.reasons else 'too few steps'})"
-    said = f"step {step.kind} ({step.confidence} confidence"
-    if step.share is not None and step.share_low is not None and step.share_high is not None:
-        low, high = step.share_low, step.share_high
-        said += f": data wait {step.share:.0%} of a step, {low:.0%}-{high:.0%}"
-    said += ")"
-    run = summary.run
-    if run.kind != step.kind:
-        said += f"; run {run.kind} ({run.confidence} confidence"
-        if run.share is not None:
-            said += f": {run.share:.0%} of the run"
-        said += ")"
-    return said
+def describe_verdict(data: JsonObject) -> list[str]:
+    """The step's verdict and the run's, each followed by what lowered its confidence;
+    the tail when the mean step is far above the median."""
+    verdict = data.get("verdict")
+    if not isinstance(verdict, dict):
+        return ["?"]
+    step, run = verdict.get("step"), verdict.get("run")
+    if not isinstance(step, dict) or not isinstance(run, dict):
+        return [str(verdict.get("primary"))]  # a report written before step and run
+    reasons = step.get("reasons")
+    if step.get("kind") == "insufficient-data":
+        first = reasons[0] if isinstance(reasons, list) and reasons else "too few steps"
+        return [f"insufficient data ({first})"]
+    out = []
+    said = f"step {step.get('kind')} ({step.get('confidence')} confidence"
+    share, low, high = step.get("share"), step.get("share_low"), step.get("share_high")
+    if isinstance(share, int | float):
+        said += f"; data wait {share:.0%} of a step"
+        if isinstance(low, int | float) and isinstance(high, int | float):
+            said += f", 95% interval {low:.0%}-{high:.0%}"
+    out.append(said + ")")
+    out += _because(step, [])
+    if run.get("kind") != step.get("kind") or run.get("confidence") != step.get("confidence"):
+        share = run.get("share")
+        part = ""
+        if run.get("kind") != step.get("kind") and isinstance(share, int | float):
+            part = f"; {share:.0%} of the run"
+        out.append(f"run {run.get('kind')} ({run.get('confidence')} confidence{part})")
+        out += _because(run, out)
+    tail = verdict.get("tail")
+    ratio = tail.get("mean_over_median") if isinstance(tail, dict) else None
+    if isinstance(tail, dict) and isinstance(ratio, int | float) and ratio >= 1.5:
+        slow = tail.get("slow_share")
+        out.append(
+            f"tail: the mean step is {ratio:.1f}x the median; {tail.get('slow_steps')} slow "
+            f"steps take {slow if isinstance(slow, int | float) else 0.0:.0%} of the "
+            "training time"
+        )
+    return out
+
+
+def _because(answer: JsonObject, said: list[str]) -> list[str]:
+    """An answer's reasons, when they lowered its confidence, not said already."""
+    reasons = answer.get("reasons")
+    if answer.get("confidence") == "high" or not isinstance(reasons, list):
+        return []
+    lines = [f"  because {reason}" for reason in reasons]
+    return [line for line in lines if line not in said]
