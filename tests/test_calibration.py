@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import time
@@ -110,11 +111,18 @@ def test_a_candidate_over_the_memory_budget_is_screened_before_it_runs(tmp_path,
 def test_results_are_stored_and_reused_until_they_expire(tmp_path, two_cpus, caplog) -> None:
     caplog.set_level(logging.INFO, logger="trainperf.calibrate")
     data = in_memory()
-    first = calibrate(data, batch_size=64, home=tmp_path, limits=two_cpus)
+    # A clock that ticks per reading: the recheck sees the stored speed again however
+    # busy the machine is, so what is tested is the store, not this moment's CPU.
+    ticks = itertools.count()
+
+    def clock() -> float:
+        return next(ticks) * 1e-3
+
+    first = calibrate(data, batch_size=64, home=tmp_path, limits=two_cpus, clock=clock)
     stored = json.loads((tmp_path / "calibration.json").read_text())
     assert len(stored["entries"]) == 1
     caplog.clear()
-    again = calibrate(data, batch_size=64, home=tmp_path, limits=two_cpus)
+    again = calibrate(data, batch_size=64, home=tmp_path, limits=two_cpus, clock=clock)
     assert again.source == "stored"
     assert again.chosen == first.chosen
     assert [parse_kv(r.getMessage())[0] for r in caplog.records] == ["calibration_reused"]
