@@ -163,6 +163,7 @@ def diagnose(
     elif returncode != 0:
         failure = f"the command exited with code {returncode}: {_last_error(tail)}"
     from trainperf.doctor.findings import compose
+    from trainperf.doctor.shm import read_sign, shm_finding
 
     cpus = resources.get("cpu_budget")
     stopped = proofs_record.get("stopped_at_step")
@@ -182,11 +183,12 @@ def diagnose(
             f"after the doctor's stop the command went on: {_after_stop(after)}; reported "
             "apart, the verdict and proofs are taken on the steps before the stop"
         )
+    shm = read_sign(folder / "output.log") if failure is not None else None
+    if shm is not None:
+        found = shm_finding(shm, resources=resources, loaders=loaders, proofs=proofs)
+        findings = (found, *findings)
     if summary is None:
-        notes.append(
-            "no training step was seen: the command used no torch optimizer or DataLoader, "
-            "or it failed before training"
-        )
+        notes.append(_no_step_note(failed=failure is not None, loaders=loaders, shm=shm))
     report = DoctorReport(
         command=tuple(argv),
         bundled=bundled,
@@ -543,6 +545,29 @@ def _after_stop(after: Sequence[Period]) -> str:
     if val:
         said.append(f"{sum(p.wall_s for p in val):.1f} s of validation")
     return " and ".join(said)
+
+
+def _no_step_note(*, failed: bool, loaders: Sequence[JsonObject], shm: str | None) -> str:
+    """Why no training step was seen, as far as the run tells."""
+    if shm is not None:
+        return (
+            "no training step was seen: its DataLoader workers ran out of shared memory "
+            "(/dev/shm) before the first step ended; see the shm-exhausted finding"
+        )
+    if loaders and failed:
+        return (
+            "no training step was seen: it read from a DataLoader, then failed before its "
+            "first optimizer step (or backward()) ended"
+        )
+    if loaders:
+        return (
+            "no training step was seen: it read from a DataLoader, but no optimizer step or "
+            "backward() followed (an evaluation script?)"
+        )
+    return (
+        "no training step was seen: the command used no torch optimizer or DataLoader, "
+        "or it failed before training"
+    )
 
 
 def _read_proofs(folder: Path) -> JsonObject:

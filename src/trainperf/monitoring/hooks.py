@@ -4,6 +4,8 @@
   any worker count) -- timed, and the batch's size inferred;
 * torch's global optimizer post-step hook (every optimizer, no reference needed);
 * ``Tensor.backward``, for loops that update weights without an optimizer;
+* ``torch.no_grad`` and ``torch.inference_mode`` (entering and leaving), for
+  evaluation loops without a DataLoader (:mod:`.regions`);
 * with CUDA in use, two CUDA events per step (:class:`CudaTimer`), read back with
   ``query()`` steps later, never waited for until the run ends; and per epoch the
   peaks of CUDA memory allocated and reserved (the peak counters are reset at each
@@ -120,11 +122,21 @@ class CudaTimer:
         return peaks
 
 
+def _new_pass(iterator: object) -> None:
+    """``iter(loader)`` with ``persistent_workers=True`` returns the same iterator, reset
+    (``_reset``: ``_num_yielded`` back to 0): its first fetch of a pass gets a new
+    serial, so a new epoch, as a new iterator would."""
+    if getattr(iterator, "_num_yielded", None) == 0:
+        vars(iterator).pop("_trainperf_serial", None)
+
+
 @contextlib.contextmanager
 def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[None]:
     import torch
     from torch.optim.optimizer import register_optimizer_step_post_hook
     from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+    from trainperf.monitoring.regions import watch_grad_regions
 
     original_next = _BaseDataLoaderIter.__next__
     serials = itertools.count(1)
@@ -155,11 +167,15 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
             return original_next(self)
         if recorder.at_fetch is not None:
             recorder.at_fetch()
+        _new_pass(self)
         started = clock()
         try:
             batch = original_next(self)
         except StopIteration:
             recorder.fetched(id(self._dataset), serial(self), started, clock(), None)
+            raise
+        except Exception:
+            serial(self)  # a loader whose first fetch fails (a worker killed) is still seen
             raise
         recorder.fetched(id(self._dataset), serial(self), started, clock(), batch_size(batch))
         if timer is not None and recorder.epoch != epoch[0]:
@@ -178,6 +194,7 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
         if not recorder.suspended:
             recorder.optimizer_step()
 
+    restore_regions = watch_grad_regions(recorder)  # first: it may fail, nothing to undo
     _BaseDataLoaderIter.__next__ = timed_next  # type: ignore[method-assign]
     torch.Tensor.backward = counted_backward  # type: ignore[method-assign]
     handle = register_optimizer_step_post_hook(after_step)
@@ -186,5 +203,6 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
     finally:
         epoch_memory()
         handle.remove()
+        restore_regions()
         torch.Tensor.backward = original_backward  # type: ignore[method-assign]
         _BaseDataLoaderIter.__next__ = original_next  # type: ignore[method-assign]
