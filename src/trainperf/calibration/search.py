@@ -16,7 +16,9 @@ The search (racing with early stops; every constant is named below):
    whose replay is the compute floor.
 2. Worker counts up a ladder (1, 2, 3, 4, 6, 8, 12, 16; for a loader that waits, whose
    best count is far up, 2, 4, 8, 12, 16) within the budget. Each is
-   screened for memory first, then timed; it is dropped early when after a chunk of
+   screened for memory first, then timed (end to end, where the trial times the
+   training step too, one rung past the budget is also timed when the last rung
+   improved: the budget keeps a whole CPU for a step that may need far less); it is dropped early when after a chunk of
    batches it runs ``DROP`` slower than the best so far twice in a row (one noisy
    chunk is not enough). The climb stops after ``PATIENCE`` rungs without an
    improvement of ``IMPROVE``, or once a candidate is within ``FLOOR_GAP`` of the
@@ -205,9 +207,17 @@ def search(
     # None: as DataLoader leaves them; 1 once limiting them has won (see the module).
     worker_threads: int | None = None
     ask_pools = worker_pool_threads  # once, at the first rung that ran
+    past_budget = False
     for workers in LADDER if share >= IO_BOUND_SHARE else WAITING_LADDER:
-        if workers > budget.max_workers or not _fits(budget, workers, share):
+        if workers > budget.max_workers:
             break
+        if not _fits(budget, workers, share):
+            # The budget keeps a whole CPU for the training step. End to end, the trial
+            # times the step itself, so one rung past the budget is measured when the
+            # last rung improved: a light step leaves room the budget cannot know of.
+            if step is None or past_budget or stale > 0 or not result.trials[1:]:
+                break
+            past_budget = True
         if _near_floor(result, best_rate):
             break
         main = max(1, math.floor(budget.cpus - workers * max(share, MIN_CPU_SHARE) + 1e-9))
