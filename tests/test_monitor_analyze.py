@@ -111,6 +111,7 @@ def test_thread_oversubscription(threads, workers, cpus, expected) -> None:
         assert found[0].evidence == {
             "intra_op_threads": threads,
             "worker_processes": workers,
+            "busy_threads": threads + workers,
             "cpu_budget": cpus,
         }
         assert "torch.set_num_threads(1)" in found[0].fix

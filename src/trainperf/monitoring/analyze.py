@@ -53,10 +53,13 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from trainperf._json import JsonObject
+    from trainperf.monitoring.anatomy_analysis import StepAnatomy
+    from trainperf.monitoring.anatomy_record import AnatomyRecord
     from trainperf.monitoring.conditions import Conditions
     from trainperf.monitoring.probe import Replay
     from trainperf.monitoring.records import Period, RunMeta
     from trainperf.monitoring.sampler import Sample
+    from trainperf.monitoring.workers import WorkerPools
 
 __all__ = [
     "Confidence",
@@ -81,9 +84,6 @@ HOST_SYNC_UTIL = 50.0  # median GPU utilisation (%) during training below this
 # A replay of cached batches (the probe) confirms input-bound when a step is this much
 # faster than the measured median step.
 CONFIRM_RATIO = 0.9
-EPOCH_START_SPIKE = 5.0  # first batch of an epoch waits this many times the median
-MEMORY_CREEP = 1.2  # peak memory grows every epoch, and the last is this many times the first
-MIN_EPOCHS_FOR_CREEP = 3
 # Confidence: a verdict on fewer steady steps is low; the deciding share's interval
 # is a bootstrap interval (trainperf._stats); a run whose blocks
 # of steps (PHASE_BLOCKS of them) differ PHASE_RATIO times had a slow phase; a run
@@ -267,6 +267,7 @@ class RunSummary:
     run: Verdict = Verdict("insufficient-data", "inconclusive")
     tail: Tail | None = None
     conditions: Conditions | None = None
+    anatomy: StepAnatomy | None = None  # what the steps' time went on, by phase and line
 
     @property
     def confidence(self) -> Confidence:
@@ -295,6 +296,7 @@ class RunSummary:
                 "gpu_util_percent": self.gpu_util_percent,
             },
             "conditions": None if self.conditions is None else self.conditions.to_json(),
+            "anatomy": None if self.anatomy is None else self.anatomy.to_json(),
             "verdict": {
                 "primary": self.primary,
                 "confidence": self.confidence,
@@ -317,12 +319,16 @@ def summarize(
     device_memory: Mapping[int, tuple[int, int]] | None = None,
     replayed: Replay | None = None,
     stopped_early: bool = False,
+    anatomy: AnatomyRecord | None = None,
+    worker_pools: Sequence[WorkerPools] = (),
 ) -> RunSummary:
     """The run's shares, verdicts (step and run, with confidence) and findings.
 
     ``cpus`` is the run's CPU budget (detected when not given); ``stopped_early``
     says the run was cut short on purpose (``trainperf doctor``), so its start-up
-    weighs more than it would over a whole run.
+    weighs more than it would over a whole run. ``anatomy`` holds the training
+    thread's stack samples and GC pauses (:mod:`.anatomy`); ``worker_pools`` the thread
+    pools read inside the DataLoader workers (:mod:`.workers`).
     """
     if cpus is None:
         from trainperf.resources import detect_resources
@@ -351,6 +357,11 @@ def summarize(
     primary = "insufficient-data"
     step = run = Verdict("insufficient-data", "inconclusive", (_too_few(len(train)),))
     tail = None
+    anatomized = None
+    if anatomy is not None and train:
+        from trainperf.monitoring.anatomy_analysis import step_anatomy
+
+        anatomized = step_anatomy(anatomy, periods)
     if len(train) >= MIN_STEPS:
         step = _step_verdict(decided, steady, gpu_util, conditions)
         step_median = statistics.median(p.wall_s for p in steady)
@@ -370,11 +381,27 @@ def summarize(
         if step.kind == "input-bound" and replayed is not None and unconfirmed is None:
             at = next(i for i, f in enumerate(findings) if f.kind == "input-bound")
             findings[at] = _confirmed(findings[at], replayed, step_median)
-        _slow_steps(step, tail, conditions, len(decided) < len(steady), findings)
-        _epoch_spikes(train, findings)
-        _memory_creep(train, host, findings)
-        _oversubscription(threads, host, cpus, findings)
-        _throttled(conditions, threads, host, cpus, train_s, findings)
+        from trainperf.monitoring.rules import RunRecords, apply_rules
+
+        records = RunRecords(
+            periods=periods,
+            train=train,
+            steady=steady,
+            decided=decided,
+            host=host,
+            cpus=cpus,
+            train_s=train_s,
+            step=step,
+            run=run,
+            tail=tail,
+            conditions=conditions,
+            intra_op_threads=threads,
+            anatomy=anatomized,
+            anatomy_record=anatomy,
+            worker_pools=worker_pools,
+            total_s=total,
+        )
+        findings.extend(apply_rules(records))
     return RunSummary(
         steps=len(train),
         samples=samples,
@@ -393,6 +420,7 @@ def summarize(
         run=run,
         tail=tail,
         conditions=conditions,
+        anatomy=anatomized,
     )
 
 
@@ -709,54 +737,6 @@ def _tail(steady: Sequence[Period]) -> Tail | None:
     )
 
 
-def _slow_steps(
-    step: Verdict,
-    tail: Tail | None,
-    conditions: Conditions | None,
-    quiet_only: bool,
-    findings: list[Finding],
-) -> None:
-    """A run whose mean step is far above its median: name the slow steps, whatever the
-    median step's verdict."""
-    if tail is None or tail.slow_share < SLOW_SHARE or tail.mean_s < TAIL_RATIO * tail.median_s:
-        return
-    when = f"mostly every {tail.every} steps" if tail.every else "at irregular steps"
-    if tail.slow_data_wait_share >= INPUT_SHARE:
-        fix = (
-            f"the slow steps ({when}) wait for the DataLoader: workers restarting, a slow "
-            "shard or file, a cache filling; persistent_workers=True and a larger "
-            "prefetch_factor hide refills"
-        )
-    else:
-        fix = (
-            f"the slow steps ({when}) are not waiting for data: look for work the loop does "
-            "every N steps (logging or writing files, checkpoints, evaluation, garbage "
-            "collection, a progress bar) and do it less often or in the background"
-        )
-    if conditions is not None and conditions.contended and not quiet_only:
-        fix += (
-            "; or it is the busy machine (other processes took the CPUs during this run): "
-            "re-run on a quiet machine to tell"
-        )
-    findings.append(
-        Finding(
-            "slow-steps",
-            {
-                "mean_step_s": tail.mean_s,
-                "median_step_s": tail.median_s,
-                "slow_steps": float(tail.slow_steps),
-                "slow_share_of_training": tail.slow_share,
-                "slow_data_wait_share": tail.slow_data_wait_share,
-            },
-            fix,
-            f"if the slow steps took the median step's time: {_gain(tail.excess_share)} "
-            "samples/s (estimated)",
-            step.confidence,
-            step.reasons,
-        )
-    )
-
-
 NOT_CONFIRMED = "with its batches already in memory a step still took"
 
 
@@ -783,118 +763,6 @@ def _confirmed(finding: Finding, replayed: Replay, step_s: float) -> Finding:
     return dataclasses.replace(finding, evidence=evidence, gain=gain)
 
 
-def _epoch_spikes(train: Sequence[Period], findings: list[Finding]) -> None:
-    firsts = [p.data_wait_s for p in train if p.first_of_epoch and p.index > 0]
-    others = [p.data_wait_s for p in train if not p.first_of_epoch]
-    if not firsts or not others:
-        return
-    typical = statistics.median(others)
-    spike = statistics.median(firsts)
-    if spike > EPOCH_START_SPIKE * max(typical, 1e-4):
-        findings.append(
-            Finding(
-                "epoch-start-spike",
-                {"first_batch_wait_s": spike, "median_batch_wait_s": typical},
-                "keep workers alive between epochs (persistent_workers=True)",
-                f"{spike - typical:.3f} s per epoch",
-            )
-        )
-
-
-def _memory_creep(
-    train: Sequence[Period], samples: Sequence[Sample], findings: list[Finding]
-) -> None:
-    """Peak memory (process and workers) per epoch that only ever grows."""
-    bounds: dict[int, tuple[float, float]] = {}
-    for p in train:
-        low, high = bounds.get(p.epoch, (p.start_s, p.start_s + p.wall_s))
-        bounds[p.epoch] = (min(low, p.start_s), max(high, p.start_s + p.wall_s))
-    peaks = []
-    for epoch in sorted(bounds):
-        low, high = bounds[epoch]
-        inside = [s.rss_bytes + s.children_rss_bytes for s in samples if low <= s.t_s <= high]
-        if inside:
-            peaks.append(max(inside))
-    if len(peaks) < MIN_EPOCHS_FOR_CREEP:
-        return
-    growing = all(b > a for a, b in itertools.pairwise(peaks))
-    if growing and peaks[-1] >= MEMORY_CREEP * peaks[0]:
-        findings.append(
-            Finding(
-                "memory-creep",
-                {"first_epoch_peak_mb": peaks[0] / 2**20, "last_epoch_peak_mb": peaks[-1] / 2**20},
-                "something keeps references across epochs (losses kept with their graph, "
-                "growing caches, metric lists); release them or detach",
-                f"{(peaks[-1] - peaks[0]) / 2**20:.0f} MiB more over {len(peaks) - 1} "
-                f"epochs, until the process is killed",
-            )
-        )
-
-
-def _oversubscription(
-    threads: int | None, samples: Sequence[Sample], cpus: float | None, findings: list[Finding]
-) -> None:
-    """More busy threads than CPUs: torch's intra-op pool plus one per worker process."""
-    if threads is None:
-        return
-    if cpus is None:
-        from trainperf.resources import detect_resources
-
-        cpus = detect_resources(gpus=False).cpus_per_rank
-    workers = max((s.children for s in samples), default=0)
-    if threads + workers > cpus + 0.5:
-        findings.append(
-            Finding(
-                "thread-oversubscription",
-                {"intra_op_threads": threads, "worker_processes": workers, "cpu_budget": cpus},
-                f"torch.set_num_threads({max(1, int(cpus) - workers)}), or fewer workers, so "
-                f"threads and workers fit the CPU budget",
-                "fewer context switches and less throttling; measure it with trainperf calibrate",
-            )
-        )
-
-
-def _throttled(
-    conditions: Conditions | None,
-    threads: int | None,
-    samples: Sequence[Sample],
-    cpus: float,
-    train_s: float,
-    findings: list[Finding],
-) -> None:
-    """The container's CPU quota ran out in many of its periods: its threads were held
-    back until the next period (CFS bandwidth control)."""
-    from trainperf.monitoring.conditions import THROTTLED_SHARE
-
-    if conditions is None or (conditions.throttled_share or 0.0) < THROTTLED_SHARE:
-        return
-    workers = max((s.children for s in samples), default=0)
-    held = conditions.throttled_s or 0.0
-    evidence = {
-        "throttled_share": conditions.throttled_share or 0.0,
-        "throttled_s": held,
-        "cpu_quota": cpus,
-        "worker_processes": float(workers),
-    }
-    busy = f"{workers} worker processes"
-    if threads is not None:
-        evidence["intra_op_threads"] = float(threads)
-        busy = f"{threads} intra-op threads and {busy}"
-    share = min(held / train_s, 0.95) if train_s else 0.0
-    findings.append(
-        Finding(
-            "cpu-throttled",
-            evidence,
-            f"the cgroup's CPU quota ({cpus:g} CPUs) ran out in "
-            f"{conditions.throttled_share or 0.0:.0%} of its periods with {busy}: "
-            f"torch.set_num_threads({max(1, int(cpus) - workers)}) and fewer workers so "
-            f"that threads and workers fit the quota (trainperf calibrate measures it)",
-            f"the run's threads were held back {held:.1f} s during {train_s:.1f} s of "
-            f"training; up to {_gain(share)} if none of it were (estimated)",
-        )
-    )
-
-
 def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummary, bool]:
     """A run folder's summary, recomputed from its records, and whether the run ended.
 
@@ -911,6 +779,7 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
     import json
 
     from trainperf.errors import RecordError
+    from trainperf.monitoring.anatomy_record import read_anatomy
     from trainperf.monitoring.probe import PROBE_FILE, read_replay
     from trainperf.monitoring.records import (
         DEVICE_MEMORY,
@@ -920,6 +789,7 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
         read_periods,
     )
     from trainperf.monitoring.sampler import read_samples
+    from trainperf.monitoring.workers import read_worker_pools
 
     folders = rank_folders(folder)
     if not folders:
@@ -940,6 +810,8 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
         host = read_samples(path / "samples.jsonl")
         device_memory = read_device_memory(path / DEVICE_MEMORY)
         replayed = read_replay(path / PROBE_FILE)
+        anatomy = read_anatomy(path)
+        pools = read_worker_pools(path)
         summaries.append(
             summarize(
                 periods[:cut] if cut is not None else periods,
@@ -950,6 +822,8 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
                 device_memory=device_memory,
                 replayed=replayed,
                 stopped_early=cut is not None,
+                anatomy=anatomy,
+                worker_pools=pools,
             )
         )
         own.append(_own_time(periods))

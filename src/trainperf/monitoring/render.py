@@ -90,6 +90,7 @@ def describe_verdict(data: JsonObject) -> list[str]:
             said += f", 95% interval {low:.0%}-{high:.0%}"
     out.append(said + ")")
     out += _because(step, [])
+    out += describe_anatomy(data)
     if run.get("kind") != step.get("kind") or run.get("confidence") != step.get("confidence"):
         share = run.get("share")
         part = ""
@@ -105,6 +106,38 @@ def describe_verdict(data: JsonObject) -> list[str]:
             f"tail: the mean step is {ratio:.1f}x the median; {tail.get('slow_steps')} slow "
             f"steps take {slow if isinstance(slow, int | float) else 0.0:.0%} of the "
             "training time"
+        )
+    return out
+
+
+def describe_anatomy(data: JsonObject) -> list[str]:
+    """What a training step's time went on, from the stack samples: the phases' shares
+    and the user line that takes most of the loop's own work."""
+    anatomy = data.get("anatomy")
+    if not isinstance(anatomy, dict) or not anatomy.get("samples"):
+        return []
+    shares = anatomy.get("shares")
+    if not isinstance(shares, dict):
+        return []
+    parts = [
+        f"{'data wait' if name == 'data' else name} {value:.0%}"
+        for name, value in shares.items()
+        if isinstance(value, int | float) and value >= 0.005
+    ]
+    out = [f"step time: {', '.join(parts)} ({anatomy.get('samples')} stack samples)"]
+    lines = anatomy.get("lines")
+    loop = (
+        [x for x in lines if isinstance(x, dict) and x.get("phase") == "loop"]
+        if isinstance(lines, list)
+        else []
+    )
+    if loop:
+        top = loop[0]
+        share = top.get("share")
+        out.append(
+            f"  the loop's own work, most in {top.get('file')}:{top.get('line')} "
+            f"{top.get('code') or ''}".rstrip()
+            + (f" ({share:.0%} of a step)" if isinstance(share, int | float) else "")
         )
     return out
 

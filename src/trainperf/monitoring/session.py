@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, TextIO
 
@@ -157,6 +158,7 @@ class Run:
         """The run so far, summarised as its record will be (the same start-up, CPU
         budget and samples): decisions taken during the run and the report agree."""
         from trainperf.monitoring.analyze import recorded_cpu_budget
+        from trainperf.monitoring.workers import read_worker_pools
 
         if samples is None:
             samples = [] if self._sampler is None else list(self._sampler.samples)
@@ -165,12 +167,20 @@ class Run:
             self._periods,
             startup_s=first if self.measure_startup else 0.0,
             host=samples,
-            threads=self.threads,
+            threads=self._threads_seen(),
             cpus=recorded_cpu_budget(self._meta),
             device_memory=device_memory,
             replayed=self.replayed,
             stopped_early=stopped_early,
+            anatomy=self._anatomy.record() if self.entered else None,
+            worker_pools=read_worker_pools(self.path) if self.entered else (),
         )
+
+    def _threads_seen(self) -> int | None:
+        """Torch's intra-op threads: the most seen so far (at the start, each epoch's)."""
+        watch = getattr(self, "_thread_watch", None)
+        seen = None if watch is None else watch.max_intra_op_threads
+        return max(self.threads or 0, seen or 0) or None
 
     def begin_validation(self) -> None:
         """Everything until :meth:`end_validation` is validation, whichever loader."""
@@ -215,7 +225,11 @@ class Run:
         self._last_flush = now
 
     def _discard(self) -> None:
-        for name in ("meta.json", "steps.jsonl", "samples.jsonl", DEVICE_MEMORY, PROBE_FILE):
+        from trainperf.monitoring.anatomy import ANATOMY
+        from trainperf.monitoring.workers import WORKERS_FILE
+
+        names = ("meta.json", "steps.jsonl", "samples.jsonl", DEVICE_MEMORY, PROBE_FILE)
+        for name in (*names, WORKERS_FILE, ANATOMY):
             (self.path / name).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.path.rmdir()
@@ -270,6 +284,18 @@ class Run:
             counters=SystemCounters(),
         )
         self._sampler.start()
+        from trainperf.monitoring.workers import WORKERS_FILE, ThreadWatch
+
+        # Workers' thread pools (workers.jsonl) and torch's threads at each epoch.
+        self._thread_watch = ThreadWatch(self.path / WORKERS_FILE, origin=meta.started_at)
+        self._thread_watch.__enter__()
+        from trainperf.monitoring.anatomy import AnatomyCapture
+
+        # The step's anatomy: this thread's stack, sampled, and the GC's pauses.
+        self._anatomy = AnatomyCapture(
+            thread_id=threading.get_ident(), clock=self.clock, origin=self._recorder.origin
+        )
+        self._anatomy.start()
         self.entered = True
         _ACTIVE = self
         return self
@@ -307,6 +333,8 @@ class Run:
             return  # __enter__ failed: nothing was recorded, nothing may be written
         if _ACTIVE is self:
             _ACTIVE = None
+        self._thread_watch.__exit__(None, None, None)
+        self._anatomy.stop()
         if self._recorder is not None:
             self._recorder.close()
         samples = []
@@ -322,6 +350,9 @@ class Run:
         self._flush(self.clock())
         if self._file is not None:
             self._file.close()
+        from trainperf.monitoring.anatomy import write_anatomy
+
+        write_anatomy(self.path, self._anatomy.record())
         device_memory = {} if self._recorder is None else self._recorder.device_memory
         if device_memory:
             (self.path / DEVICE_MEMORY).write_text(
@@ -332,6 +363,8 @@ class Run:
             # a helper script): leave no record behind.
             self._discard()
             return
+        seen = self._thread_watch.max_intra_op_threads  # the most any epoch began with
+        self.threads = max(self.threads or 0, seen or 0) or None
         self._record_threads()
         self.summary = self.summarize(samples, device_memory=device_memory)
         summary = json.dumps(self.summary.to_json(), indent=1)
