@@ -130,6 +130,21 @@ def validation_time(periods: Sequence[Period]) -> tuple[float, float]:
     return sum(p.wall_s for p in val), sum(p.data_wait_s for p in val)
 
 
+def validation_worker_start(periods: Sequence[Period]) -> tuple[float, int]:
+    """Seconds of validation's data wait spent before each pass's first batch, beyond the
+    pass's typical batch wait (workers starting, when they are not persistent), and the
+    number of passes that paid it."""
+    paid, passes = 0.0, 0
+    for p in periods:
+        if p.kind != "val" or p.first_wait_s is None or not p.batches or p.batches < 2:
+            continue
+        typical = (p.data_wait_s - p.first_wait_s) / (p.batches - 1)
+        if p.first_wait_s > typical:
+            paid += p.first_wait_s - typical
+            passes += 1
+    return paid, passes
+
+
 def prove(
     run: Run,
     *,

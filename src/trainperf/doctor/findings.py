@@ -17,8 +17,13 @@ verdict, and says where each gain comes from:
   More workers are advised only when they measured at least ``WORKER_GAIN`` faster.
 * ``validation-preprocessing``: validation takes ``VALIDATION_SHARE`` of the run and
   its loader at least ``INPUT_SHARE`` of validation; cached against uncached batches
-  measured, the run's saving estimated from that.
-* the monitor's other findings, as it states them.
+  measured, the run's saving estimated from that (the batches' building only: the
+  wait before each pass's first batch is not building).
+* ``validation-worker-startup``: the same, when at least ``INPUT_SHARE`` of that wait
+  is before each pass's first batch (workers started again every pass): the fix is
+  ``persistent_workers=True``, not a cache.
+* ``shm-exhausted`` (a command that died of it: :mod:`.shm`), and the monitor's other
+  findings (:mod:`trainperf.monitoring.rules`), as they state them.
 
 No padding: a finding whose own proof did not confirm it is left out of the list and
 said where it belongs (:func:`set_aside`). Findings are ordered with the verdict's own
@@ -32,9 +37,13 @@ from typing import TYPE_CHECKING
 
 from trainperf._json import objects
 from trainperf._stats import format_speedup
-from trainperf.doctor.child import validation_time, wants_validation_proof
+from trainperf.doctor.child import (
+    validation_time,
+    validation_worker_start,
+    wants_validation_proof,
+)
 from trainperf.doctor.report import DoctorFinding, GainSource
-from trainperf.monitoring.analyze import NOT_CONFIRMED
+from trainperf.monitoring.analyze import INPUT_SHARE, NOT_CONFIRMED
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -429,6 +438,30 @@ def validation_finding(
         f"validation takes {share:.0%} of the run ({val_s:.1f} s), {val_data / val_s:.0%} "
         f"of it waiting for its DataLoader"
     ]
+    started, passes = validation_worker_start(periods)
+    building = max(val_data - started, 0.0)
+    batches = sum(p.batches or 0 for p in periods if p.kind == "val")
+    if started >= INPUT_SHARE * val_data:
+        # The first batch of each pass waits for workers to start: no batch is built
+        # yet, so no cache of the batches can save it.
+        evidence.append(
+            f"{started:.1f} s of that wait is before the first batch of each of {passes} "
+            f"passes (about {started / passes:.2f} s each: its workers starting), "
+            f"{building:.1f} s building {batches} batches"
+        )
+        return DoctorFinding(
+            kind="validation-worker-startup",
+            title="every validation pass starts its DataLoader workers again",
+            evidence=tuple(evidence),
+            fix="persistent_workers=True on the validation DataLoader: its workers start "
+            "once and are kept between passes",
+            gain=f"about {started:.1f} s of this run's {val_s:.1f} s of validation "
+            "(estimated: one start remains)",
+            gain_source="estimated",
+            speedup=total / (total - started) if total > started else None,
+            confidence=summary.run.confidence if summary.run.kind == "validation-bound" else "high",
+            reasons=summary.run.reasons if summary.run.kind == "validation-bound" else (),
+        )
     fix = "validate less often or on fewer batches"
     gain = f"if validation's loading were free: {val_data:.1f} s of {val_s:.1f} s (estimated)"
     source: GainSource = "estimated"
@@ -449,7 +482,10 @@ def validation_finding(
             # Times, not rates: the read is the "before" side of built / read.
             found = speedup_interval(read, built, paired=False)
             ratio, low, high = found.value, found.low, found.high
-        saved = val_data * (1 - 1 / ratio) if ratio > 1 else 0.0
+        # What building the batches cost, less reading them: never the workers' start.
+        saved = building * (1 - 1 / ratio) if ratio > 1 else 0.0
+        if batches:
+            saved = min(saved, batches * max(built_s - read_s, 0.0))
         fix = (
             "cache validation's deterministic preprocessing (trainperf.cache.CachedDataset): "
             "build it once, read it every epoch"
@@ -507,7 +543,7 @@ def compose(
         aside.append(f"start-up: {why}")
     if summary is not None:
         covered = {f.kind for f in found}
-        if "validation-preprocessing" in covered:
+        if covered & {"validation-preprocessing", "validation-worker-startup"}:
             covered.add("validation-bound")
         if "startup-imports" in covered:
             covered.add("startup-bound")
@@ -543,7 +579,11 @@ def compose(
 # The findings that speak for each verdict.
 _CAUSES = {
     "input-bound": ("input-bound",),
-    "validation-bound": ("validation-preprocessing", "validation-bound"),
+    "validation-bound": (
+        "validation-preprocessing",
+        "validation-worker-startup",
+        "validation-bound",
+    ),
     "startup-bound": ("startup-imports", "startup-bound"),
     "host-sync-bound": ("host-sync-bound",),
 }

@@ -96,11 +96,16 @@ class _Open:
     first_of_epoch: bool = False
     backward_at: float | None = None
     device_start: object | None = None  # a device mark once the step's batch has arrived
+    first_wait: float | None = None  # the first fetch's wait (workers starting, if any)
+    batches: int = 0
 
     def add(self, waited: float, samples: int | None) -> None:
         self.data_wait += waited
+        if self.first_wait is None:
+            self.first_wait = waited
         if samples is not None:
             self.samples = (self.samples or 0) + samples
+            self.batches += 1
 
 
 class _Fetch(NamedTuple):
@@ -533,6 +538,8 @@ class StepRecorder:
                 wall_s=max(end - val.start, 0.0),
                 data_wait_s=val.data_wait,
                 samples=val.samples,
+                batches=val.batches if val.first_wait is not None else None,
+                first_wait_s=val.first_wait,
             )
         )
         self.validations += 1

@@ -39,7 +39,7 @@ PeriodKind = Literal["train", "val"]
 _LINE = (
     '{"kind": "%s", "index": %d, "epoch": %d, "start_s": %.7f, "wall_s": %.7f, '
     '"data_wait_s": %.7f, "samples": %s, "first_of_epoch": %s, "before_backward_s": %s, '
-    '"device_s": %s}'
+    '"device_s": %s, "batches": %s, "first_wait_s": %s}'
 )
 
 
@@ -65,6 +65,10 @@ class Period:
     # GPU time between the step's last batch arriving and its end, from CUDA events
     # read back later (never a synchronisation per step); None without CUDA.
     device_s: float | None = None
+    # Validation periods: the batches read, and the first one's wait (a pass without
+    # persistent workers starts its workers there, before any batch is built).
+    batches: int | None = None
+    first_wait_s: float | None = None
 
     def to_json(self) -> JsonObject:
         return {
@@ -80,6 +84,8 @@ class Period:
                 None if self.before_backward_s is None else round(self.before_backward_s, 7)
             ),
             "device_s": None if self.device_s is None else round(self.device_s, 7),
+            "batches": self.batches,
+            "first_wait_s": None if self.first_wait_s is None else round(self.first_wait_s, 7),
         }
 
     def to_line(self) -> str:
@@ -88,6 +94,8 @@ class Period:
         samples = "null" if self.samples is None else str(self.samples)
         before = "null" if self.before_backward_s is None else f"{self.before_backward_s:.7f}"
         device = "null" if self.device_s is None else f"{self.device_s:.7f}"
+        batches = "null" if self.batches is None else str(self.batches)
+        first = "null" if self.first_wait_s is None else f"{self.first_wait_s:.7f}"
         return _LINE % (
             self.kind,
             self.index,
@@ -99,6 +107,8 @@ class Period:
             "true" if self.first_of_epoch else "false",
             before,
             device,
+            batches,
+            first,
         )
 
     @classmethod
@@ -117,6 +127,8 @@ class Period:
             first_of_epoch=bool(data.get("first_of_epoch", False)),
             before_backward_s=opt_float(data, "before_backward_s"),
             device_s=opt_float(data, "device_s"),
+            batches=opt_int(data, "batches"),
+            first_wait_s=opt_float(data, "first_wait_s"),
         )
 
 
