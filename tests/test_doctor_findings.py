@@ -120,3 +120,71 @@ def test_the_configuration_reader_is_found_in_the_entry_points_source(tmp_path) 
     assert _reads_config(str(tmp_path / "hydra_app.py")) == "hydra"
     assert _reads_config(str(tmp_path / "plain.py")) is None
     assert _reads_config("trainperf.examples.ocr.train") == "hydra"  # a module name
+
+
+def _oversubscribed():
+    """A run with two intra-op threads and four worker processes on two CPUs."""
+    from trainperf.monitoring.sampler import Sample
+
+    host = [Sample(1.0, 100, 100, 100.0, 100.0, children=4)]
+    return summarize(steps(30, 0.01, 0.002), host=host, threads=2, cpus=2.0)
+
+
+def _calibration_proof(mode: str, speedup: float, low: float) -> dict:
+    return {
+        "kind": "calibration",
+        "role": "training",
+        "baseline_samples_per_s": 100.0,
+        "chosen_samples_per_s": 100.0 * speedup,
+        "gain": speedup,
+        "calibration": {
+            "mode": mode,
+            "elapsed_s": 1.0,
+            "chosen": {"batch_size": 64, "num_workers": 0, "main_threads": 2},
+            "candidates": [{"samples_per_s": 100.0}, {"samples_per_s": 100.0 * speedup}],
+        },
+        "verified": {
+            "speedup": speedup,
+            "speedup_low": low,
+            "speedup_high": speedup + 0.5,
+            "rounds": 5,
+        },
+    }
+
+
+def test_thread_oversubscription_takes_the_gain_its_end_to_end_calibration_measured() -> None:
+    from trainperf.doctor.findings import thread_finding
+
+    summary = _oversubscribed()
+    assert thread_finding(summary, []) is None  # no proof: the monitor's finding stands
+    found = thread_finding(summary, [_calibration_proof("end-to-end", 1.5, 1.3)])
+    assert found is not None
+    assert found.gain_source == "measured"
+    assert found.fix.startswith("set num_workers=0 main_threads=2 (calibrated)")
+    assert found.speedup == 1.5
+    (listed,) = [
+        f
+        for f in compose(
+            startup={},
+            periods=[],
+            summary=summary,
+            proofs=[_calibration_proof("end-to-end", 1.5, 1.3)],
+            loaders=[],
+            cpus=2.0,
+            bundled=False,
+        )[0]
+        if f.kind == "thread-oversubscription"
+    ]
+    assert listed.gain_source == "measured"
+
+
+def test_a_loader_only_calibration_is_no_measured_gain_for_the_training() -> None:
+    from trainperf.doctor.findings import thread_finding
+
+    found = thread_finding(_oversubscribed(), [_calibration_proof("loader", 3.0, 2.0)])
+    assert found is not None
+    assert found.gain_source == "estimated"
+    assert "the loader alone, without the training step, ran 3.0x" in found.gain
+    assert found.speedup is None
+    none = thread_finding(_oversubscribed(), [_calibration_proof("end-to-end", 1.0, 0.8)])
+    assert none is not None and none.gain.startswith("the calibrated settings measured no faster")

@@ -179,3 +179,33 @@ def test_device_time_and_memory_per_epoch() -> None:
         "step_median_s": summary.device_step_median_s,
         "gpu_util_percent": None,
     }
+
+
+@pytest.mark.verdict
+def test_validation_bound_says_which_part_of_validation() -> None:
+    # Two passes of 100 batches of 8 samples against training's 32: small batches over a
+    # set as large as an epoch, the model's work (little waiting for data).
+    train = [
+        Period("train", i, i // 10, i * 1.0, 1.0, 0.0, 32, first_of_epoch=(i % 10 == 0))
+        for i in range(20)
+    ]
+    val = [
+        Period("val", k, k, 20.0 + k * 30, 30.0, 1.0, 800, batches=100, first_wait_s=0.01)
+        for k in range(2)
+    ]
+    (finding,) = [f for f in summarize([*train, *val]).findings if f.kind == "validation-bound"]
+    assert finding.evidence["validation_batch"] == 8.0
+    assert finding.evidence["training_batch"] == 32.0
+    assert "its batches: 8 samples against training's 32" in finding.fix
+    assert "its size: each pass reads 800 samples" in finding.fix
+    assert "its model work" in finding.fix
+    assert "its loader" not in finding.fix
+
+
+@pytest.mark.verdict
+def test_validation_waiting_for_its_loader_is_told() -> None:
+    train = [Period("train", i, 0, i * 1.0, 1.0, 0.0, 32, first_of_epoch=(i == 0)) for i in range(10)]
+    val = [Period("val", 0, 0, 10.0, 30.0, 20.0, 320, batches=10, first_wait_s=2.0)]
+    (finding,) = [f for f in summarize([*train, *val]).findings if f.kind == "validation-bound"]
+    assert "its loader: 67% of validation waits for batches" in finding.fix
+    assert "its batches" not in finding.fix

@@ -196,8 +196,11 @@ def _prove(run: Run, train_step: Callable[[object], object] | None, stopped: boo
     train = loaders.get(train_id) if train_id is not None else None
     val_s, val_wait_s = validation_time(periods)
     wanted: list[tuple[str, Callable[[], JsonObject]]] = []
-    if train is not None and summary.step.kind == "input-bound":
+    oversubscribed = any(f.kind == "thread-oversubscription" for f in summary.findings)
+    if train is not None and (summary.step.kind == "input-bound" or oversubscribed):
+        # Workers and threads are the calibration's axes: it measures either advice.
         wanted.append(("calibration", functools.partial(calibration_proof, train, train_step)))
+    if train is not None and summary.step.kind == "input-bound":
         wanted.append(("cache", functools.partial(cache_proof, train, role="training")))
     if wants_validation_proof(summary.shares["validation"], val_s, val_wait_s):
         for key, seen in loaders.items():

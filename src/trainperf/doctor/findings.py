@@ -358,6 +358,72 @@ def input_finding(
     )
 
 
+def thread_finding(summary: RunSummary, proofs: Sequence[JsonObject]) -> DoctorFinding | None:
+    """The monitor's thread-oversubscription finding with the gain the calibration
+    measured (its worker, worker-thread and main-thread settings, timed side by side
+    against the loader's own), or ``None`` when there is no such finding or no proof."""
+    found = next((f for f in summary.findings if f.kind == "thread-oversubscription"), None)
+    proof = next(iter(_proofs(proofs, "calibration", "training")), None)
+    if found is None or proof is None or "error" in proof or "skipped" in proof:
+        return None
+    evidence = [f"{k}={v:.3g}" for k, v in found.evidence.items()]
+    text, searched, chosen = _calibration_text(proof)
+    evidence.append(text)
+    checked = proof.get("verified")
+    verified = checked if isinstance(checked, dict) else None
+    factor = _float(verified, "speedup") if verified else None
+    low = _float(verified, "speedup_low") if verified else None
+    high = _float(verified, "speedup_high") if verified else None
+    fix, gain, source = found.fix, found.gain, "estimated"
+    speedup = None
+    if verified is not None and factor is not None:
+        evidence.append(
+            f"the calibrated settings applied as written ({chosen}) against the loader's own, "
+            f"timed side by side in {verified.get('rounds', '?')} interleaved rounds: "
+            f"{format_speedup(factor, low, high)}"
+        )
+        calibration = proof.get("calibration")
+        end_to_end = isinstance(calibration, dict) and calibration.get("mode") == "end-to-end"
+        if (low if low is not None else factor) >= WORKER_GAIN and end_to_end:
+            fix = f"set {chosen} (calibrated); {found.fix}"
+            gain = (
+                f"calibrated settings: {_percent(factor, low, high)} samples/s "
+                "(measured side by side)"
+            )
+            source, speedup = "measured", factor
+        elif (low if low is not None else factor) >= WORKER_GAIN:
+            # Loading alone: the threads the training step runs were not in the race.
+            fix = f"set {chosen} (calibrated on loading alone); {found.fix}"
+            gain = (
+                f"{found.gain}; the loader alone, without the training step, ran "
+                f"{format_speedup(factor, low, high)} with the calibrated settings (measured "
+                "side by side): the training gains less"
+            )
+        else:
+            gain = (
+                "the calibrated settings measured no faster here side by side: "
+                f"{format_speedup(factor, low, high)}"
+            )
+    elif searched is not None:
+        gain = (
+            f"{found.gain}; the calibration's search found {_percent(searched)} "
+            "(not re-measured as written)"
+        )
+    return DoctorFinding(
+        kind="thread-oversubscription",
+        title="more busy threads than CPUs",
+        evidence=tuple(evidence),
+        fix=fix,
+        gain=gain,
+        gain_source="measured" if source == "measured" else "estimated",
+        speedup=speedup,
+        speedup_low=low if speedup else None,
+        speedup_high=high if speedup else None,
+        confidence=found.confidence,
+        reasons=found.reasons,
+    )
+
+
 def _workers_override(proof: JsonObject) -> str:
     calibration = proof.get("calibration")
     chosen = calibration.get("chosen") if isinstance(calibration, dict) else None
@@ -536,6 +602,9 @@ def compose(
         validation = validation_finding(periods, summary, proofs, bundled=bundled)
         if validation is not None:
             found.append(validation)
+        threads = thread_finding(summary, proofs)
+        if threads is not None:
+            found.append(threads)
     imports, why = startup_finding(startup, bundled=bundled)
     if imports is not None:
         found.append(imports)
@@ -548,6 +617,8 @@ def compose(
         if "startup-imports" in covered:
             covered.add("startup-bound")
         covered.add("input-bound")  # input_finding speaks for it, or set it aside
+        if threads is not None:
+            covered.add("thread-oversubscription")
         for finding in summary.findings:
             if finding.kind in covered:
                 continue

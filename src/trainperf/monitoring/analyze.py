@@ -268,6 +268,9 @@ class RunSummary:
     tail: Tail | None = None
     conditions: Conditions | None = None
     anatomy: StepAnatomy | None = None  # what the steps' time went on, by phase and line
+    # The user's own batch-making functions whose time counts as data wait (a loop
+    # without a DataLoader), as "file:function".
+    data_wait_functions: tuple[str, ...] = ()
 
     @property
     def confidence(self) -> Confidence:
@@ -297,6 +300,7 @@ class RunSummary:
             },
             "conditions": None if self.conditions is None else self.conditions.to_json(),
             "anatomy": None if self.anatomy is None else self.anatomy.to_json(),
+            "data_wait_functions": list(self.data_wait_functions),
             "verdict": {
                 "primary": self.primary,
                 "confidence": self.confidence,
@@ -334,6 +338,11 @@ def summarize(
         from trainperf.resources import detect_resources
 
         cpus = detect_resources(gpus=False).cpus_per_rank
+    loaded_by: tuple[str, ...] = ()
+    if anatomy is not None:
+        from trainperf.monitoring.batch_functions import count_batch_functions
+
+        periods, anatomy, loaded_by = count_batch_functions(periods, anatomy)
     train = [p for p in periods if p.kind == "train"]
     val = [p for p in periods if p.kind == "val"]
     train_s = sum(p.wall_s for p in train)
@@ -375,7 +384,7 @@ def summarize(
         run = _run_verdict(shares, step, len(train), conditions, stopped_early)
         primary = run.kind
         tail = _tail(decided)
-        _run_findings(run, shares, findings)
+        _run_findings(run, shares, periods, steady, findings)
         if unconfirmed is None:
             _step_findings(step, gpu_util, findings)
         if step.kind == "input-bound" and replayed is not None and unconfirmed is None:
@@ -421,6 +430,7 @@ def summarize(
         tail=tail,
         conditions=conditions,
         anatomy=anatomized,
+        data_wait_functions=loaded_by,
     )
 
 
@@ -649,14 +659,20 @@ def _run_verdict(
     )
 
 
-def _run_findings(run: Verdict, shares: dict[str, float], findings: list[Finding]) -> None:
+def _run_findings(
+    run: Verdict,
+    shares: dict[str, float],
+    periods: Sequence[Period],
+    steady: Sequence[Period],
+    findings: list[Finding],
+) -> None:
     if run.kind == "validation-bound":
+        evidence, fix = _validation_parts(periods, steady)
         findings.append(
             Finding(
                 "validation-bound",
-                {"validation_share": shares["validation"]},
-                "validate less often, on fewer batches, or cache its deterministic "
-                "preprocessing (label maps, decoded images)",
+                {"validation_share": shares["validation"], **evidence},
+                fix,
                 f"if validation were free: {_gain(shares['validation'])} wall time saved",
                 run.confidence,
                 run.reasons,
@@ -673,6 +689,66 @@ def _run_findings(run: Verdict, shares: dict[str, float], findings: list[Finding
                 run.reasons,
             )
         )
+
+
+# Validation's parts: its loader's share of its time, its batches against training's.
+SMALL_EVAL_BATCH = 0.5  # eval batches at most this share of training's
+LARGE_EVAL_SET = 0.5  # a pass reads at least this share of a training epoch's samples
+
+
+def _validation_parts(
+    periods: Sequence[Period], steady: Sequence[Period]
+) -> tuple[dict[str, float], str]:
+    """Which part of validation takes its time -- its loader, its model work, the size
+    or number of its batches -- as evidence and the matching fix."""
+    val = [p for p in periods if p.kind == "val"]
+    val_s = sum(p.wall_s for p in val)
+    wait = sum(p.data_wait_s for p in val)
+    evidence: dict[str, float] = {"validation_passes": float(len(val))}
+    fixes = []
+    if val_s > 0:
+        evidence["validation_data_wait_share"] = wait / val_s
+        if wait >= INPUT_SHARE * val_s:
+            fixes.append(
+                f"its loader: {wait / val_s:.0%} of validation waits for batches (workers "
+                "for the validation DataLoader, persistent_workers=True, or cache its "
+                "deterministic preprocessing)"
+            )
+    batches = sum(p.batches or 0 for p in val)
+    val_samples = sum(p.samples or 0 for p in val)
+    train_batch = (
+        statistics.median(p.samples for p in steady if p.samples)
+        if any(p.samples for p in steady)
+        else None
+    )
+    if batches and val_samples and train_batch:
+        eval_batch = val_samples / batches
+        evidence["validation_batch"] = eval_batch
+        evidence["training_batch"] = float(train_batch)
+        if eval_batch <= SMALL_EVAL_BATCH * train_batch:
+            fixes.append(
+                f"its batches: {eval_batch:.0f} samples against training's {train_batch:.0f} "
+                "(evaluation keeps no gradients: a larger batch fits)"
+            )
+    epochs = {p.epoch for p in steady}
+    per_epoch = sum(p.samples or 0 for p in steady) / len(epochs) if epochs else 0.0
+    if val and val_samples and per_epoch:
+        per_pass = val_samples / len(val)
+        evidence["validation_samples_per_pass"] = per_pass
+        if per_pass >= LARGE_EVAL_SET * per_epoch:
+            fixes.append(
+                f"its size: each pass reads {per_pass:.0f} samples, {per_pass / per_epoch:.0%} "
+                "of a training epoch's (validate on a subset, or less often: "
+                "limit_val_batches, check_val_every_n_epoch, val_check_interval)"
+            )
+    if val_s > 0 and wait < INPUT_SHARE * val_s:
+        fixes.append(
+            f"its model work: {1 - wait / val_s:.0%} of validation is the model's "
+            "(run it under torch.inference_mode(), with a larger batch, or less often)"
+        )
+    return evidence, "validation's time is in " + "; ".join(fixes) if fixes else (
+        "validate less often, on fewer batches, or cache its deterministic preprocessing"
+    )
 
 
 def _step_findings(step: Verdict, gpu_util: float | None, findings: list[Finding]) -> None:

@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 EPOCH_START_SPIKE = 5.0  # first batch of an epoch waits this many times the median
+EPOCH_SPIKE_SHARE = 0.05  # ... and those waits' excess is this share of training
 # Step drift: the steady steps in DRIFT_BLOCKS consecutive blocks; the blocks' mean step
 # time rises with Kendall's tau >= DRIFT_TAU (p < DRIFT_P) and the Theil-Sen line through
 # them ends DRIFT_RATIO times higher than it starts.
@@ -113,10 +114,15 @@ def slow_steps(records: RunRecords) -> list[Finding]:
     ]
 
 
-@rule("epoch-start-spike", reads=("steps",), thresholds={"ratio": EPOCH_START_SPIKE})
+@rule(
+    "epoch-start-spike",
+    reads=("steps",),
+    thresholds={"ratio": EPOCH_START_SPIKE, "share": EPOCH_SPIKE_SHARE},
+)
 def epoch_start_spike(records: RunRecords) -> list[Finding]:
-    """The first batch of each epoch waits ``EPOCH_START_SPIKE`` times the median batch:
-    workers started again every epoch."""
+    """The first batch of each epoch waits ``EPOCH_START_SPIKE`` times the median batch
+    (workers started again every epoch), and the excess takes ``EPOCH_SPIKE_SHARE`` of
+    the training time."""
     train = records.train
     firsts = [p.data_wait_s for p in train if p.first_of_epoch and p.index > 0]
     others = [p.data_wait_s for p in train if not p.first_of_epoch]
@@ -126,6 +132,8 @@ def epoch_start_spike(records: RunRecords) -> list[Finding]:
     spike = statistics.median(firsts)
     if spike <= EPOCH_START_SPIKE * max(typical, 1e-4):
         return []
+    if (spike - typical) * len(firsts) < EPOCH_SPIKE_SHARE * records.train_s:
+        return []  # real, but too small a part of training to be worth a change
     return [
         Finding(
             "epoch-start-spike",
