@@ -188,3 +188,41 @@ def test_a_loader_only_calibration_is_no_measured_gain_for_the_training() -> Non
     assert found.speedup is None
     none = thread_finding(_oversubscribed(), [_calibration_proof("end-to-end", 1.0, 0.8)])
     assert none is not None and none.gain.startswith("the calibrated settings measured no faster")
+
+
+def test_a_batch_built_in_collate_fn_or_differently_each_time_points_at_its_function() -> None:
+    from trainperf.doctor.findings import _cache_text, _hot_fix
+
+    hot = [{"function": "collate > make_label_maps", "share": 0.8}]
+    collated = {
+        "kind": "cache",
+        "role": "training",
+        "deterministic": True,
+        "uncached_s": 0.010,
+        "collate_s": 0.008,
+        "cached_s": 0.001,
+        "hot": hot,
+        "batches": 4,
+    }
+    fix = _hot_fix(collated)
+    assert fix is not None and fix.startswith("collate_fn takes 80% of building a batch")
+    assert "collate > make_label_maps (80% of a batch)" in fix
+    evidence: list[str] = []
+    assert _cache_text(collated, evidence) == pytest.approx((0.010, 0.001))
+    assert "move it into __getitem__" in fix
+    assert "2.0 ms in the samples' __getitem__, 8.0 ms in collate_fn" in evidence[0]
+    random = {
+        **collated,
+        "deterministic": False,
+        "collate_s": 0.001,
+        "hot": [{"function": "augment", "share": 0.7}],
+    }
+    fix = _hot_fix(random)
+    assert fix is not None and "make augment (70% of a batch) cheaper" in fix
+    evidence = []
+    assert _cache_text(random, evidence) is None
+    assert any(
+        "where building a training batch spends its time: augment 70%" in e for e in evidence
+    )
+    plain = {**collated, "collate_s": 0.001}
+    assert _hot_fix(plain) is None

@@ -352,3 +352,22 @@ def test_the_module_imports_neither_torch_nor_numpy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_loaders_run_unrecorded_report_no_workers_and_no_threads(tmp_path) -> None:
+    """A proof's or a calibration's loaders (run inside ``run.unrecorded()``) are not the
+    program's: their workers and thread settings must not make a finding."""
+    loader = DataLoader(Projected(), batch_size=4, num_workers=0)
+    with trainperf.monitor(out=tmp_path / "run") as run:
+        train(loader)
+        before = torch.get_num_threads()
+        with run.unrecorded():
+            torch.set_num_threads(before + 6)
+            try:
+                train(DataLoader(Projected(), batch_size=4, num_workers=2))
+            finally:
+                torch.set_num_threads(before)
+        assert type(worker._worker_loop).__name__ == "_ReportingLoop"  # watching again
+        train(loader)
+    assert read_worker_pools(tmp_path / "run") == ()
+    assert run.threads == before

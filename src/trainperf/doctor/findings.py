@@ -298,6 +298,9 @@ def input_finding(
             )
     for proof in _proofs(proofs, "cache", "training"):
         cached = _cache_text(proof, evidence)
+        pointed = _hot_fix(proof)
+        if pointed is not None:
+            fixes.append(pointed)
         if cached is None:
             continue
         built_s, read_s = cached
@@ -469,21 +472,58 @@ def _cache_text(proof: JsonObject, evidence: list[str]) -> tuple[float, float] |
         f"{h.get('function')} {_float(h, 'share') or 0.0:.0%}" for h in objects(proof.get("hot"))
     ]
     role = proof.get("role")
+    collate_s = _float(proof, "collate_s")
+    parts = (
+        f" ({_ms(built_s - collate_s)} in the samples' __getitem__, {_ms(collate_s)} in collate_fn)"
+        if collate_s is not None
+        else ""
+    )
     if not proof.get("deterministic"):
         evidence.append(
-            f"a {role} batch is built in {_ms(built_s)}, but not the same twice: "
+            f"a {role} batch is built in {_ms(built_s)}{parts}, but not the same twice: "
             f"{proof.get('reason', 'not deterministic')}"
         )
+        if hot:
+            evidence.append(f"where building a {role} batch spends its time: " + ", ".join(hot))
         return None
     read_s = _float(proof, "cached_s") or 0.0
     evidence.append(
         f"a {role} batch ({proof.get('samples_per_batch')} samples) is built in "
-        f"{_ms(built_s)}, the same every time, and read from a trainperf cache in "
+        f"{_ms(built_s)}{parts}, the same every time, and read from a trainperf cache in "
         f"{_ms(read_s)} (measured on {proof.get('batches')} batches)"
     )
     if hot:
         evidence.append(f"where building a {role} batch spends its time: " + ", ".join(hot))
     return built_s, read_s
+
+
+def _hot_fix(proof: JsonObject) -> str | None:
+    """The fix that points at the function taking a batch's time, for batches no cache
+    can keep (different every time) or whose time is in collate_fn."""
+    hot = objects(proof.get("hot"))
+    built_s = _float(proof, "uncached_s") or 0.0
+    collate_s = _float(proof, "collate_s") or 0.0
+    where = (
+        f"{hot[0].get('function')} ({_float(hot[0], 'share') or 0.0:.0%} of a batch)"
+        if hot
+        else None
+    )
+    if built_s > 0 and collate_s >= 0.5 * built_s:
+        # A sample cache (CachedDataset) keeps what __getitem__ returns: the batch is
+        # still collated from it every time.
+        return (
+            f"collate_fn takes {collate_s / built_s:.0%} of building a batch"
+            + (f", most in {where}" if where else "")
+            + ": a cache of the samples does not keep that work; move it into __getitem__ "
+            "(per sample: workers then share it, and trainperf.cache.CachedDataset keeps it)"
+            + ("" if proof.get("deterministic") else ", or make it cheaper")
+        )
+    if not proof.get("deterministic") and where:
+        return (
+            f"the batches differ every time (random augmentation), so no cache keeps them: "
+            f"make {where} cheaper, or run it in more workers"
+        )
+    return None
 
 
 def validation_finding(
@@ -602,7 +642,10 @@ def compose(
         validation = validation_finding(periods, summary, proofs, bundled=bundled)
         if validation is not None:
             found.append(validation)
-        threads = thread_finding(summary, proofs)
+        # One calibration, one measured gain: where the input finding claims it, the
+        # thread finding stays the monitor's (estimated), not a second copy of it.
+        inputs = any(f.kind == "input-bound" for f in found)
+        threads = None if inputs else thread_finding(summary, proofs)
         if threads is not None:
             found.append(threads)
     imports, why = startup_finding(startup, bundled=bundled)

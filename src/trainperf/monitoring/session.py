@@ -121,8 +121,10 @@ class Run:
         if recorder is not None:
             recorder.suspended = True
         began = self.clock()
+        watch = getattr(self, "_thread_watch", None)
         try:
-            yield
+            with contextlib.nullcontext() if watch is None else watch.paused():
+                yield
         finally:
             if recorder is not None:
                 recorder.suspended = previous

@@ -22,6 +22,7 @@ thread. :func:`oversubscription` is the rule that turns both into a finding.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -36,7 +37,7 @@ from trainperf._json import as_object, objects, opt_int, req_float, req_int, req
 from trainperf.errors import RecordError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from types import TracebackType
 
     from trainperf._json import JsonObject
@@ -395,6 +396,19 @@ class ThreadWatch:
         if self._restore is not None:
             self._restore()
             self._restore = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Loaders run inside the block (a calibration's, a proof's) are not the
+        program's: their workers report nothing and their threads are not read."""
+        if self._restore is None:
+            yield
+            return
+        self.__exit__(None, None, None)
+        try:
+            yield
+        finally:
+            self.__enter__()
 
 
 # -- the rule ------------------------------------------------------------------------
