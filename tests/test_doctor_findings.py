@@ -187,7 +187,8 @@ def test_a_loader_only_calibration_is_no_measured_gain_for_the_training() -> Non
     assert "the loader alone, without the training step, ran 3.0x" in found.gain
     assert found.speedup is None
     none = thread_finding(_oversubscribed(), [_calibration_proof("end-to-end", 1.0, 0.8)])
-    assert none is not None and none.gain.startswith("the calibrated settings measured no faster")
+    assert none is not None
+    assert none.gain.startswith("the calibrated settings measured no faster")
 
 
 def test_a_batch_built_in_collate_fn_or_differently_each_time_points_at_its_function() -> None:
@@ -205,7 +206,8 @@ def test_a_batch_built_in_collate_fn_or_differently_each_time_points_at_its_func
         "batches": 4,
     }
     fix = _hot_fix(collated)
-    assert fix is not None and fix.startswith("collate_fn takes 80% of building a batch")
+    assert fix is not None
+    assert fix.startswith("collate_fn takes 80% of building a batch")
     assert "collate > make_label_maps (80% of a batch)" in fix
     evidence: list[str] = []
     assert _cache_text(collated, evidence) == pytest.approx((0.010, 0.001))
@@ -218,7 +220,8 @@ def test_a_batch_built_in_collate_fn_or_differently_each_time_points_at_its_func
         "hot": [{"function": "augment", "share": 0.7}],
     }
     fix = _hot_fix(random)
-    assert fix is not None and "make augment (70% of a batch) cheaper" in fix
+    assert fix is not None
+    assert "make augment (70% of a batch) cheaper" in fix
     evidence = []
     assert _cache_text(random, evidence) is None
     assert any(

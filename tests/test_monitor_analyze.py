@@ -204,7 +204,9 @@ def test_validation_bound_says_which_part_of_validation() -> None:
 
 @pytest.mark.verdict
 def test_validation_waiting_for_its_loader_is_told() -> None:
-    train = [Period("train", i, 0, i * 1.0, 1.0, 0.0, 32, first_of_epoch=(i == 0)) for i in range(10)]
+    train = [
+        Period("train", i, 0, i * 1.0, 1.0, 0.0, 32, first_of_epoch=(i == 0)) for i in range(10)
+    ]
     val = [Period("val", 0, 0, 10.0, 30.0, 20.0, 320, batches=10, first_wait_s=2.0)]
     (finding,) = [f for f in summarize([*train, *val]).findings if f.kind == "validation-bound"]
     assert "its loader: 67% of validation waits for batches" in finding.fix

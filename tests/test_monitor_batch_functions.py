@@ -58,7 +58,14 @@ def test_planted_proportions_without_a_dataloader(tmp_path) -> None:
 
 
 def test_only_batch_making_functions_are_counted() -> None:
-    for name in ("get_batch", "load_batch", "next_batch", "fetch_data", "sample_batch", "_get_batch"):
+    for name in (
+        "get_batch",
+        "load_batch",
+        "next_batch",
+        "fetch_data",
+        "sample_batch",
+        "_get_batch",
+    ):
         assert BATCH_FUNCTION.search(name), name
     for name in ("train_step", "batchnorm_update", "log_metrics", "evaluate", "forward"):
         assert not BATCH_FUNCTION.search(name), name

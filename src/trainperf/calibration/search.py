@@ -18,11 +18,11 @@ The search (racing with early stops; every constant is named below):
    best count is far up, 2, 4, 8, 12, 16) within the budget. Each is
    screened for memory first, then timed (end to end, where the trial times the
    training step too, one rung past the budget is also timed when the last rung
-   improved: the budget keeps a whole CPU for a step that may need far less); it is dropped early when after a chunk of
-   batches it runs ``DROP`` slower than the best so far twice in a row (one noisy
-   chunk is not enough). The climb stops after ``PATIENCE`` rungs without an
-   improvement of ``IMPROVE``, or once a candidate is within ``FLOOR_GAP`` of the
-   compute floor (nothing left to gain).
+   improved: the budget keeps a whole CPU for a step that may need far less); it is
+   dropped early when after a chunk of batches it runs ``DROP`` slower than the best
+   so far twice in a row (one noisy chunk is not enough). The climb stops after
+   ``PATIENCE`` rungs without an improvement of ``IMPROVE``, or once a candidate is
+   within ``FLOOR_GAP`` of the compute floor (nothing left to gain).
 
    Worker threads: workers doing matrix work each start a BLAS pool as wide as the
    machine, next to the training process's threads, where the budget counts one

@@ -126,8 +126,10 @@ def _build_parser(
     for name, module, summary in _COMMANDS:
         child = sub.add_parser(name, help=summary, description=summary, allow_abbrev=False)
         if name == selected:
+            # Commands that run the user's program keep stdout for the program's output.
+            where = "stderr (stdout is the command's own)" if name in ("run", "ab") else "stdout"
             child.add_argument(
-                "--json", action="store_true", help="print machine-readable JSON on stdout"
+                "--json", action="store_true", help=f"print machine-readable JSON on {where}"
             )
             child.add_argument(
                 "-v", "--verbose", action="store_true", help="also log progress lines to stderr"

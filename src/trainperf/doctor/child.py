@@ -196,7 +196,13 @@ def _prove(run: Run, train_step: Callable[[object], object] | None, stopped: boo
     train = loaders.get(train_id) if train_id is not None else None
     val_s, val_wait_s = validation_time(periods)
     wanted: list[tuple[str, Callable[[], JsonObject]]] = []
-    oversubscribed = any(f.kind == "thread-oversubscription" for f in summary.findings)
+    # Workers' threads are what the calibration's axes reach (workers, threads in them,
+    # the training process's threads beside them); a step's own threads alone are not.
+    oversubscribed = (
+        train is not None
+        and train.num_workers > 0
+        and any(f.kind == "thread-oversubscription" for f in summary.findings)
+    )
     if train is not None and (summary.step.kind == "input-bound" or oversubscribed):
         # Workers and threads are the calibration's axes: it measures either advice.
         wanted.append(("calibration", functools.partial(calibration_proof, train, train_step)))

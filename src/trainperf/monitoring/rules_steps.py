@@ -78,6 +78,8 @@ def slow_steps(records: RunRecords) -> list[Finding]:
     if tail is None or tail.slow_share < SLOW_SHARE or tail.mean_s < TAIL_RATIO * tail.median_s:
         return []
     when = f"mostly every {tail.every} steps" if tail.every else "at irregular steps"
+    if tail.slow_data_wait_share >= INPUT_SHARE and step.kind == "input-bound":
+        return []  # the steps wait for data, slow or not: the input-bound finding says it
     if tail.slow_data_wait_share >= INPUT_SHARE:
         fix = (
             f"the slow steps ({when}) wait for the DataLoader: workers restarting, a slow "
@@ -159,6 +161,7 @@ class Drift:
     last_s: float
     tau: float
     p_value: float
+    began_s: float = 0.0  # the mean step of the first two blocks, as measured
 
     @property
     def ratio(self) -> float:
@@ -189,7 +192,8 @@ def trend(steps: Sequence[Period]) -> Drift | None:
     last = float(intercept + slope * (blocks - 1))
     p_value = float(tau.pvalue) if tau.pvalue == tau.pvalue else 1.0  # NaN: all equal
     statistic = float(tau.statistic) if tau.statistic == tau.statistic else 0.0
-    return Drift(blocks, size, max(first, 1e-9), last, statistic, p_value)
+    began = statistics.fmean(means[:2])
+    return Drift(blocks, size, max(first, 1e-9), last, statistic, p_value, began)
 
 
 @rule(
@@ -222,13 +226,16 @@ def step_drift(records: RunRecords) -> list[Finding]:
         if lines
         else ""
     )
-    pace = found.first_s * len(steady)
+    # The gain at the pace the run began with, as measured (the first blocks' mean), not
+    # the fitted line's start, which a flush every N steps can put below any real step.
+    pace = found.began_s * len(steady)
     spent = sum(p.wall_s for p in steady)
     return [
         Finding(
             "step-drift",
             {
-                "first_step_s": found.first_s,
+                "first_step_s": found.began_s,
+                "fitted_first_step_s": found.first_s,
                 "last_step_s": found.last_s,
                 "growth": found.ratio,
                 "kendall_tau": found.tau,
@@ -239,7 +246,7 @@ def step_drift(records: RunRecords) -> list[Finding]:
             "so far (rewriting a whole log or metrics file, searching a growing list, "
             "keeping tensors with their graphs); append instead of rewriting, keep "
             f"bounded state{where}",
-            f"at the first steps' pace ({found.first_s * 1e3:.1f} ms): "
+            f"at the first steps' pace ({found.began_s * 1e3:.1f} ms a step): "
             f"{_gain(1 - pace / spent) if spent > pace else '+0%'} samples/s over this run, "
             "more the longer it runs (estimated)",
             confidence,
@@ -288,7 +295,7 @@ def loop_overhead(records: RunRecords) -> list[Finding]:
     named = "; ".join(
         f"{_where(line.file, line.line, line.code)} ({line.share:.0%} of a step)" for line in lines
     )
-    fixes = _loop_fixes(line.code for line in lines)
+    fixes = _loop_fixes(line.code.split("#", 1)[0] for line in lines)  # code, not comments
     confidence, reasons = _anatomy_confidence(records)
     evidence = {
         "loop_share_of_step": share,
