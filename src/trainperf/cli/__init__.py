@@ -127,7 +127,7 @@ def _build_parser(
         child = sub.add_parser(name, help=summary, description=summary, allow_abbrev=False)
         if name == selected:
             # Commands that run the user's program keep stdout for the program's output.
-            where = "stderr (stdout is the command's own)" if name in ("run", "ab") else "stdout"
+            where = "stderr (stdout is the command's own)" if name == "run" else "stdout"
             child.add_argument(
                 "--json", action="store_true", help=f"print machine-readable JSON on {where}"
             )
