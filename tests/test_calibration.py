@@ -59,9 +59,12 @@ def test_a_heavy_pipeline_with_a_training_step_gets_a_worker(tmp_path, two_cpus)
         samples=8,
     )
     assert result.mode == "end-to-end"
-    assert result.chosen.num_workers == 1
+    assert result.chosen.num_workers >= 1
     assert result.chosen.persistent_workers
-    assert result.chosen.main_threads == 1  # 1 worker + 1 thread: the 2-CPU budget
+    assert result.chosen.main_threads == 1  # the workers take the other CPU
+    # The step waits on a timer and leaves its CPU free: the rung past the budget (which
+    # keeps a whole CPU for the step) is measured too, once one worker has improved.
+    assert any(t.config.num_workers == 2 for t in result.candidates)
     base = next(t for t in result.candidates if t.config.num_workers == 0)
     assert result.samples_per_s > 1.3 * base.samples_per_s
     assert result.floor_samples_per_s is not None

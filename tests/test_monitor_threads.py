@@ -105,7 +105,8 @@ def test_workers_report_their_blas_pools_and_the_rule_names_the_worker_fix(tmp_p
         assert report.num_workers == 2
         assert report.torch_threads == 1  # DataLoader's setting in every worker
         assert report.pools is not None
-        (blas,) = [p for p in report.pools if p.user_api == "blas"]
+        # numpy's OpenBLAS, and any other BLAS this process loaded before (scipy's).
+        blas = max((p for p in report.pools if p.user_api == "blas"), key=lambda p: p.num_threads)
         assert blas.num_threads >= 2
         assert report.helpers_ran is not None
         assert report.helpers_ran >= 1  # the pool worked
@@ -140,7 +141,9 @@ def test_a_worker_init_fn_limiting_the_pools_removes_the_worker_part(tmp_path) -
     assert len(reports) == 2
     for report in reports:
         assert report.pools is not None
-        assert [p.num_threads for p in report.pools if p.user_api == "blas"] == [1]
+        blas = [p.num_threads for p in report.pools if p.user_api == "blas"]
+        assert blas
+        assert set(blas) == {1}
         assert report.busy_threads == 1
     finding = oversubscription(
         intra_op_threads=2, worker_processes=2, worker_pools=reports, cpus=2.0
