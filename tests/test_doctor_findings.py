@@ -229,3 +229,35 @@ def test_a_batch_built_in_collate_fn_or_differently_each_time_points_at_its_func
     )
     plain = {**collated, "collate_s": 0.001}
     assert _hot_fix(plain) is None
+
+
+def test_a_loop_waiting_in_its_own_batch_function_is_not_told_about_dataloader_workers() -> None:
+    from trainperf.monitoring.anatomy_record import AnatomyRecord, StackSample
+
+    periods = [
+        Period("train", i, 0, i * 0.1, 0.1, 0.0, None, first_of_epoch=(i == 0)) for i in range(30)
+    ]
+    samples = [
+        StackSample(
+            i * 0.1 + k / 100,
+            "loop",
+            "train.py",
+            44 if k < 5 else 90,
+            "get_batch" if k < 5 else "main",
+        )
+        for i in range(30)
+        for k in range(10)
+    ]
+    record = AnatomyRecord(interval_s=0.01, samples=tuple(samples), gc_pauses=())
+    summary = summarize(periods, anatomy=record, cpus=2.0)
+    assert summary.data_wait_functions == ("train.py:get_batch",)
+    assert summary.step.kind == "input-bound"
+    found, _ = compose(
+        startup={}, periods=periods, summary=summary, proofs=[], loaders=[], cpus=2.0, bundled=False
+    )
+    (inputs,) = [f for f in found if f.kind == "input-bound"]
+    assert inputs.title == "training waits for its own batch function (get_batch)"
+    assert "DataLoader workers over a Dataset" in inputs.fix
+    assert "num_workers" not in inputs.title
+    assert inputs.gain_source == "estimated"
+    assert any("estimated from stack samples" in r for r in inputs.reasons)

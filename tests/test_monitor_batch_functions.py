@@ -86,3 +86,21 @@ def test_the_batch_functions_share_moves_to_data_wait_exactly() -> None:
     # Too few samples in such functions: nothing moves.
     few = AnatomyRecord(interval_s=0.1, samples=tuple(samples[:2]), gc_pauses=())
     assert count_batch_functions(periods, few)[2] == ()
+
+
+def test_each_step_with_enough_samples_gets_its_own_share() -> None:
+    """Steps that wait differently keep their difference (the step verdict's interval is
+    taken over them); a step with too few samples takes the pooled share."""
+    periods = [Period("train", i, 0, float(i), 1.0, 0.0, 8) for i in range(3)]
+    in_batch = {0: 2, 1: 6}  # of ten samples in steps 0 and 1; step 2 holds two samples
+    samples = [
+        StackSample(i + k / 10, "loop", "train.py", 10, "get_batch" if k < in_batch[i] else "main")
+        for i in (0, 1)
+        for k in range(10)
+    ]
+    samples += [StackSample(2.1, "loop", "train.py", 10, "get_batch")]
+    samples += [StackSample(2.2, "forward", "train.py", 12, "main")]
+    record = AnatomyRecord(interval_s=0.1, samples=tuple(samples), gc_pauses=())
+    counted, _, _ = count_batch_functions(periods, record)
+    pooled = (2 + 6 + 1) / 22
+    assert [p.data_wait_s for p in counted] == pytest.approx([0.2, 0.6, pooled])

@@ -209,6 +209,8 @@ def input_finding(
     step = summary.step
     if step.kind != "input-bound":
         return None, ""
+    if summary.data_wait_functions and not any(d.get("role") == "training" for d in loaders):
+        return _own_batches_finding(summary), ""
     data_share = step.share or 0.0
     step_s = summary.step_median_s or 0.0
     train = next((d for d in loaders if d.get("role") == "training"), {})
@@ -358,6 +360,43 @@ def input_finding(
             reasons=step.reasons,
         ),
         "",
+    )
+
+
+def _own_batches_finding(summary: RunSummary) -> DoctorFinding:
+    """Input-bound without a DataLoader: the loop waits in its own batch function (the
+    stack samples in it), which no loader setting reaches."""
+    step = summary.step
+    share = step.share or 0.0
+    functions = ", ".join(f.rsplit(":", 1)[-1] for f in summary.data_wait_functions)
+    evidence = [
+        f"the median training step spends {share:.0%} of its {_ms(summary.step_median_s or 0.0)} "
+        f"in {', '.join(summary.data_wait_functions)} (no DataLoader: estimated from the "
+        "step's stack samples in it)"
+    ]
+    anatomy = summary.anatomy
+    hot = [x for x in (anatomy.lines_of("data") if anatomy else ()) if x.samples >= 2][:3]
+    if hot:
+        evidence.append(
+            "its lines: "
+            + "; ".join(f"{x.file}:{x.line} {x.code} ({x.share:.0%} of a step)" for x in hot)
+        )
+    return DoctorFinding(
+        kind="input-bound",
+        title=f"training waits for its own batch function ({functions})",
+        evidence=tuple(evidence),
+        fix=f"make {functions} cheaper (whole-array slicing and tensor ops instead of Python "
+        "loops over rows), or build the next batches ahead: in a background thread, or in "
+        "DataLoader workers over a Dataset that returns them",
+        gain=f"if the batches were ready when asked for: {_percent(1 / (1 - min(share, 0.95)))} "
+        "steps/s (estimated from the sampled share)",
+        gain_source="estimated",
+        speedup=1 / (1 - min(share, 0.95)),
+        confidence="low" if step.confidence == "high" else step.confidence,
+        reasons=(
+            *step.reasons,
+            "the data wait is estimated from stack samples in the batch function, not timed",
+        ),
     )
 
 

@@ -7,9 +7,10 @@ user frame is a function named like a batch maker (:data:`BATCH_FUNCTION`: ``get
 ``load_batch``, ``next_batch``, ``fetch_data``, ``sample_batch``, ``read_inputs``, ...)
 is the loop waiting for its data.
 
-The share of the steps' sampled time (outside DataLoader fetches) those samples take is
-added to each training step's data wait, pooled over the steps (a step shorter than the
-sampling interval holds no sample): ``data_wait += (wall - data_wait) * share``. The
+The share of a step's sampled time (outside DataLoader fetches) those samples take is
+added to its data wait: ``data_wait += (wall - data_wait) * share``, with the step's own
+share where at least ``STEP_SAMPLES`` samples fell in it, else the share pooled over all
+steps (a step shorter than a few sampling intervals holds too few samples). The
 samples are then labelled ``"data"``, so that the anatomy counts them as data wait and
 not as the loop's own work. An estimate, from samples; the summary names the functions
 (``data_wait_functions``).
@@ -28,13 +29,14 @@ if TYPE_CHECKING:
     from trainperf.monitoring.anatomy_record import AnatomyRecord
     from trainperf.monitoring.records import Period
 
-__all__ = ["BATCH_FUNCTION", "MIN_SAMPLES", "count_batch_functions"]
+__all__ = ["BATCH_FUNCTION", "MIN_SAMPLES", "STEP_SAMPLES", "count_batch_functions"]
 
 BATCH_FUNCTION = re.compile(
     r"(^|_)(get|load|fetch|next|make|sample|read|prepare)_?(batch(es)?|data|inputs?|samples?)($|_)",
     re.IGNORECASE,
 )
 MIN_SAMPLES = 5  # fewer samples in such functions: too little to move time on
+STEP_SAMPLES = 4  # a step with this many samples has a share of its own
 
 
 def count_batch_functions(
@@ -46,30 +48,42 @@ def count_batch_functions(
     train = sorted((p for p in periods if p.kind == "train"), key=lambda p: p.start_s)
     starts = [p.start_s for p in train]
 
-    def in_step(t_s: float) -> bool:
+    def step_of(t_s: float) -> int | None:
         at = bisect.bisect_right(starts, t_s) - 1
-        return at >= 0 and t_s < train[at].start_s + train[at].wall_s
+        if at >= 0 and t_s < train[at].start_s + train[at].wall_s:
+            return train[at].index
+        return None
 
     moved: list[int] = []
-    sampled = 0
     names: dict[str, None] = {}
+    # Per step: (samples outside DataLoader fetches, of them in a batch function).
+    per_step: dict[int, list[int]] = {}
     for i, sample in enumerate(record.samples):
-        if sample.phase == "data" or not in_step(sample.t_s):
+        index = None if sample.phase == "data" else step_of(sample.t_s)
+        if index is None:
             continue
-        sampled += 1
+        counts = per_step.setdefault(index, [0, 0])
+        counts[0] += 1
         if sample.function and BATCH_FUNCTION.search(sample.function):
             moved.append(i)
+            counts[1] += 1
             names[f"{sample.file}:{sample.function}"] = None
+    sampled = sum(c[0] for c in per_step.values())
     if len(moved) < MIN_SAMPLES or not sampled:
         return list(periods), record, ()
-    share = len(moved) / sampled
+    pooled = len(moved) / sampled
     chosen = set(moved)
     relabelled = tuple(
         dataclasses.replace(s, phase="data") if i in chosen else s
         for i, s in enumerate(record.samples)
     )
+
+    def share(p: Period) -> float:
+        counts = per_step.get(p.index)
+        return counts[1] / counts[0] if counts and counts[0] >= STEP_SAMPLES else pooled
+
     counted = [
-        dataclasses.replace(p, data_wait_s=p.data_wait_s + (p.wall_s - p.data_wait_s) * share)
+        dataclasses.replace(p, data_wait_s=p.data_wait_s + (p.wall_s - p.data_wait_s) * share(p))
         if p.kind == "train"
         else p
         for p in periods
