@@ -112,7 +112,9 @@ def test_already_imported_modules_come_back_as_themselves() -> None:
     assert trainperf.lazy_import("os") is os
 
 
-def test_pickles_by_name_and_stays_lazy() -> None:
+def test_pickles_by_name_and_stays_lazy(monkeypatch) -> None:
+    # Not loaded yet, whatever other tests imported: else the module itself comes back.
+    monkeypatch.delitem(sys.modules, "xml.dom.minidom", raising=False)
     proxy = trainperf.lazy_import("xml.dom.minidom")
     again = pickle.loads(pickle.dumps(proxy))
     assert isinstance(again, LazyModule)
