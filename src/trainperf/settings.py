@@ -19,13 +19,17 @@ from trainperf.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from trainperf.exporters.spec import ExportSpec
+
 __all__ = [
     "CALIBRATE_VARIABLE",
     "EAGER_IMPORTS_VARIABLE",
+    "EXPORT_VARIABLE",
     "HOME_DIRNAME",
     "Settings",
     "calibrate_mode",
     "eager_imports",
+    "export_specs",
 ]
 
 EAGER_IMPORTS_VARIABLE = "TRAINPERF_EAGER_IMPORTS"
@@ -105,6 +109,22 @@ def calibrate_mode(environ: Mapping[str, str] | None = None) -> str | None:
     if raw in ("0", "1", "force"):
         return raw
     raise UsageError(f"{CALIBRATE_VARIABLE} must be 0, 1 or force, got {raw!r}; fix or unset it")
+
+
+EXPORT_VARIABLE = "TRAINPERF_EXPORT"
+
+
+def export_specs(environ: Mapping[str, str] | None = None) -> tuple[ExportSpec, ...]:
+    """``TRAINPERF_EXPORT``: exporter specs separated by ``;`` (``tensorboard:DIR;wandb:DIR``),
+    set by ``trainperf run --export``; none when unset."""
+    from trainperf.errors import TrainperfError
+    from trainperf.exporters.spec import parse_spec, split_specs
+
+    env = os.environ if environ is None else environ
+    try:
+        return tuple(parse_spec(part) for part in split_specs(env.get(EXPORT_VARIABLE, "")))
+    except TrainperfError as exc:
+        raise UsageError(f"{EXPORT_VARIABLE}: {exc}; fix or unset it") from None
 
 
 def _positive_float(env: Mapping[str, str], name: str) -> float | None:

@@ -11,9 +11,22 @@ from pathlib import Path
 from trainperf.cli import Command
 from trainperf.errors import UsageError
 
+TYPE_CHECKING = False  # see trainperf/cli/__init__.py
+if TYPE_CHECKING:
+    from trainperf.exporters.spec import ExportSpec
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="run folder (default .trainperf/runs/ID)")
+    parser.add_argument(
+        "--export",
+        metavar="KIND:DIR",
+        action="append",
+        default=[],
+        type=_export_spec,
+        help="also send the figures to tensorboard:DIR, wandb:DIR (an offline run) or "
+        "mlflow:DIR (a local file store), as the command trains; repeatable",
+    )
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the training command")
 
 
@@ -39,7 +52,13 @@ def run(args: argparse.Namespace) -> int:
         )
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file; give a folder for the run's records")
-    env = bootstrap_env({"TRAINPERF_RUN_DIR": str(folder.resolve())})
+    extra = {"TRAINPERF_RUN_DIR": str(folder.resolve())}
+    if args.export:
+        from trainperf.exporters.spec import join_specs
+        from trainperf.settings import EXPORT_VARIABLE
+
+        extra[EXPORT_VARIABLE] = join_specs(args.export)
+    env = bootstrap_env(extra)
     try:
         # The command's own output and exit code pass through untouched.
         returncode = subprocess.run(command, env=env, check=False).returncode
@@ -71,6 +90,13 @@ def run(args: argparse.Namespace) -> int:
         title = f"trainperf: run recorded in {folder} (trainperf report {folder})"
         print(render_summary(summary, title=title, finished=finished), file=sys.stderr)
     return returncode
+
+
+def _export_spec(text: str) -> ExportSpec:
+    """``--export`` checked as it is parsed: a bad spec stops the command before it runs."""
+    from trainperf.exporters.spec import parse_spec
+
+    return parse_spec(text)
 
 
 COMMAND = Command(configure, run)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType
 
+    from trainperf.exporters.channel import Exports
+    from trainperf.exporters.spec import ExportTarget
     from trainperf.monitoring.hooks import LoaderSeen
     from trainperf.monitoring.sampler import Sample
 
@@ -52,7 +54,12 @@ class Run:
     """A monitored run: use as a context manager; ``summary`` once it has ended."""
 
     def __init__(
-        self, folder: Path, *, clock: Callable[[], float], measure_startup: bool = False
+        self,
+        folder: Path,
+        *,
+        clock: Callable[[], float],
+        measure_startup: bool = False,
+        export: Sequence[ExportTarget] = (),
     ) -> None:
         self.path = folder
         self.clock = clock
@@ -81,13 +88,16 @@ class Run:
         self.keep_loaders = False  # keep the loaders seen (``loaders``) for later use
         self._train_steps = 0
         self._unrecorded: list[tuple[float, float]] = []  # (start, end) since the origin
+        self._exports = _exports(export)
 
     @classmethod
-    def injected(cls, folder: str) -> Run:
+    def injected(cls, folder: str, *, export: Sequence[ExportTarget] = ()) -> Run:
         """A run for ``trainperf run``: its clock starts with the interpreter."""
         from pathlib import Path
 
-        run = cls(_rank_folder(Path(folder)), clock=time.perf_counter, measure_startup=True)
+        run = cls(
+            _rank_folder(Path(folder)), clock=time.perf_counter, measure_startup=True, export=export
+        )
         run._origin = time.perf_counter()
         return run
 
@@ -196,6 +206,8 @@ class Run:
     def _emit(self, period: Period) -> None:
         self._periods.append(period)
         self._pending.append(period)
+        if self._exports is not None:
+            self._exports.put(period)  # never waits: the exporters write on their threads
         now = self.clock()
         if period.kind == "train":
             self._train_steps += 1
@@ -298,6 +310,8 @@ class Run:
             thread_id=threading.get_ident(), clock=self.clock, origin=self._recorder.origin
         )
         self._anatomy.start()
+        if self._exports is not None:
+            self._exports.start()
         self.entered = True
         _ACTIVE = self
         return self
@@ -330,6 +344,15 @@ class Run:
             )
 
     def _finish(self) -> None:
+        try:
+            self._finish_records()
+        finally:
+            if self._exports is not None:
+                # After the summary, which they export; nothing when the run was discarded.
+                folder = self.path if self.summary is not None else None
+                self._exports.close(self.summary, folder=folder)
+
+    def _finish_records(self) -> None:
         global _ACTIVE
         if not self.entered:
             return  # __enter__ failed: nothing was recorded, nothing may be written
@@ -383,16 +406,33 @@ class Run:
 
 
 def monitor(
-    *, out: str | os.PathLike[str] | None = None, clock: Callable[[], float] = time.perf_counter
+    *,
+    out: str | os.PathLike[str] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    export: Sequence[ExportTarget] = (),
 ) -> Run:
-    """A :class:`Run` recording into ``out`` (default: a new folder under ``.trainperf/runs``)."""
+    """A :class:`Run` recording into ``out`` (default: a new folder under ``.trainperf/runs``).
+
+    ``export``: specs (``"tensorboard:DIR"``, ``"wandb:DIR"``, ``"mlflow:DIR"``) or
+    :class:`~trainperf.exporters.Exporter` objects that also receive the run's figures,
+    each from its own thread (see :mod:`trainperf.exporters`). A bad spec raises here.
+    """
     from pathlib import Path
 
     from trainperf.settings import Settings
 
     if out is None:
         out = Settings.from_env().home() / "runs" / new_run_id()
-    return Run(_rank_folder(Path(out)), clock=clock)
+    return Run(_rank_folder(Path(out)), clock=clock, export=export)
+
+
+def _exports(targets: Sequence[ExportTarget]) -> Exports | None:
+    if not targets:
+        return None
+    from trainperf.exporters.channel import Exports
+    from trainperf.exporters.spec import exporters_for
+
+    return Exports(exporters_for(targets))
 
 
 def new_run_id() -> str:
