@@ -455,7 +455,7 @@ def test_write_and_read_back(tmp_path, monkeypatch) -> None:
     path = write_anatomy(tmp_path, record)
     assert path == tmp_path / ANATOMY
     lines = path.read_text().splitlines()
-    assert lines[0] == '{"anatomy": 1, "interval_s": 0.01, "stride": 2, "gc_dropped": 0}'
+    assert lines[0] == '{"schema_version": 1, "interval_s": 0.01, "stride": 2, "gc_dropped": 0}'
     assert (
         '{"t_s": 0.250000, "late_s": 0.000000, "phase": "loop", "file": "train.py", "line": 2, '
         '"function": "main"}'
@@ -477,7 +477,9 @@ def test_write_and_read_back(tmp_path, monkeypatch) -> None:
     [
         ("", "is empty"),
         ("not json\n", ":1:"),
-        ('{"anatomy": 99, "interval_s": 0.01}\n', "schema 1, got 99"),
+        ('{"anatomy": 99, "interval_s": 0.01}\n', "it has anatomy 99 and no schema_version"),
+        ('{"schema_version": 99, "interval_s": 0.01}\n', "schema_version 99, written by a newer"),
+        ('{"interval_s": 0.01}\n', "not a trainperf anatomy record (no schema_version)"),
         ('{"anatomy": 1, "interval_s": 0.01}\n{"t_s": "soon", "phase": "loop"}\n', ":2:"),
         ('{"anatomy": 1, "interval_s": 0.01}\n{"t_s": 1, "phase": "sleeping"}\n', "sleeping"),
         ('{"anatomy": 1, "interval_s": 0.01}\n[1, 2]\n', ":2:"),
@@ -491,6 +493,16 @@ def test_a_malformed_record_is_one_line_naming_the_file(tmp_path, text, where) -
     assert str(tmp_path / ANATOMY) in message
     assert where in message
     assert "\n" not in message
+
+
+def test_a_record_of_the_previous_release_is_read(tmp_path) -> None:
+    (tmp_path / ANATOMY).write_text(
+        '{"anatomy": 1, "interval_s": 0.01, "stride": 1, "gc_dropped": 0}\n'
+        '{"gc_s": 0.5, "t_s": 1.0, "generation": 2}\n'
+    )
+    back = read_anatomy(tmp_path)
+    assert back is not None
+    assert back.gc_pauses == (GcPause(1.0, 0.5, 2),)
 
 
 def test_the_anatomy_modules_import_no_torch() -> None:

@@ -1,6 +1,7 @@
 """The cache folder: entries published atomically, claims with leases, no stray paths.
 
-    <cache_dir>/trainperf-cache.json      marks the folder as a trainperf cache
+    <cache_dir>/trainperf-cache.json      marks the folder as a trainperf cache, with the
+                                          schema_version of everything in it
     <cache_dir>/entries/ab/<key>.tpc      one entry per key (see entry.py)
     <cache_dir>/content/<digest>.json     per input: the key components last stored
     <cache_dir>/claims/<key>.claim        who is computing <key>, until when
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from trainperf._schema import CACHE_STORE
 from trainperf.errors import RecordError, UsageError
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["MARKER", "EntryStore"]
 
 MARKER = "trainperf-cache.json"
-SCHEMA = 1
+MARKER_KIND = "trainperf.cache"
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 ORPHAN_AGE_S = 3600.0  # a temporary file this old is abandoned, whoever wrote it
 
@@ -74,7 +76,7 @@ class EntryStore:
             if not marker.is_file():
                 root.mkdir(parents=True, exist_ok=True)
                 temporary = root / f".{MARKER}.{os.getpid()}.{os.urandom(3).hex()}"
-                temporary.write_text(json.dumps({"kind": "trainperf.cache", "schema": SCHEMA}))
+                temporary.write_text(json.dumps(CACHE_STORE.stamp({"kind": MARKER_KIND})))
                 with contextlib.suppress(FileExistsError):
                     os.link(temporary, marker)  # several processes creating it: one wins
                 temporary.unlink(missing_ok=True)
@@ -82,13 +84,10 @@ class EntryStore:
             data = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             data = None
-        if not isinstance(data, dict) or data.get("kind") != "trainperf.cache":
+        if not isinstance(data, dict) or data.get("kind") != MARKER_KIND:
             raise RecordError(f"{marker} is not a trainperf cache marker; leaving {root} as it is")
-        if data.get("schema") != SCHEMA:
-            raise RecordError(
-                f"{root} holds a trainperf cache of schema {data.get('schema')!r}, this "
-                f"version reads {SCHEMA}; clear it or use another folder"
-            )
+        # The marker's version is the whole folder's: entries, indexes, claims, stats.
+        CACHE_STORE.check(data, source=str(marker))
         for folder in ("entries", "content", "claims", "stats"):
             (root / folder).mkdir(exist_ok=True)
         return cls(root)

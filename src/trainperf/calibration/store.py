@@ -5,7 +5,8 @@ digest, the batch size and the mode (loader only, or end to end with a train ste
 Entries older than the caller's TTL are not used. The file is replaced atomically (written
 beside it, then renamed) under an exclusive lock, so concurrent writers cannot tear
 it or lose each other's entries. A file that is not a trainperf calibration store
-(corrupt, foreign, a newer schema) is reported and never written over.
+(corrupt, foreign, a newer ``schema_version``) is reported and never written over; a
+store the release before ``schema_version`` wrote (``"schema": 1``) is read as version 1.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from trainperf._json import as_object, req_float
+from trainperf._schema import CALIBRATION_STORE
 from trainperf.errors import RecordError
 
 if TYPE_CHECKING:
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_TTL_S", "STORE_KIND", "CalibrationStore", "store_key"]
 
-STORE_SCHEMA = 1
 STORE_KIND = "trainperf.calibration"
 DEFAULT_TTL_S = 7 * 24 * 3600.0
 
@@ -43,7 +44,7 @@ class CalibrationStore:
     def _read(self) -> dict[str, JsonObject]:
         if not self.path.exists():
             return {}
-        advice = "move it away or delete it to start a new store; it was left as it is"
+        advice = CALIBRATION_STORE.fix
         try:
             data = as_object(json.loads(self.path.read_text(encoding="utf-8")), "the store")
         except (OSError, UnicodeDecodeError, ValueError, RecordError) as exc:
@@ -52,11 +53,7 @@ class CalibrationStore:
             ) from None
         if data.get("kind") != STORE_KIND:
             raise RecordError(f"{self.path} is not a trainperf calibration store; {advice}")
-        if data.get("schema") != STORE_SCHEMA:
-            raise RecordError(
-                f"{self.path} has calibration schema {data.get('schema')!r}, this trainperf "
-                f"reads {STORE_SCHEMA}; {advice}"
-            )
+        CALIBRATION_STORE.check(data, source=str(self.path))
         entries = data.get("entries")
         if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
             raise RecordError(f"{self.path} has malformed entries; {advice}")
@@ -81,9 +78,8 @@ class CalibrationStore:
     def put(self, key: str, entry: JsonObject) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            entries = self._read()
-            entries[key] = entry
-            body = {"schema": STORE_SCHEMA, "kind": STORE_KIND, "entries": entries}
+            entries: JsonObject = {**self._read(), key: entry}
+            body = CALIBRATION_STORE.stamp({"kind": STORE_KIND, "entries": entries})
             temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             try:
                 with temporary.open("w", encoding="utf-8") as out:

@@ -149,7 +149,9 @@ def _record(
     data.update(
         rounds=rounds, steps=steps, warmup_steps=WARMUP_STEPS, commands=commands, folder=str(folder)
     )
-    return data
+    from trainperf._schema import AB
+
+    return AB.stamp(data)  # ab.json and --json alike
 
 
 def _ms(seconds: float | None) -> str:

@@ -26,6 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from trainperf._schema import CACHE_CLEAR, CACHE_INFO, CACHE_VERIFY
     from trainperf.cache.dataset import clear_folder, folder_info, verify_folder
     from trainperf.cli._render import emit_json, human_bytes
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "info":
         info = folder_info(folder)
         if args.json:
-            emit_json(info)
+            emit_json(CACHE_INFO.stamp(info))
         else:
             size = human_bytes(int(str(info["bytes"])))
             saved = float(str(info["time_saved_s"]))
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "verify":
         report = verify_folder(folder, repair=args.repair)
         if args.json:
-            emit_json(report.to_json())
+            emit_json(CACHE_VERIFY.stamp(report.to_json()))
         else:
             for bad in report.bad:
                 print(f"bad entry: {bad}" + (" (removed)" if args.repair else ""))
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     removed = clear_folder(folder)
     if args.json:
-        emit_json({"removed": removed, "path": str(folder)})
+        emit_json(CACHE_CLEAR.stamp({"removed": removed, "path": str(folder)}))
     else:
         print(f"{folder}: {removed} entries removed")
     return 0

@@ -65,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         status.done()
     if args.json:
+        from trainperf._schema import CALIBRATE
         from trainperf.cli._render import emit_json
 
-        emit_json(result.to_json())
+        emit_json(CALIBRATE.stamp(result.to_json()))
     else:
         from trainperf.calibration.render import render_calibration
 

@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         data.update(base=str(base), new=str(new))
         if result.verdict == "insufficient-data":
             data["reason"] = too_few(result.base_steps, result.new_steps)
-        emit_json(data)
+        from trainperf._schema import COMPARE
+
+        emit_json(COMPARE.stamp(data))
     else:
         print(f"{new} against {base}: {result.verdict}")
         if result.ratio is not None and result.interval is not None:

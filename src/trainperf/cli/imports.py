@@ -12,6 +12,10 @@ from trainperf.errors import UsageError
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
+
+    from trainperf._json import JsonObject
+    from trainperf.startup.report import ImportReport
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 f"cannot write {args.html}: {exc.strerror or exc}; give a writable path"
             ) from None
     if args.json:
-        data = report.to_json()
-        data["over_budget"] = list(reasons)
-        emit_json(data)
+        emit_json(json_output(report, reasons))
     else:
         print(render_text(report, top=args.top, root=Path.cwd()))
         if args.verify > len(report.verified) and not report.error:
@@ -81,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"over budget: {reason}")
     # A target that fails to load is a finding: its costs stop where it failed.
     return EXIT_FINDING if reasons or report.error else EXIT_OK
+
+
+def json_output(report: ImportReport, over_budget: Sequence[str]) -> JsonObject:
+    """``--json``: the report (its ``schema_version`` first) and why it is over budget."""
+    data = report.to_json()
+    data["over_budget"] = list(over_budget)
+    return data
 
 
 COMMAND = Command(configure, run)

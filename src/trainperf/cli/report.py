@@ -36,9 +36,10 @@ def find_run(name: str) -> Path:
     """A run folder from a path, a run id, or ``last`` / ``previous`` (by start time).
 
     A folder holding only the doctor's report (a command that failed before training)
-    is a run too: its findings are what there is to show.
+    is a run too: its findings are what there is to show. A run recorded by a
+    trainperf whose records this one does not read is a ``RecordError`` naming the file.
     """
-    from trainperf.monitoring.records import is_run
+    from trainperf.monitoring.records import check_run_version, is_run
     from trainperf.settings import Settings
 
     runs = Settings.from_env().home() / "runs"
@@ -50,9 +51,11 @@ def find_run(name: str) -> Path:
                 f"no {name} run under {runs} ({len(found)} recorded); record runs with "
                 f"trainperf run or trainperf.monitor()"
             )
+        check_run_version(found[-wanted])
         return found[-wanted]
     for candidate in (Path(name), runs / name):
         if is_run(candidate) or (candidate / DOCTOR_FILE).is_file():
+            check_run_version(candidate)
             return candidate
     raise UsageError(
         f"no run at {name!r}: give a run folder (holding steps.jsonl), a run id under "
@@ -69,29 +72,34 @@ def read_doctor(folder: Path) -> list[JsonObject] | None:
     """
     import json
 
+    from trainperf._json import as_object
+    from trainperf._schema import DOCTOR
     from trainperf.errors import RecordError
 
     path = folder / DOCTOR_FILE
     if not path.is_file():
         return None
     try:
-        found = _findings(json.loads(path.read_text(encoding="utf-8")))
+        report = as_object(json.loads(path.read_text(encoding="utf-8")), "the report")
     except (OSError, ValueError, RecordError) as exc:  # JSON and decoding errors included
         raise RecordError(
-            f"{path} is not a trainperf doctor report ({exc}); run trainperf doctor again, "
-            f"or remove that file to report the monitor's records alone"
+            f"{path} is not a trainperf doctor report ({exc}); {DOCTOR.fix}"
+        ) from None
+    # Its version first: a newer report is one line saying so, not a malformed one.
+    DOCTOR.check(report, source=str(path))
+    try:
+        found = _findings(report)
+    except RecordError as exc:
+        raise RecordError(
+            f"{path} is not a trainperf doctor report ({exc}); {DOCTOR.fix}"
         ) from None
     return found
 
 
-def _findings(data: Json) -> list[JsonObject]:
+def _findings(report: JsonObject) -> list[JsonObject]:
+    """The findings of a doctor report of a version this trainperf reads."""
     from trainperf._json import as_object, req_list
-    from trainperf.doctor.report import REPORT_SCHEMA
-    from trainperf.errors import RecordError
 
-    report = as_object(data, "the report")
-    if report.get("schema") != REPORT_SCHEMA:
-        raise RecordError(f"schema {report.get('schema')!r}, expected {REPORT_SCHEMA!r}")
     found = [as_object(item, "a finding") for item in req_list(report, "findings")]
     for finding in found:
         _finding(finding)  # raises for one that is not a doctor finding
@@ -162,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
         if doctor is not None:
             listed: list[Json] = [*doctor]
             data["doctor_findings"] = listed
-        emit_json(data)
+        from trainperf._schema import REPORT
+
+        emit_json(REPORT.stamp(data))
     else:
         print(_text(folder, summary, finished, doctor))
     return EXIT_OK

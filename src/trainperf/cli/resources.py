@@ -25,7 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     limits = detect_resources(root=args.root, gpus=not args.no_gpus)
     if args.json:
-        emit_json(limits.to_json())
+        from trainperf._schema import RESOURCES
+
+        emit_json(RESOURCES.stamp(limits.to_json()))
     else:
         print(render_text(limits))
     return 0

@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         status.done()
     if args.json:
-        emit_json(summary.to_json())
+        from trainperf._schema import STARTUP
+
+        emit_json(STARTUP.stamp(summary.to_json()))
     else:
         print(render(summary))
     return EXIT_FINDING if summary.returncode else EXIT_OK

@@ -5,7 +5,7 @@ Captured by :mod:`trainperf.monitoring.anatomy`, analysed by
 object a line: a header first, then the source text of each user line sampled, then one
 line per stack sample and one per GC pause::
 
-    {"anatomy": 1, "interval_s": 0.01, "stride": 1, "gc_dropped": 0}
+    {"schema_version": 1, "interval_s": 0.01, "stride": 1, "gc_dropped": 0}
     {"file": "train.py", "line": 88, "code": "pbar.set_postfix(loss=loss.item())"}
     {"t_s": 12.345678, "late_s": 0.000012, "phase": "loop", "file": "train.py", "line": 88,
      "function": "main"}
@@ -15,6 +15,8 @@ Times are seconds from the monitoring origin (the base of ``Period.start_s``); f
 are relative to the directory the record was written from, where they were under it.
 It is written whole at the end of a run (through a temporary file), so a malformed one is
 not a torn write but a foreign or damaged file: reading it raises ``RecordError``.
+The header's ``schema_version`` is :data:`trainperf._schema.ANATOMY`; the release before
+it wrote ``"anatomy": 1`` there, read as version 1.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from trainperf._json import (
     req_int,
     req_str,
 )
+from trainperf._schema import ANATOMY as ANATOMY_SCHEMA
 from trainperf.errors import RecordError
 
 if TYPE_CHECKING:
@@ -54,7 +57,6 @@ __all__ = [
 ]
 
 ANATOMY = "anatomy.jsonl"
-ANATOMY_SCHEMA = 1
 # A sample's line, formatted directly: a long run has hundreds of thousands of them.
 _SAMPLE_LINE = '{"t_s": %.6f, "late_s": %.6f, "phase": "%s", %s}'
 # What the training thread was doing: inside the DataLoader's fetch, the backward pass,
@@ -171,7 +173,7 @@ def write_anatomy(folder: Path, record: AnatomyRecord) -> Path:
     for file in {s.file for s in record.samples if s.file is not None}:
         names[file] = file[len(cwd) :] if file.startswith(cwd) else file
     header = {
-        "anatomy": ANATOMY_SCHEMA,
+        "schema_version": ANATOMY_SCHEMA.version,
         "interval_s": record.interval_s,
         "stride": record.stride,
         "gc_dropped": record.gc_dropped,
@@ -214,6 +216,12 @@ def read_anatomy(folder: Path) -> AnatomyRecord | None:
         raise RecordError(f"{path} is not text; it is not a trainperf anatomy record") from None
     if not lines:
         raise RecordError(f"{path} is empty; it is not a trainperf anatomy record")
+    try:
+        first = as_object(json.loads(lines[0]), "a line")
+    except (ValueError, RecordError) as exc:
+        raise RecordError(f"{path}:1: not a trainperf anatomy record ({exc})") from None
+    # A header of another version is one line naming the version, not a malformed line.
+    ANATOMY_SCHEMA.check(first, source=str(path))
     header = _Header(0.0, 1, 0)  # replaced by line 1
     samples: list[StackSample] = []
     pauses: list[GcPause] = []
@@ -251,12 +259,6 @@ class _Header:
 
 
 def _header(data: JsonObject) -> _Header:
-    schema = data.get("anatomy")
-    if schema != ANATOMY_SCHEMA:
-        raise RecordError(
-            f"the first line must be an anatomy header of schema {ANATOMY_SCHEMA}, "
-            f"got {schema!r} (another trainperf version, or not a header)"
-        )
     interval_s = req_float(data, "interval_s")
     stride = opt_int(data, "stride") or 1
     if interval_s <= 0 or stride < 1:

@@ -35,7 +35,10 @@ class Replay:
     step_s: float
 
     def to_json(self) -> JsonObject:
-        return {"steps": self.steps, "step_s": self.step_s}
+        """``probe.json``: it carries the run folder's version (``RUN_RECORDS``)."""
+        from trainperf._schema import RUN_RECORDS
+
+        return RUN_RECORDS.stamp({"steps": self.steps, "step_s": self.step_s})
 
     @classmethod
     def from_json(cls, data: JsonObject) -> Replay:
@@ -77,11 +80,18 @@ def read_replay(path: Path) -> Replay | None:
     """The probe a run recorded, if any; a file that is not one is a RecordError."""
     import json
 
+    from trainperf._schema import RUN_RECORDS
     from trainperf.errors import RecordError
 
     if not path.is_file():
         return None
     try:
-        return Replay.from_json(as_object(json.loads(path.read_text("utf-8")), "a probe"))
+        data = as_object(json.loads(path.read_text("utf-8")), "a probe")
     except (ValueError, RecordError) as exc:
+        raise RecordError(f"{path} is not a trainperf probe record ({exc})") from None
+    # The release before schema_version wrote this file unmarked.
+    RUN_RECORDS.check(data, source=str(path), unmarked=1)
+    try:
+        return Replay.from_json(data)
+    except RecordError as exc:
         raise RecordError(f"{path} is not a trainperf probe record ({exc})") from None

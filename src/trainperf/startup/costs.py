@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from trainperf._schema import IMPORT_COSTS
+from trainperf.errors import RecordError
 from trainperf.startup.importtime import ImportTimeError, parse_importtime
 
 if TYPE_CHECKING:
@@ -30,7 +32,6 @@ __all__ = ["KNOWN_COSTS", "PackageCostStore", "PackageInfo"]
 
 logger = logging.getLogger("trainperf.startup")
 
-STORE_SCHEMA = 1
 # Rough import costs on a 2-core machine, used only when a measurement fails.
 KNOWN_COSTS = {
     "lightning": 4.0,
@@ -72,12 +73,18 @@ class PackageCostStore:
             return {}, True
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            if data.get("schema") != STORE_SCHEMA or not isinstance(data.get("entries"), dict):
+            if not isinstance(data, dict) or IMPORT_COSTS.found(data) is None:
+                raise ValueError("not a trainperf import-cost store")
+            IMPORT_COSTS.check(data, source=str(self.path))  # another version's
+            if not isinstance(data.get("entries"), dict):
                 raise ValueError("not a trainperf import-cost store")
             entries = data["entries"].get(self.fingerprint, {})
             if not isinstance(entries, dict):
                 raise ValueError("malformed entries")
             return entries, True
+        except RecordError as exc:  # one line naming the file, its version and the fix
+            logger.warning("%s", exc)
+            return {}, False
         except (OSError, ValueError, AttributeError) as exc:
             logger.warning(
                 "ignoring %s (%s); measuring afresh and leaving the file as it is", self.path, exc
@@ -134,7 +141,7 @@ class PackageCostStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_suffix(".json.tmp")
             temporary.write_text(
-                json.dumps({"schema": STORE_SCHEMA, "entries": entries}, indent=1), encoding="utf-8"
+                json.dumps(IMPORT_COSTS.stamp({"entries": entries}), indent=1), encoding="utf-8"
             )
             temporary.replace(self.path)  # atomic: a reader never sees half a file
         except (OSError, ValueError) as exc:

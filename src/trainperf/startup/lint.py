@@ -54,7 +54,11 @@ class LintResult:
     threshold_s: float
 
     def to_json(self) -> JsonObject:
+        """``trainperf lint-imports --json``."""
+        from trainperf._schema import LINT_IMPORTS
+
         return {
+            "schema_version": LINT_IMPORTS.version,
             "threshold_s": self.threshold_s,
             "findings": [
                 {

@@ -15,6 +15,7 @@ from trainperf._json import (
     req_list,
     req_str,
 )
+from trainperf._schema import IMPORTS
 
 __all__ = [
     "ChainCost",
@@ -25,8 +26,6 @@ __all__ = [
     "TreeNode",
     "Verification",
 ]
-
-REPORT_SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ class ImportReport:
 
     def to_json(self) -> JsonObject:
         return {
-            "schema": REPORT_SCHEMA,
+            "schema_version": IMPORTS.version,  # `trainperf imports --json`
             "target": self.target,
             "runs": self.runs,
             "total_s": self.total_s,
