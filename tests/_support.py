@@ -42,7 +42,9 @@ class FakeSystem:
         return folder
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
     """``python -m trainperf ARGS`` in a fresh interpreter, as a user would run it.
 
     The caller's ``TRAINPERF_*`` variables are dropped so that only ``env`` applies.
@@ -53,7 +55,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         capture_output=True,
         text=True,
         env={**clean, **(env or {})},
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 

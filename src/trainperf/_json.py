@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Json",
     "JsonObject",
+    "JsonScalar",
     "as_object",
     "objects",
     "opt_float",
@@ -30,6 +31,7 @@ __all__ = [
 
 Json: TypeAlias = "str | int | float | bool | list[Json] | dict[str, Json] | None"
 JsonObject: TypeAlias = "dict[str, Json]"
+JsonScalar: TypeAlias = "str | int | float | bool | None"
 
 
 def _missing(kind: str, key: str, value: Json) -> RecordError:

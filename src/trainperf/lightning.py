@@ -27,21 +27,22 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import logging
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 
+from trainperf.exporters.spec import parse_spec
 from trainperf.monitoring.session import Run, active_run, monitor
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
     from trainperf.calibration.api import Calibration
+    from trainperf.exporters.spec import ExportTarget
     from trainperf.monitoring.analyze import RunSummary
 
 __all__ = ["PROBE_BATCHES", "CalibratedDataModule", "PerfMonitor"]
@@ -51,10 +52,20 @@ _log = logging.getLogger("trainperf")
 
 
 class PerfMonitor(L.Callback):
-    def __init__(self, *, out: str | os.PathLike[str] | None = None, probe: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        out: str | os.PathLike[str] | None = None,
+        probe: bool = True,
+        export: Sequence[ExportTarget] = (),
+    ) -> None:
+        """``export``: specs (``"tensorboard:DIR"``, ...) or exporters for the run this
+        callback starts (see :func:`trainperf.monitor`); checked here. A run already
+        recording the process (``trainperf run --export``) keeps its own."""
         super().__init__()
         self.out = out
         self.probe = probe
+        self.export = tuple(parse_spec(e) if isinstance(e, str) else e for e in export)
         self.run: Run | None = None
         self._owned = False  # started by this callback, so finished by it
         self._batches: collections.deque[Any] = collections.deque(maxlen=PROBE_BATCHES)
@@ -76,7 +87,7 @@ class PerfMonitor(L.Callback):
             # through should_stop, and is proved at the end of training.
             self._bounded, joined.on_limit = joined.on_limit, None
             return
-        run = monitor(out=self.out)
+        run = monitor(out=self.out, export=self.export)
         run.__enter__()  # may refuse the folder: then there is no run to finish
         self.run, self._owned = run, True
 
@@ -223,44 +234,16 @@ def _training_step(
 
 @contextlib.contextmanager
 def _restored(module: L.LightningModule, optimizer: torch.optim.Optimizer) -> Iterator[None]:
-    """Steps taken inside leave no trace: weights, optimizer state and the random states
-    (torch, Python, NumPy) come back, and the module's ``log`` calls go nowhere meanwhile.
-    Copies are kept in host memory, so a GPU's memory is not doubled."""
-    import random
+    """Steps taken inside leave no trace (:func:`trainperf.integrations._state.restored`),
+    and the module's ``log`` calls go nowhere meanwhile."""
+    from trainperf.integrations._state import restored
 
-    import numpy as np
-
-    weights = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-    optimizer_state = _to_host(optimizer.state_dict())
-    cpu_rng = torch.get_rng_state()
-    python_rng = random.getstate()
-    numpy_rng = np.random.get_state()
-    cuda = module.device.type == "cuda"
-    cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
     module.log = module.log_dict = _silent  # type: ignore[method-assign]
     try:
-        yield
+        with restored(module, optimizer):
+            yield
     finally:
         del module.log, module.log_dict  # the class's own methods again
-        module.load_state_dict(weights)
-        optimizer.load_state_dict(optimizer_state)
-        optimizer.zero_grad(set_to_none=True)
-        torch.set_rng_state(cpu_rng)
-        random.setstate(python_rng)
-        np.random.set_state(numpy_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
-
-
-def _to_host(value: Any) -> Any:
-    """A deep copy of an optimizer's state with its tensors in host memory."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _to_host(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_to_host(v) for v in value)
-    return copy.deepcopy(value)
 
 
 def _silent(*args: object, **kwargs: object) -> None:

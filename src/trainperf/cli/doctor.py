@@ -14,6 +14,9 @@ from trainperf.errors import UsageError
 if TYPE_CHECKING:
     import argparse
 
+    from trainperf._json import JsonObject
+    from trainperf.doctor.report import DoctorReport
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -29,7 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--apply",
         action="store_true",
-        help="store the calibration it measures, for calibrated_loader and data.calibrated=true",
+        help="store the calibration it measures, for calibrated_loader and data.calibrated=true; "
+        "for a Hugging Face Trainer, write the TrainingArguments to change to training_args.json "
+        "in the run folder",
     )
     parser.add_argument("--html", metavar="FILE", help="also write the report page here")
     parser.add_argument(
@@ -70,14 +75,19 @@ def run(args: argparse.Namespace) -> int:
             ) from None
     shown = str(html_to or page) if page is not None else None
     if args.json:
-        data = report.to_json()
-        data["html"] = shown
-        emit_json(data)
+        emit_json(json_output(report, shown))
     else:
         from trainperf.doctor.render import render_text
 
         print(render_text(report, html_path=shown))
     return EXIT_FINDING if report.failed else EXIT_OK
+
+
+def json_output(report: DoctorReport, html: str | None) -> JsonObject:
+    """``--json``: ``doctor.json`` (its ``schema_version`` first) and the page's path."""
+    data = report.to_json()
+    data["html"] = html
+    return data
 
 
 COMMAND = Command(configure, run)

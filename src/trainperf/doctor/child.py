@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainperf._schema import PROOFS
 from trainperf.monitoring.analyze import INPUT_SHARE
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ STEPS_VARIABLE = "TRAINPERF_DOCTOR_STEPS"
 BUDGET_VARIABLE = "TRAINPERF_DOCTOR_BUDGET_S"
 APPLY_VARIABLE = "TRAINPERF_DOCTOR_APPLY"
 PROOFS_FILE = "proofs.json"
-PROOFS_SCHEMA = "trainperf.doctor.proofs/1"
 CACHE_BATCHES = 4  # batches built, profiled and cached per loader
 HOT_SHARE = 0.15  # a function taking this share of building a batch is named
 # Validation is looked into once it takes this share of the run and its loader at
@@ -150,22 +150,27 @@ def prove(
     *,
     train_step: Callable[[object], object] | None = None,
     stopped: bool = False,
+    framework: str | None = None,
 ) -> None:
     """Run the proofs the run so far calls for, once, writing ``proofs.json`` after
-    each (a command stopped meanwhile keeps those done). Never raises: trainperf must
-    not break the program it watches."""
+    each (a command stopped meanwhile keeps those done). ``framework`` names the
+    trainer whose settings the advice is written in (``"transformers"``:
+    ``TrainingArguments``). Never raises: trainperf must not break the program it
+    watches."""
     if id(run) in _PROVED or not run.entered:
         return
     _PROVED.add(id(run))
     try:
-        _prove(run, train_step, stopped)
+        _prove(run, train_step, stopped, framework)
     except BaseException as exc:
         say(f"proofs stopped: {type(exc).__name__}: {exc}")
         if not isinstance(exc, Exception):
             raise  # KeyboardInterrupt, SystemExit: the program's to handle
 
 
-def _prove(run: Run, train_step: Callable[[object], object] | None, stopped: bool) -> None:
+def _prove(
+    run: Run, train_step: Callable[[object], object] | None, stopped: bool, framework: str | None
+) -> None:
     # The cut: the proofs are decided on the periods recorded so far, summarised as the
     # report will summarise them; the report takes the same periods (``cut_periods``)
     # and shows whatever ran after them apart.
@@ -175,8 +180,9 @@ def _prove(run: Run, train_step: Callable[[object], object] | None, stopped: boo
     train_id = run.train_loader
     proofs: list[Json] = []
     record: JsonObject = {
-        "schema": PROOFS_SCHEMA,
+        "schema_version": PROOFS.version,
         "stopped_at_step": summary.steps if stopped else None,
+        "framework": framework,
         "cut_periods": len(periods),
         "data_wait_share_of_step": summary.step.share,
         "step_verdict": summary.step.kind,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_BUDGET_S",
     "GRACE_S",
     "PAGE_FILE",
+    "TRAINING_ARGUMENTS_FILE",
     "bundled_command",
     "diagnose",
     "entry_point",
@@ -54,6 +56,8 @@ DEFAULT_BUDGET_S = 120.0  # from the process start to the limit of a user's comm
 GRACE_S = 300.0  # after the limit: the proofs, and the command winding down
 NO_BUDGET_DEADLINE_S = 600.0  # with --steps alone: when a step never comes
 PAGE_FILE = "doctor.html"  # the report page, in the run folder
+# A Trainer run diagnosed with --apply: the TrainingArguments fields to change, as JSON.
+TRAINING_ARGUMENTS_FILE = "training_args.json"
 STARTUP_REPEAT = 2  # fresh interpreters per import timing
 _PYTHON = re.compile(r"python[0-9.]*(\.exe)?$")
 # Interpreter options that take a value, before the script or -m.
@@ -168,6 +172,7 @@ def diagnose(
     cpus = resources.get("cpu_budget")
     stopped = proofs_record.get("stopped_at_step")
     stopped_at_step = stopped if isinstance(stopped, int) else None
+    framework = proofs_record.get("framework")
     findings, set_aside = compose(
         startup=startup,
         periods=periods,
@@ -177,6 +182,7 @@ def diagnose(
         cpus=float(cpus) if isinstance(cpus, int | float) else None,
         bundled=bundled,
         stopped_at_step=stopped_at_step,
+        framework=framework if isinstance(framework, str) else None,
     )
     if after:
         notes.append(
@@ -207,6 +213,19 @@ def diagnose(
         stopped_at_step=stopped_at_step,
         notes=tuple(notes),
     )
+    arguments = report.training_arguments()
+    if apply and arguments and folder.is_dir():
+        written = folder / TRAINING_ARGUMENTS_FILE
+        written.write_text(json.dumps(arguments, indent=1) + "\n", "utf-8")
+        report = dataclasses.replace(
+            report,
+            notes=(
+                *report.notes,
+                f"the TrainingArguments to change are in {written}: "
+                "TrainingArguments(**defaults, **json.load(open(path))), or "
+                "HfArgumentParser.parse_json_file",
+            ),
+        )
     if folder.is_dir():
         say("report: writing the page")
         (folder / "doctor.json").write_text(json.dumps(report.to_json(), indent=1), "utf-8")

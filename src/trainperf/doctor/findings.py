@@ -48,7 +48,7 @@ from trainperf.monitoring.analyze import INPUT_SHARE, NOT_CONFIRMED
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from trainperf._json import JsonObject
+    from trainperf._json import JsonObject, JsonScalar
     from trainperf.monitoring.analyze import RunSummary
     from trainperf.monitoring.records import Period
 
@@ -204,8 +204,10 @@ def input_finding(
     *,
     cpus: float | None,
     bundled: bool,
+    framework: str | None = None,
 ) -> tuple[DoctorFinding | None, str]:
     """The input-bound finding, or None with why it was set aside."""
+    trainer = framework == TRANSFORMERS
     step = summary.step
     if step.kind != "input-bound":
         return None, ""
@@ -237,6 +239,7 @@ def input_finding(
     # (factor, low, high, text, measured)
     gains: list[tuple[float, float | None, float | None, str, bool]] = []
     overrides: list[str] = []
+    arguments: dict[str, JsonScalar] = {}
     if replay_s and step_s:
         gains.append(
             (
@@ -268,7 +271,12 @@ def input_finding(
         if searched is None and factor is None:
             evidence.append("the loader's own settings could not be timed: no gain to compare")
         elif chosen is not None and (low if low is not None else factor or 0.0) >= WORKER_GAIN:
-            fixes.append(f"set {chosen} (calibrated)")
+            if trainer:
+                fields, rest = trainer_arguments(proof)
+                arguments.update(fields)
+                fixes.append(f"set {_as_call(fields, rest)} (calibrated)")
+            else:
+                fixes.append(f"set {chosen} (calibrated)")
             assert factor is not None
             gains.append(
                 (
@@ -282,7 +290,9 @@ def input_finding(
             )
             overrides.append(_workers_override(proof))
         elif chosen is not None and factor is None and (searched or 0.0) >= WORKER_GAIN:
-            fixes.append(f"try {chosen} (calibrated)")
+            fixes.append(
+                f"try {_as_call(*trainer_arguments(proof)) if trainer else chosen} (calibrated)"
+            )
             gains.append(
                 (
                     searched or 1.0,
@@ -295,12 +305,15 @@ def input_finding(
             )
         else:
             on = f" on {cpus:g} CPUs" if cpus else ""
+            name = "dataloader_num_workers" if trainer else "num_workers"
             fixes.append(
-                f"keep num_workers={workers}: other loader settings measured no faster here{on}"
+                f"keep {name}={workers}: other loader settings measured no faster here{on}"
             )
     for proof in _proofs(proofs, "cache", "training"):
         cached = _cache_text(proof, evidence)
-        pointed = _hot_fix(proof)
+        pointed = _collator_fix(proof) if trainer else None
+        if pointed is None:
+            pointed = _hot_fix(proof)
         if pointed is not None:
             fixes.append(pointed)
         if cached is None:
@@ -311,7 +324,21 @@ def input_finding(
         if replay_s:
             new_step = max(new_step, replay_s)
         factor = step_s / new_step if new_step > 0 else 1.0
-        if factor >= CACHE_WORTH:
+        if factor >= CACHE_WORTH and trainer and _collate_bound(proof):
+            # The collator's work done once: what the cache proof measured is a batch
+            # built against one already made (the work the collator repeats every step).
+            gains.append(
+                (
+                    factor,
+                    None,
+                    None,
+                    f"collator work done once: about {_percent(factor)} samples/s (estimated "
+                    f"from the measured batch times: built in {_ms(built_s)}, read back in "
+                    f"{_ms(read_s)})",
+                    False,
+                )
+            )
+        elif factor >= CACHE_WORTH:
             fixes.append(
                 "cache the deterministic per-sample work (trainperf.cache.CachedDataset): "
                 f"a batch built in {_ms(built_s)} is read back in {_ms(read_s)}"
@@ -329,8 +356,10 @@ def input_finding(
             overrides.append("data.cache=true")
     if not fixes:
         fixes.append(
-            "more DataLoader workers or cheaper per-sample work; trainperf calibrate measures "
-            "the loader settings"
+            "more DataLoader workers (dataloader_num_workers) or cheaper per-sample work"
+            if trainer
+            else "more DataLoader workers or cheaper per-sample work; trainperf calibrate "
+            "measures the loader settings"
         )
     # What was measured leads, the largest first; estimates follow.
     ranked = sorted(gains, key=lambda g: (not g[4], -g[0]))
@@ -358,6 +387,7 @@ def input_finding(
             overrides=tuple(overrides) if bundled else (),
             confidence=step.confidence,
             reasons=step.reasons,
+            training_arguments=tuple(arguments.items()),
         ),
         "",
     )
@@ -460,6 +490,71 @@ def thread_finding(summary: RunSummary, proofs: Sequence[JsonObject]) -> DoctorF
         speedup_high=high if speedup else None,
         confidence=found.confidence,
         reasons=found.reasons,
+    )
+
+
+# The calibration's loader settings, as the Hugging Face TrainingArguments that set them.
+TRANSFORMERS = "transformers"
+_TRAINING_ARGUMENTS = {
+    "num_workers": "dataloader_num_workers",
+    "prefetch_factor": "dataloader_prefetch_factor",
+    "persistent_workers": "dataloader_persistent_workers",
+    "pin_memory": "dataloader_pin_memory",
+}
+
+
+def trainer_arguments(proof: JsonObject) -> tuple[dict[str, JsonScalar], list[str]]:
+    """A calibration proof's chosen settings as ``TrainingArguments`` fields, and the rest
+    (threads, which no TrainingArguments field sets) as the calls that set them."""
+    calibration = proof.get("calibration")
+    chosen = calibration.get("chosen") if isinstance(calibration, dict) else None
+    fields: dict[str, JsonScalar] = {}
+    rest: list[str] = []
+    if not isinstance(chosen, dict):
+        return fields, rest
+    for key, value in chosen.items():
+        if key in _TRAINING_ARGUMENTS and isinstance(value, int | bool):
+            fields[_TRAINING_ARGUMENTS[key]] = value
+        elif key == "main_threads" and isinstance(value, int):
+            rest.append(f"torch.set_num_threads({value}) before the Trainer is built")
+        elif key == "worker_threads" and isinstance(value, int):
+            rest.append(f"torch.set_num_threads({value}) in each worker (a worker_init_fn)")
+    if fields.get("dataloader_num_workers") == 0:
+        fields.pop("dataloader_persistent_workers", None)
+        fields.pop("dataloader_prefetch_factor", None)
+    return fields, rest
+
+
+def _as_call(fields: dict[str, JsonScalar], rest: list[str]) -> str:
+    text = "TrainingArguments(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+    return " and ".join([text, *rest])
+
+
+def _collate_bound(proof: JsonObject) -> bool:
+    built_s = _float(proof, "uncached_s") or 0.0
+    return built_s > 0 and (_float(proof, "collate_s") or 0.0) >= 0.5 * built_s
+
+
+def _collator_fix(proof: JsonObject) -> str | None:
+    """A Trainer's data collator taking a batch's time: the fix in the Trainer's terms
+    (tokenise once, before training; the collator only pads)."""
+    if not _collate_bound(proof):
+        return None
+    hot = objects(proof.get("hot"))
+    share = (_float(proof, "collate_s") or 0.0) / (_float(proof, "uncached_s") or 1.0)
+    where = f", most in {hot[0].get('function')}" if hot else ""
+    tokenizing = any("tokeniz" in str(h.get("function", "")).lower() for h in hot)
+    if tokenizing:
+        return (
+            f"the data collator takes {share:.0%} of building a batch{where}: it tokenises "
+            "every batch, every epoch; tokenise once before training (a pre-tokenised "
+            "dataset, e.g. datasets' Dataset.map(tokenize, batched=True)) and let the "
+            "collator only pad (DataCollatorWithPadding)"
+        )
+    return (
+        f"the data collator takes {share:.0%} of building a batch{where}: move that work "
+        "into the dataset, done once before training (or per sample in __getitem__, where "
+        "dataloader_num_workers share it)"
     )
 
 
@@ -664,13 +759,18 @@ def compose(
     cpus: float | None,
     bundled: bool,
     stopped_at_step: int | None = None,
+    framework: str | None = None,
 ) -> tuple[tuple[DoctorFinding, ...], tuple[str, ...]]:
     """Every finding, the verdict's own cause first, then by gain; and what was set
-    aside (a cause its own proof did not confirm), one sentence each."""
+    aside (a cause its own proof did not confirm), one sentence each. ``framework``
+    ``"transformers"`` (the Hugging Face Trainer ran) gives the loader's advice as the
+    ``TrainingArguments`` to change."""
     found: list[DoctorFinding] = []
     aside: list[str] = []
     if summary is not None:
-        made, why = input_finding(summary, proofs, loaders, cpus=cpus, bundled=bundled)
+        made, why = input_finding(
+            summary, proofs, loaders, cpus=cpus, bundled=bundled, framework=framework
+        )
         if made is not None:
             found.append(made)
         elif why:

@@ -145,6 +145,9 @@ def describe_run(data: JsonObject) -> str:
         text += f", median {median * 1e3:.1f} ms"
     if isinstance(rate, int | float):
         text += f", {rate:,.1f} samples/s"
+    tokens = data.get("tokens_per_s")
+    if isinstance(tokens, int | float):
+        text += f", {tokens:,.0f} tokens/s"
     train, val = data.get("train_s"), data.get("val_s")
     if isinstance(train, int | float) and isinstance(val, int | float):
         text += f"; training {train:.1f} s, validation {val:.1f} s"
@@ -245,6 +248,9 @@ def render_findings(findings: Sequence[DoctorFinding]) -> list[str]:
             )
         if finding.overrides:
             lines += _wrapped("apply: ", " ".join(finding.overrides))
+        if finding.training_arguments:
+            fields = ", ".join(f"{k}={v}" for k, v in finding.training_arguments)
+            lines += _wrapped("TrainingArguments: ", fields)
     return lines
 
 

@@ -6,12 +6,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from trainperf._json import JsonObject
+    from trainperf._json import JsonObject, JsonScalar
     from trainperf.monitoring.analyze import Confidence
 
-__all__ = ["REPORT_SCHEMA", "DoctorFinding", "DoctorReport", "GainSource"]
+__all__ = ["DoctorFinding", "DoctorReport", "GainSource"]
 
-REPORT_SCHEMA = "trainperf.doctor/1"
 GainSource = Literal["measured", "estimated", "none"]
 
 
@@ -34,6 +33,8 @@ class DoctorFinding:
     speedup_high: float | None = None
     confidence: Confidence = "high"
     reasons: tuple[str, ...] = ()  # what lowered the confidence
+    # A Hugging Face Trainer run: the TrainingArguments fields that apply the fix.
+    training_arguments: tuple[tuple[str, JsonScalar], ...] = ()
 
     def to_json(self) -> JsonObject:
         return {
@@ -49,6 +50,7 @@ class DoctorFinding:
             "confidence": self.confidence,
             "reasons": list(self.reasons),
             "overrides": list(self.overrides),
+            "training_arguments": dict(self.training_arguments),
         }
 
 
@@ -77,9 +79,20 @@ class DoctorReport:
     def failed(self) -> bool:
         return self.failure is not None
 
+    def training_arguments(self) -> JsonObject:
+        """Every finding's ``TrainingArguments`` changes, merged (the first finding wins a
+        field two set): what ``trainperf doctor --apply`` writes for a Trainer run."""
+        merged: JsonObject = {}
+        for finding in self.findings:
+            for name, value in finding.training_arguments:
+                merged.setdefault(name, value)
+        return merged
+
     def to_json(self) -> JsonObject:
         """The monitor's report schema, plus ``startup``, ``resources`` and ``proofs``."""
-        out: JsonObject = {"schema": REPORT_SCHEMA}
+        from trainperf._schema import DOCTOR
+
+        out: JsonObject = {}
         if self.summary is not None:
             out.update(self.summary)
         else:
@@ -99,7 +112,8 @@ class DoctorReport:
             proofs=list(self.proofs),
             findings=[f.to_json() for f in self.findings],
             overrides=[o for f in self.findings for o in f.overrides],
+            training_arguments=self.training_arguments(),
             notes=list(self.notes),
             set_aside=list(self.set_aside),
         )
-        return out
+        return DOCTOR.stamp(out)  # the doctor's version, not the summary's it holds

@@ -48,6 +48,8 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from trainperf._schema import SUMMARY
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from pathlib import Path
@@ -271,6 +273,10 @@ class RunSummary:
     # The user's own batch-making functions whose time counts as data wait (a loop
     # without a DataLoader), as "file:function".
     data_wait_functions: tuple[str, ...] = ()
+    # Language-model batches: tokens trained on (attention-mask ones), per second of
+    # training; samples/s and tokens/s count every micro-batch of an accumulated step.
+    tokens: int | None = None
+    tokens_per_s: float | None = None
 
     @property
     def confidence(self) -> Confidence:
@@ -284,12 +290,15 @@ class RunSummary:
 
     def to_json(self) -> JsonObject:
         return {
+            "schema_version": SUMMARY.version,
             "steps": self.steps,
             "samples": self.samples,
             "train_s": self.train_s,
             "val_s": self.val_s,
             "startup_s": self.startup_s,
             "samples_per_s": self.samples_per_s,
+            "tokens": self.tokens,
+            "tokens_per_s": self.tokens_per_s,
             "step_median_s": self.step_median_s,
             "shares": dict(self.shares),
             "ranks": self.ranks,
@@ -350,6 +359,8 @@ def summarize(
     steady = _steady(train)
     counted = [p.samples for p in train if p.samples is not None]
     samples = sum(counted) if counted else None
+    counted_tokens = [p.tokens for p in train if p.tokens is not None]
+    tokens = sum(counted_tokens) if counted_tokens else None
     total = train_s + val_s + startup_s
     conditions = _conditions(train, host, cpus)
     decided = _quiet(steady, host, cpus, conditions)
@@ -418,6 +429,8 @@ def summarize(
         val_s=val_s,
         startup_s=startup_s,
         samples_per_s=samples / train_s if samples and train_s else None,
+        tokens=tokens,
+        tokens_per_s=tokens / train_s if tokens and train_s else None,
         step_median_s=statistics.median(p.wall_s for p in steady) if steady else None,
         shares=shares,
         primary=primary,
@@ -908,11 +921,13 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
     if len(summaries) == 1:
         return first, finished
     rates = [s.samples_per_s for s in summaries if s.samples_per_s is not None]
+    token_rates = [s.tokens_per_s for s in summaries if s.tokens_per_s is not None]
     findings = list(first.findings)
     _straggler(own, first.step_median_s, findings)
     merged = dataclasses.replace(
         first,
         samples_per_s=sum(rates) if rates else None,
+        tokens_per_s=sum(token_rates) if token_rates else None,
         ranks=len(summaries),
         findings=tuple(findings),
     )

@@ -93,19 +93,22 @@ class _Open:
     start: float
     data_wait: float = 0.0
     samples: int | None = None
+    tokens: int | None = None
     first_of_epoch: bool = False
     backward_at: float | None = None
     device_start: object | None = None  # a device mark once the step's batch has arrived
     first_wait: float | None = None  # the first fetch's wait (workers starting, if any)
     batches: int = 0
 
-    def add(self, waited: float, samples: int | None) -> None:
+    def add(self, waited: float, samples: int | None, tokens: int | None = None) -> None:
         self.data_wait += waited
         if self.first_wait is None:
             self.first_wait = waited
         if samples is not None:
             self.samples = (self.samples or 0) + samples
             self.batches += 1
+        if tokens is not None:
+            self.tokens = (self.tokens or 0) + tokens
 
 
 class _Fetch(NamedTuple):
@@ -114,14 +117,17 @@ class _Fetch(NamedTuple):
     started: float
     ended: float
     samples: int | None
+    tokens: int | None = None
 
 
 def _reading(fetches: Sequence[_Fetch]) -> _Open:
     """Fetches as one stretch of reading: from the first one's start, their waits and
     samples summed."""
     counted = [f.samples for f in fetches if f.samples is not None]
+    tokens = [f.tokens for f in fetches if f.tokens is not None]
     reading = _Open(fetches[0].started, data_wait=sum(f.ended - f.started for f in fetches))
     reading.samples = sum(counted) if counted else None
+    reading.tokens = sum(tokens) if tokens else None
     return reading
 
 
@@ -142,7 +148,7 @@ class _Region:
     validations: int  # validation periods written before it
     covered: bool  # a validation period was open when it began
     step: _Open | None
-    step_fields: tuple[float, int | None, bool, object | None]
+    step_fields: tuple[float, int | None, int | None, bool, object | None]
     epoch: int
     train_iterator: int | None
     last: tuple[int | None, int | None]  # the last loader and iterator fetched
@@ -208,21 +214,27 @@ class StepRecorder:
         self.origin = self.armed = self.clock()
 
     def fetched(
-        self, loader: int, iterator: int, started: float, ended: float, samples: int | None
+        self,
+        loader: int,
+        iterator: int,
+        started: float,
+        ended: float,
+        samples: int | None,
+        tokens: int | None = None,
     ) -> None:
         waited = ended - started
         if self._region is not None:
-            self._region.fetches.add(waited, samples)
+            self._region.fetches.add(waited, samples, tokens)
         if self._explicit_val:
             if self._val is None:
                 self._val = _Open(started)
                 self._val_loader = loader
-            self._val.add(waited, samples)
+            self._val.add(waited, samples, tokens)
             return
         self._last_loader = loader
         self._last_iterator = iterator
         if self.train_loader is None:
-            self._early.append(_Fetch(loader, iterator, started, ended, samples))
+            self._early.append(_Fetch(loader, iterator, started, ended, samples, tokens))
         if self.train_loader is not None and loader != self.train_loader:
             if self._val is not None and loader != self._val_loader:
                 if _zipped(self._val_iterators):
@@ -233,7 +245,7 @@ class StepRecorder:
                 self._val = _Open(started)
                 self._val_loader = loader
                 self._val_iterators = []
-            self._val.add(waited, samples)
+            self._val.add(waited, samples, tokens)
             self._val_iterators.append(iterator)
             return
         if self._val is not None and _zipped(self._val_iterators):
@@ -257,7 +269,7 @@ class StepRecorder:
             self._step = _Open(started, first_of_epoch=new_epoch or self.steps == 0)
         elif new_epoch:
             self._step.first_of_epoch = True
-        self._step.add(waited, samples)
+        self._step.add(waited, samples, tokens)
         self._fetched_since_step = True
         if self.device is not None:
             self._step.device_start = self.device.mark()
@@ -286,7 +298,7 @@ class StepRecorder:
                 self._step = _Open(val.start)
             self._step.start = max(self._step.start, self._last_val_end, val.start)
             self._step.first_of_epoch = True
-            self._step.add(val.data_wait, val.samples)
+            self._step.add(val.data_wait, val.samples, val.tokens)
         if not self.optimizer_seen:
             self.optimizer_seen = True
             self.manual_loop = False
@@ -298,7 +310,7 @@ class StepRecorder:
                 marks = self._marks.get(first.index)
                 self._step.device_start = None if marks is None else marks[0]
                 for period in self._tentative:
-                    self._step.add(period.data_wait_s, period.samples)
+                    self._step.add(period.data_wait_s, period.samples, period.tokens)
                     self._marks.pop(period.index, None)
                 self._tentative.clear()
                 self.steps = 0
@@ -361,9 +373,15 @@ class StepRecorder:
             validations=self.validations,
             covered=self._val is not None or self._explicit_val,
             step=step,
-            step_fields=(0.0, None, False, None)
+            step_fields=(0.0, None, None, False, None)
             if step is None
-            else (step.data_wait, step.samples, step.first_of_epoch, step.device_start),
+            else (
+                step.data_wait,
+                step.samples,
+                step.tokens,
+                step.first_of_epoch,
+                step.device_start,
+            ),
             epoch=self.epoch,
             train_iterator=self._train_iterator,
             last=(self._last_loader, self._last_iterator),
@@ -392,6 +410,7 @@ class StepRecorder:
         self._release()
         val = _Open(region.start, data_wait=region.fetches.data_wait)
         val.samples = region.fetches.samples
+        val.tokens = region.fetches.tokens
         self._emit_val(val, now)
         self._last_val_end = now
         step = self._step
@@ -413,7 +432,7 @@ class StepRecorder:
         self._step = region.step
         if region.step is not None:
             step = region.step
-            step.data_wait, step.samples, step.first_of_epoch, step.device_start = (
+            step.data_wait, step.samples, step.tokens, step.first_of_epoch, step.device_start = (
                 region.step_fields
             )
         self.epoch = region.epoch
@@ -460,6 +479,7 @@ class StepRecorder:
             wall_s=max(now - step.start, 0.0),
             data_wait_s=step.data_wait,
             samples=step.samples,
+            tokens=step.tokens,
             first_of_epoch=step.first_of_epoch,
             before_backward_s=None if step.backward_at is None else step.backward_at - step.start,
         )
@@ -513,6 +533,7 @@ class StepRecorder:
         if not other or not train or self._step is None:
             return
         self._step.samples = _reading(train).samples
+        self._step.tokens = _reading(train).tokens
         if _zipped([f.iterator for f in other]):
             return
         self._emit_val(_reading(other), train[0].started)
@@ -538,6 +559,7 @@ class StepRecorder:
                 wall_s=max(end - val.start, 0.0),
                 data_wait_s=val.data_wait,
                 samples=val.samples,
+                tokens=val.tokens,
                 batches=val.batches if val.first_wait is not None else None,
                 first_wait_s=val.first_wait,
             )

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from trainperf.monitoring.capture import StepRecorder
 
-__all__ = ["CudaTimer", "LoaderSeen", "batch_size", "instrument"]
+__all__ = ["CudaTimer", "LoaderSeen", "batch_size", "batch_tokens", "instrument"]
 
 # How deep to look into nested batches (dicts of lists of tensors...) for a size.
 _MAX_DEPTH = 4
@@ -54,6 +54,22 @@ def batch_size(batch: object, depth: int = 0) -> int | None:
         if found is not None:
             return found
     return None
+
+
+def batch_tokens(batch: object) -> int | None:
+    """Tokens in a language-model batch: a mapping (a dict, a ``BatchEncoding``) with an
+    ``attention_mask`` counts its ones, else with ``input_ids`` its elements; ``None`` for
+    any other batch. The mask is summed where the loader hands it over (host memory,
+    before any copy to a device), so counting never waits for a GPU."""
+    get = getattr(batch, "get", None)
+    if not callable(get):
+        return None
+    mask = get("attention_mask")
+    if mask is not None and hasattr(mask, "sum") and hasattr(mask, "dim"):
+        return int(mask.sum())
+    ids = get("input_ids")
+    numel = getattr(ids, "numel", None)
+    return int(numel()) if callable(numel) else None
 
 
 @dataclass(frozen=True)
@@ -177,7 +193,10 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
         except Exception:
             serial(self)  # a loader whose first fetch fails (a worker killed) is still seen
             raise
-        recorder.fetched(id(self._dataset), serial(self), started, clock(), batch_size(batch))
+        ended = clock()
+        recorder.fetched(
+            id(self._dataset), serial(self), started, ended, batch_size(batch), batch_tokens(batch)
+        )
         if timer is not None and recorder.epoch != epoch[0]:
             epoch_memory()
         return batch

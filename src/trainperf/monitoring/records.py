@@ -5,6 +5,10 @@ step or validation period, appended and flushed as the run goes, so a killed run
 is still readable), ``samples.jsonl`` (the host sampler's), ``device_memory.json``
 (CUDA memory peaks per epoch, when CUDA was used) and ``summary.json`` (written at
 the end).
+
+``meta.json`` carries the folder's ``schema_version`` (:data:`trainperf._schema.RUN_RECORDS`):
+the version of every record in it, the JSON Lines files included, which carry none of
+their own; ``device_memory.json`` and ``probe.json`` carry it too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from trainperf._json import as_object, opt_float, opt_int, req_float, req_int, req_str
+from trainperf._schema import RUN_RECORDS
 from trainperf.errors import RecordError
 
 if TYPE_CHECKING:
@@ -28,18 +33,18 @@ __all__ = [
     "is_run",
     "rank_folders",
     "read_device_memory",
+    "read_meta",
     "read_periods",
     "write_device_memory",
 ]
 
-RECORD_SCHEMA = 1
 # Per epoch, the peaks of CUDA memory allocated and reserved (written at the end).
 DEVICE_MEMORY = "device_memory.json"
 PeriodKind = Literal["train", "val"]
 _LINE = (
     '{"kind": "%s", "index": %d, "epoch": %d, "start_s": %.7f, "wall_s": %.7f, '
     '"data_wait_s": %.7f, "samples": %s, "first_of_epoch": %s, "before_backward_s": %s, '
-    '"device_s": %s, "batches": %s, "first_wait_s": %s}'
+    '"device_s": %s, "batches": %s, "first_wait_s": %s, "tokens": %s}'
 )
 
 
@@ -69,6 +74,9 @@ class Period:
     # persistent workers starts its workers there, before any batch is built).
     batches: int | None = None
     first_wait_s: float | None = None
+    # Tokens read: the non-padding positions of a batch's ``attention_mask``, else the
+    # size of its ``input_ids`` (language-model batches); None for other batches.
+    tokens: int | None = None
 
     def to_json(self) -> JsonObject:
         return {
@@ -86,6 +94,7 @@ class Period:
             "device_s": None if self.device_s is None else round(self.device_s, 7),
             "batches": self.batches,
             "first_wait_s": None if self.first_wait_s is None else round(self.first_wait_s, 7),
+            "tokens": self.tokens,
         }
 
     def to_line(self) -> str:
@@ -96,6 +105,7 @@ class Period:
         device = "null" if self.device_s is None else f"{self.device_s:.7f}"
         batches = "null" if self.batches is None else str(self.batches)
         first = "null" if self.first_wait_s is None else f"{self.first_wait_s:.7f}"
+        tokens = "null" if self.tokens is None else str(self.tokens)
         return _LINE % (
             self.kind,
             self.index,
@@ -109,6 +119,7 @@ class Period:
             device,
             batches,
             first,
+            tokens,
         )
 
     @classmethod
@@ -129,6 +140,7 @@ class Period:
             device_s=opt_float(data, "device_s"),
             batches=opt_int(data, "batches"),
             first_wait_s=opt_float(data, "first_wait_s"),
+            tokens=opt_int(data, "tokens"),
         )
 
 
@@ -149,7 +161,7 @@ class RunMeta:
 
     def to_json(self) -> JsonObject:
         return {
-            "schema": RECORD_SCHEMA,
+            "schema_version": RUN_RECORDS.version,
             "run_id": self.run_id,
             "command": self.command,
             "started_at": self.started_at,
@@ -161,14 +173,12 @@ class RunMeta:
         }
 
     @classmethod
-    def from_json(cls, data: JsonObject) -> RunMeta:
+    def from_json(cls, data: JsonObject, *, source: str = "a run's meta.json") -> RunMeta:
+        """The meta record, if this trainperf reads its version (see :func:`read_meta`);
+        ``source`` names the file in the error."""
         if not isinstance(data, dict):
-            raise RecordError("a run's meta.json must hold an object")
-        if data.get("schema") != RECORD_SCHEMA:
-            raise RecordError(
-                f"run record schema {data.get('schema')!r} is not {RECORD_SCHEMA}; "
-                f"it was written by another trainperf version"
-            )
+            raise RecordError(f"{source} must hold an object")
+        RUN_RECORDS.check(data, source=source)
         return cls(
             run_id=req_str(data, "run_id"),
             command=req_str(data, "command"),
@@ -179,6 +189,30 @@ class RunMeta:
             from_process_start=data.get("from_process_start") is True,
             intra_op_threads=opt_int(data, "intra_op_threads"),
         )
+
+
+def read_meta(path: Path) -> RunMeta:
+    """A run's ``meta.json``; a malformed, foreign or newer one is a ``RecordError``
+    naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # JSON and text decoding errors included
+        raise RecordError(f"cannot read {path}: {exc}; {RUN_RECORDS.fix}") from None
+    return RunMeta.from_json(data, source=str(path))
+
+
+def check_run_version(folder: Path) -> None:
+    """Raise ``RecordError`` in one line, naming the file, when a rank of the run in
+    ``folder`` was recorded by a trainperf whose records this one does not read. Only
+    the version: a ``meta.json`` unreadable or without one is left to the reader that
+    needs it (``compare`` reads only its fingerprint)."""
+    for path in rank_folders(folder):
+        try:
+            data = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and RUN_RECORDS.found(data) is not None:
+            RUN_RECORDS.check(data, source=str(path / "meta.json"))
 
 
 def read_periods(path: Path) -> list[Period]:
@@ -212,10 +246,11 @@ def is_run(folder: Path) -> bool:
 
 def write_device_memory(peaks: dict[int, tuple[int, int]]) -> JsonObject:
     return {
+        "schema_version": RUN_RECORDS.version,
         "epochs": [
             {"epoch": e, "allocated_peak_bytes": a, "reserved_peak_bytes": r}
             for e, (a, r) in sorted(peaks.items())
-        ]
+        ],
     }
 
 
@@ -225,6 +260,11 @@ def read_device_memory(path: Path) -> dict[int, tuple[int, int]]:
         return {}
     try:
         data = as_object(json.loads(path.read_text(encoding="utf-8")), "device memory")
+    except (ValueError, RecordError) as exc:
+        raise RecordError(f"{path} is not a trainperf device memory record ({exc})") from None
+    # The release before schema_version wrote this file unmarked.
+    RUN_RECORDS.check(data, source=str(path), unmarked=1)
+    try:
         epochs = data.get("epochs")
         if not isinstance(epochs, list):
             raise RecordError("no list of epochs")

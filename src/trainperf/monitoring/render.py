@@ -16,6 +16,8 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
     if not finished:
         out.append("the run did not finish (killed or still running): this is what it recorded")
     rate = f"{summary.samples_per_s:,.1f} samples/s" if summary.samples_per_s else "samples unknown"
+    if summary.tokens_per_s:
+        rate += f", {summary.tokens_per_s:,.0f} tokens/s"
     median = f"{summary.step_median_s * 1e3:.1f} ms" if summary.step_median_s else "n/a"
     out.append(
         f"{summary.steps} training steps, median {median}, {rate}; "

@@ -5,9 +5,10 @@ the user's code: ``interpreter_ready`` (now), ``first_step`` (the first optimize
 step, through torch's global optimizer hook), and ``exit_start`` (when the
 interpreter begins to shut down). For ``run`` (``TRAINPERF_RUN_DIR`` set) it
 monitors the process like ``trainperf.monitor()`` would, and adds the
-``PerfMonitor`` callback to every Lightning Trainer the program builds. Both wait
-for the program to import ``torch.optim`` (and Lightning's trainer module);
-nothing imports torch early. Then it
+``PerfMonitor`` callback to every Lightning Trainer and the ``PerfCallback`` to every
+Hugging Face Trainer the program builds. Both wait for the program to import
+``torch.optim`` (and the trainers' modules); nothing imports torch early. A launcher
+(``accelerate launch``, ``torchrun``) is never recorded: its ranks record themselves. Then it
 runs the environment's own sitecustomize, if there is one, which this file would
 otherwise hide.
 """
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from importlib.machinery import ModuleSpec
     from types import ModuleType
+
+    from trainperf.exporters.spec import ExportSpec
 
 _HERE = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100, PTH120 - no pathlib here
 
@@ -89,6 +92,30 @@ def _add_callback(kwargs: dict[str, object]) -> None:
         kwargs["callbacks"] = [*callbacks, PerfMonitor()]
 
 
+def _on_transformers_trainer(module: ModuleType) -> None:
+    """Every Hugging Face Trainer gets the PerfCallback, which joins the injected run."""
+    if _RUN is None or os.getpid() != _OWNER:
+        return
+    trainer = getattr(module, "Trainer", None)
+    if trainer is None:
+        return
+    original = trainer.__init__
+
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        _guarded(lambda: _add_trainer_callback(self), disarm=False)
+
+    trainer.__init__ = __init__
+
+
+def _add_trainer_callback(trainer: object) -> None:
+    from trainperf.integrations.transformers import PerfCallback
+
+    handler = getattr(trainer, "callback_handler", None)
+    if not any(isinstance(c, PerfCallback) for c in getattr(handler, "callbacks", ())):
+        trainer.add_callback(PerfCallback())  # type: ignore[attr-defined]  # a Trainer
+
+
 def _on_torch_optim(module: ModuleType) -> None:
     if os.environ.get("TRAINPERF_MARKERS"):
         from torch.optim.optimizer import register_optimizer_step_post_hook
@@ -104,7 +131,29 @@ def _on_torch_optim(module: ModuleType) -> None:
 
         register_optimizer_step_post_hook(first_step)
     if _RUN is not None and os.getpid() == _OWNER:
+        if _launcher():
+            _disarm_in_child()  # its ranks record themselves; a launcher never trains
+            return
         _guarded(_RUN.__enter__)
+
+
+# Launchers import torch (and so torch.optim) but only start the processes that train.
+_LAUNCHERS = (
+    ("accelerate", "commands", "launch.py"),
+    ("torch", "distributed", "run.py"),
+    ("torch", "distributed", "launch.py"),
+)
+_LAUNCHER_SCRIPTS = ("torchrun", "accelerate", "deepspeed")
+
+
+def _launcher() -> bool:
+    """This process is a launcher (``accelerate launch``, ``torchrun``, ``deepspeed``)."""
+    if not sys.argv or not sys.argv[0]:
+        return False
+    parts = tuple(sys.argv[0].replace("\\", "/").split("/"))
+    if any(parts[-3:] == tail for tail in _LAUNCHERS):
+        return True
+    return parts[-1] in _LAUNCHER_SCRIPTS
 
 
 def _guarded(action: Callable[[], object], *, disarm: bool = True) -> None:
@@ -113,11 +162,22 @@ def _guarded(action: Callable[[], object], *, disarm: bool = True) -> None:
     try:
         action()
     except Exception as exc:
-        what = "not monitoring this run" if disarm else "monitoring without the Lightning callback"
+        what = "not monitoring this run" if disarm else "monitoring without the trainer's callback"
         sys.stderr.write(f"trainperf: {what}: {exc}\n")
         if disarm:
             global _RUN
             _RUN = None
+
+
+def _export_specs() -> tuple[ExportSpec, ...]:
+    """``trainperf run --export``'s specs; a bad one costs the exports, not the run."""
+    try:
+        from trainperf.settings import export_specs
+
+        return export_specs()
+    except Exception as exc:
+        sys.stderr.write(f"trainperf: not exporting: {exc}\n")
+        return ()
 
 
 def _disarm_in_child() -> None:
@@ -134,7 +194,7 @@ _OWNER = os.getpid()
 if os.environ.get("TRAINPERF_RUN_DIR") and not _CHILD:
     from trainperf.monitoring.session import Run
 
-    _RUN = Run.injected(os.environ["TRAINPERF_RUN_DIR"])
+    _RUN = Run.injected(os.environ["TRAINPERF_RUN_DIR"], export=_export_specs())
     os.register_at_fork(after_in_child=_disarm_in_child)
     if os.environ.get("TRAINPERF_DOCTOR"):
         from trainperf.doctor.child import arm
@@ -194,5 +254,6 @@ if os.environ.get("TRAINPERF_MARKERS"):
 sys.meta_path.insert(0, _Watch("torch.optim", _on_torch_optim))
 if _RUN is not None:
     sys.meta_path.insert(0, _Watch("lightning.pytorch.trainer.trainer", _on_lightning_trainer))
+    sys.meta_path.insert(0, _Watch("transformers.trainer", _on_transformers_trainer))
 _at_shutdown()
 _chain_site_customization()
