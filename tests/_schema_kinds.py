@@ -540,6 +540,28 @@ def _cache(action: str) -> Callable[[Workshop], object]:
     return produce
 
 
+def _exporters(s: Workshop) -> object:
+    """exporters.json of a run with one exporter that took a step."""
+    from trainperf.exporters.channel import Exports
+    from trainperf.monitoring.records import Period
+
+    class Kept:
+        name = "kept"
+
+        def open(self) -> None: ...
+        def write_step(self, step: int, figures: object) -> None: ...
+        def write_epoch(self, epoch: int, figures: object) -> None: ...
+        def close(self, end: object) -> None: ...
+
+    folder = s.scratch / "exported"
+    folder.mkdir(exist_ok=True)
+    exports = Exports([Kept()])
+    exports.start()
+    exports.put(Period("train", 0, 0, 0.0, 0.1, 0.01, 4))
+    exports.close(None, folder=folder)
+    return _json(folder / "exporters.json")
+
+
 _SUMMARY = frozenset(SUMMARY_MAPS)
 _DOCTOR = frozenset(
     (*SUMMARY_MAPS, "startup.markers", "training_arguments", "findings[].training_arguments")
@@ -610,6 +632,7 @@ KINDS: tuple[Kind, ...] = (
         lambda s: (s.calibrated, _json(s.home / "calibration.json"))[1],
         frozenset({"entries"}),
     ),
+    Kind("exporters", _schema.EXPORTERS, _exporters),
     Kind("cache-store", _schema.CACHE_STORE, lambda s: _json(s.cache_dir / "trainperf-cache.json")),
     Kind(
         "import-costs",

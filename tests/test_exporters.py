@@ -258,7 +258,7 @@ def test_steps_epochs_and_the_end_reach_the_exporter(tmp_path) -> None:
     assert recorder.calls[-1][0] == "close"
     assert (report.sent, report.dropped, report.error, report.finished) == (9, 0, None, True)
     record = json.loads((tmp_path / EXPORTERS_FILE).read_text())
-    assert record == {"exporters": [report.to_json()]}
+    assert record == {"schema_version": 1, "exporters": [report.to_json()]}
 
 
 def test_a_run_with_nothing_recorded_opens_nothing() -> None:
@@ -408,27 +408,45 @@ def offline_wandb(tmp_path, monkeypatch):
 
 
 def wandb_records(folder):
-    """The records of the offline run under ``folder``, from its ``.wandb`` log: a
-    LevelDB-style log (7-byte header, 32 KiB blocks of checksummed chunks) of W&B's
+    """The records of the offline run under ``folder``, from its ``.wandb`` log.
+
+    W&B's service process writes the log; on a busy machine its last records may land
+    after finish() returns, so this waits (30 s at most) for the run's exit record."""
+    (path,) = folder.glob("wandb/offline-run-*/run-*.wandb")
+    gave_up = threading.Event()
+    timer = threading.Timer(30, gave_up.set)
+    timer.start()
+    try:
+        records = _wandb_log(path.read_bytes())
+        while not any(r.HasField("exit") for r in records) and not gave_up.wait(0.1):
+            records = _wandb_log(path.read_bytes())
+    finally:
+        timer.cancel()
+    return records
+
+
+def _wandb_log(data):
+    """A LevelDB-style log (7-byte header, 32 KiB blocks of checksummed chunks) of W&B's
     own ``Record`` protobuf messages."""
     from wandb.proto import wandb_internal_pb2
 
-    (path,) = folder.glob("wandb/offline-run-*/run-*.wandb")
-    data = path.read_bytes()
     assert struct.unpack("<4sHB", data[:7]) == (b":W&B", 0xBEE1, 0)
-    position, block, pending = 7, 32768, b""
+    records, position, block, pending = [], 7, 32768, b""
     while position + 7 <= len(data):
         if block - position % block < 7:  # a block's tail too short for a chunk: padding
             position += block - position % block
             continue
         _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        if position + 7 + length > len(data):
+            break  # a chunk still being written
         pending += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a whole record, or a record's last chunk
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pending)
             pending = b""
-            yield record
+            records.append(record)
+    return records
 
 
 def test_wandb_offline_run(offline_wandb) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "CALIBRATION_STORE",
     "COMPARE",
     "DOCTOR",
+    "EXPORTERS",
     "IMPORTS",
     "IMPORT_COSTS",
     "LINT_IMPORTS",
@@ -152,6 +153,8 @@ ANATOMY: Final = Schema(
     legacy=("anatomy", 1),
     fix="report that run with the trainperf version that recorded it",
 )
+# exporters.json: what each exporter of a run got, dropped, and how it ended.
+EXPORTERS: Final = Schema("exporters record", 1)
 # summary.json, and `trainperf run --json` (the summary with run, finished, returncode).
 SUMMARY: Final = Schema("run summary", 1)
 # doctor.json and `trainperf doctor --json`. 2: the summary's tokens, training_arguments.

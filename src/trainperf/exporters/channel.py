@@ -243,6 +243,8 @@ class Exports:
             if not each.finished:
                 _log.warning("trainperf exporter %s: %s", each.name, each.error)
         if folder is not None:
-            record = {"exporters": [each.to_json() for each in reports]}
+            from trainperf._schema import EXPORTERS
+
+            record = EXPORTERS.stamp({"exporters": [each.to_json() for each in reports]})
             (folder / EXPORTERS_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
         return reports
