@@ -26,7 +26,12 @@ TOKENS_PER_ROW = LENGTH - PAD
 
 @pytest.mark.slow
 def test_steps_samples_and_tokens_count_every_micro_batch(tmp_path) -> None:
-    callback = PerfCallback(out=tmp_path / "run", probe=False)
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    callback = PerfCallback(
+        out=tmp_path / "run", probe=False, export=[f"tensorboard:{tmp_path / 'tb'}"]
+    )
     # 48 rows, 4 a batch, 2 batches an optimizer step: 6 steps of 8 rows an epoch.
     trainer = tiny_trainer(str(tmp_path / "out"), accumulation=2, epochs=2, callbacks=[callback])
     trainer.train()
@@ -50,6 +55,12 @@ def test_steps_samples_and_tokens_count_every_micro_batch(tmp_path) -> None:
     assert len(val) == 2
     assert [p.samples for p in val] == [12, 12]
     assert sorted({p.epoch for p in train}) == [0, 1]
+    # The callback's exporter saw every step, as recorded.
+    (events,) = (tmp_path / "tb").rglob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events.parent))
+    accumulator.Reload()
+    steps = [e.step for e in accumulator.Scalars("perf/step/step_s")]
+    assert steps == list(range(12))
 
 
 @pytest.mark.slow

@@ -42,16 +42,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from trainperf.exporters.spec import parse_spec
 from trainperf.integrations._state import restored
 from trainperf.monitoring.session import Run, active_run, monitor
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
+    from trainperf.exporters.spec import ExportTarget
     from trainperf.monitoring.analyze import RunSummary
 
 __all__ = ["FRAMEWORK", "PROBE_BATCHES", "PerfCallback"]
@@ -62,11 +64,21 @@ _log = logging.getLogger("trainperf")
 
 
 class PerfCallback(TrainerCallback):
-    def __init__(self, *, out: str | os.PathLike[str] | None = None, probe: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        out: str | os.PathLike[str] | None = None,
+        probe: bool = True,
+        export: Sequence[ExportTarget] = (),
+    ) -> None:
+        """``export``: specs (``"tensorboard:DIR"``, ...) or exporters for the run this
+        callback starts (see :func:`trainperf.monitor`); checked here. A run already
+        recording the process (``trainperf run --export``) keeps its own."""
         super().__init__()
         _wrap_trainer()
         self.out = out
         self.probe = probe
+        self.export = tuple(parse_spec(e) if isinstance(e, str) else e for e in export)
         self.run: Run | None = None
         self.trainer: Trainer | None = None  # set by the wrapped Trainer.train
         self._owned = False
@@ -93,7 +105,7 @@ class PerfCallback(TrainerCallback):
             # is proved at the end of training.
             self._bounded, joined.on_limit = joined.on_limit, None
             return
-        run = monitor(out=self.out)
+        run = monitor(out=self.out, export=self.export)
         run.__enter__()
         self.run, self._owned = run, True
 
