@@ -36,6 +36,8 @@ def test_overrides_file_then_flags(tmp_path) -> None:
         ("{not json", "not a readable JSON file"),
         ("[1, 2]", "expected a JSON object"),
         ('{"dataloader_workers": 2}', "unknown field(s) dataloader_workers"),
+        ('{"dataloader_num_workers": "two"}', "dataloader_num_workers must be an integer"),
+        ('{"dataloader_persistent_workers": 1}', "must be true or false"),
     ],
 )
 def test_a_bad_overrides_file_is_named(tmp_path, content, expected) -> None:

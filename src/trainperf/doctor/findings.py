@@ -273,8 +273,11 @@ def input_finding(
         elif chosen is not None and (low if low is not None else factor or 0.0) >= WORKER_GAIN:
             if trainer:
                 fields, rest = trainer_arguments(proof)
-                arguments.update(fields)
-                fixes.append(f"set {_as_call(fields, rest)} (calibrated)")
+                # Measured together: the fields alone are not the advice, so they are
+                # written for --apply only when they are the whole of it.
+                if not rest:
+                    arguments.update(fields)
+                fixes.append(f"set {_as_call(fields, rest)} (calibrated, together)")
             else:
                 fixes.append(f"set {chosen} (calibrated)")
             assert factor is not None

@@ -99,7 +99,9 @@ def parse_spec(text: str | ExportSpec) -> ExportSpec:
     else:
         kind, colon, folder = text.strip().partition(":")
         if not colon and kind in known:
-            raise UsageError(f"exporter '{kind}' needs a folder: {kind}:DIR, e.g. {kind}:runs/tb")
+            raise UsageError(
+                f"exporter '{kind}' needs a folder: {kind}:DIR, e.g. {kind}:runs/{kind}"
+            )
     backend = known.get(kind)
     if backend is None:
         given = f"'{kind}'" if str(text).strip() == kind else f"'{kind}' in '{text}'"

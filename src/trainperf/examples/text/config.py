@@ -123,7 +123,26 @@ def _overrides(path: Path) -> dict[str, object]:
             f"--overrides {path}: unknown field(s) {', '.join(unknown)}; "
             f"this example takes {', '.join(TRAINER_FIELDS)}"
         )
+    for name, value in data.items():
+        _check_type(path, name, value)
     return data
+
+
+def _check_type(path: Path, name: str, value: object) -> None:
+    if value is None and name == "dataloader_prefetch_factor":
+        return
+    kind = _flag_type(name)
+    number = not isinstance(value, bool)
+    if kind is _boolean:
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif kind is float:
+        ok, wanted = number and isinstance(value, int | float), "a number"
+    elif kind is int:
+        ok, wanted = number and isinstance(value, int), "an integer"
+    else:
+        ok, wanted = isinstance(value, str), "a string"
+    if not ok:
+        raise UsageError(f"--overrides {path}: {name} must be {wanted}, got {value!r}")
 
 
 def parse(argv: list[str] | None = None) -> TextConfig:
