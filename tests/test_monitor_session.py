@@ -181,6 +181,28 @@ def test_sampler_sees_the_process_and_its_workers() -> None:
     assert max(s.children_rss_bytes for s in sampler.samples) > 0
 
 
+def test_a_child_running_another_program_is_not_a_worker() -> None:
+    """W&B's service, a shell, ffmpeg: children of the process, never DataLoader workers
+    (the thread-oversubscription rule counts workers from these samples)."""
+    import subprocess
+
+    from trainperf.monitoring.sampler import Sampler
+
+    sampler = Sampler(clock=time.perf_counter, origin=time.perf_counter(), interval_s=60)
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        loader = DataLoader(Busy(16, 0.001), batch_size=4, num_workers=1, persistent_workers=True)
+        iterator = iter(loader)
+        next(iterator)  # the worker is up
+        sampler.sample()
+        (sample,) = sampler.samples
+        assert sample.children == 1  # the worker, not sleep
+        del iterator, loader
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_samples_are_written_with_the_run(tmp_path) -> None:
     with trainperf.monitor(out=tmp_path / "run"):
         train(DataLoader(Busy(8, 0.0), batch_size=4), torch.nn.Linear(32, 1))

@@ -1,8 +1,9 @@
 """A background sampler: memory and CPU of the process and its DataLoader workers.
 
 Every ``interval_s`` (1 s by default) one :class:`Sample` is taken with psutil: the
-resident memory of the process and of its children (worker processes), their CPU
-use in percent of one CPU, and the number of children. With an NVIDIA driver and
+resident memory of the process and of its worker processes (children running its own
+program: DataLoader workers, forked or spawned; not multiprocessing's helpers, nor other
+programs such as W&B's service), their CPU use in percent of one CPU, and their number. With an NVIDIA driver and
 NVML's bindings (``trainperf[gpu]``), also the utilisation and used memory of this
 process's GPU (the ``LOCAL_RANK``-th visible one). With a :class:`SystemCounters`,
 also the measurement conditions of the interval (other processes' CPU use, CPU
@@ -161,6 +162,10 @@ class Sampler:
         self.counters = counters
         self.samples: list[Sample] = []
         self._process = psutil.Process()
+        try:
+            self._exe = self._process.exe()
+        except psutil.Error:
+            self._exe = ""
         self._children: dict[int, psutil.Process] = {}
         self._helpers: dict[int, bool] = {}
         self._stop = threading.Event()
@@ -189,16 +194,20 @@ class Sampler:
             self.sample()
 
     def _counts(self, child: psutil.Process) -> bool:
-        """Workers count; multiprocessing's own helpers (resource tracker) do not."""
+        """Workers count: children running this process's own program (forked, or
+        spawned by multiprocessing). multiprocessing's helpers (resource tracker) do not,
+        nor children running another program (W&B's service, a shell, ffmpeg)."""
         import psutil
 
         known = self._helpers.get(child.pid)
         if known is None:
             try:
                 command = " ".join(child.cmdline())
+                other = child.exe() != self._exe
             except psutil.Error:
-                command = ""
-            known = self._helpers[child.pid] = any(h in command for h in _HELPERS)
+                command, other = "", False
+            known = any(h in command for h in _HELPERS) or other
+            self._helpers[child.pid] = known
         return not known
 
     def sample(self) -> None:
