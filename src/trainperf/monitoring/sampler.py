@@ -3,9 +3,10 @@
 Every ``interval_s`` (1 s by default) one :class:`Sample` is taken with psutil: the
 resident memory of the process and of its worker processes (children running its own
 program: DataLoader workers, forked or spawned; not multiprocessing's helpers, nor other
-programs such as W&B's service), their CPU use in percent of one CPU, and their number. With an NVIDIA driver and
-NVML's bindings (``trainperf[gpu]``), also the utilisation and used memory of this
-process's GPU (the ``LOCAL_RANK``-th visible one). With a :class:`SystemCounters`,
+programs such as W&B's service), their CPU use in percent of one CPU, and their number.
+With an NVIDIA driver and NVML's bindings (``trainperf[gpu]``), also the utilisation
+and used memory of this process's GPU (the ``LOCAL_RANK``-th visible one). With a
+:class:`SystemCounters`,
 also the measurement conditions of the interval (other processes' CPU use, CPU
 pressure, steal, cgroup throttling; see :mod:`trainperf.monitoring.conditions`) and
 the process tree's involuntary context switches. The sampler holds at most
