@@ -150,14 +150,15 @@ ACCELERATE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_accelerate_launch_is_monitored_per_rank(tmp_path) -> None:
+def test_the_doctor_under_accelerate_launch_monitors_each_rank(tmp_path) -> None:
     pytest.importorskip("accelerate")
     script = tmp_path / "train.py"
     script.write_text(
         ACCELERATE_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "out"))
     )
     # Without a GPU, --multi_gpu starts the processes through torchrun; the Trainer's
-    # use_cpu=True makes them gloo DDP ranks. The launcher itself is not recorded.
+    # use_cpu=True makes them gloo DDP ranks. The launcher (python -m, which imports
+    # torch.optim before it knows its own name) is not recorded.
     launch = [
         sys.executable,
         "-m",
@@ -173,19 +174,26 @@ def test_accelerate_launch_is_monitored_per_rank(tmp_path) -> None:
         "no",
         str(script),
     ]
-    result = run_cli("run", "--out", str(tmp_path / "run"), "--json", "--", *launch)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = sorted(p.name for p in (tmp_path / "run").iterdir() if p.is_dir())
-    assert ranks == ["rank0", "rank1"], ranks
-    for number, rank in enumerate(ranks):
-        meta = json.loads((tmp_path / "run" / rank / "meta.json").read_text())
-        assert meta["rank"] == number
-        periods = read_periods(tmp_path / "run" / rank / "steps.jsonl")
-        train = [p for p in periods if p.kind == "train"]
-        # 64 rows over 2 ranks, 4 a batch: 8 steps each.
+    done = run_cli(
+        "doctor",
+        "--json",
+        "--no-startup",
+        "--",
+        *launch,
+        env={"TRAINPERF_HOME": str(tmp_path / "home")},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    folder = Path(report["run"])
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["rank0", "rank1"]
+    assert not (folder / "proofs.json").exists()  # no record of the launcher's own
+    for number in (0, 1):
+        rank = folder / f"rank{number}"
+        assert json.loads((rank / "meta.json").read_text())["rank"] == number
+        train = [p for p in read_periods(rank / "steps.jsonl") if p.kind == "train"]
+        # 64 rows over 2 ranks, 4 a batch: 8 steps each, every row counted once.
         assert len(train) == 8
         assert sum(p.samples or 0 for p in train) == 32
-    # The Trainer prints its logs on stdout too: read the record back on its own.
-    report = run_cli("report", "--json", str(tmp_path / "run"))
-    assert report.returncode == 0, report.stderr
-    assert json.loads(report.stdout)["ranks"] == 2
+    assert report["ranks"] == 2
+    assert report["steps"] == 8

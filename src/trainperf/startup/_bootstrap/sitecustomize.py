@@ -138,22 +138,26 @@ def _on_torch_optim(module: ModuleType) -> None:
 
 
 # Launchers import torch (and so torch.optim) but only start the processes that train.
-_LAUNCHERS = (
-    ("accelerate", "commands", "launch.py"),
-    ("torch", "distributed", "run.py"),
-    ("torch", "distributed", "launch.py"),
+_LAUNCHER_MODULES = (
+    "accelerate.commands.launch",
+    "torch.distributed.run",
+    "torch.distributed.launch",
 )
 _LAUNCHER_SCRIPTS = ("torchrun", "accelerate", "deepspeed")
 
 
 def _launcher() -> bool:
-    """This process is a launcher (``accelerate launch``, ``torchrun``, ``deepspeed``)."""
-    if not sys.argv or not sys.argv[0]:
-        return False
-    parts = tuple(sys.argv[0].replace("\\", "/").split("/"))
-    if any(parts[-3:] == tail for tail in _LAUNCHERS):
-        return True
-    return parts[-1] in _LAUNCHER_SCRIPTS
+    """This process is a launcher (``accelerate launch``, ``torchrun``, ``deepspeed``).
+
+    ``python -m X`` is read from ``sys.orig_argv``: runpy imports X's parent packages
+    (which may import torch.optim) before it sets ``sys.argv[0]``."""
+    original = list(getattr(sys, "orig_argv", ()))
+    if "-m" in original[:-1]:
+        module = original[original.index("-m") + 1]
+        if module in _LAUNCHER_MODULES or module.startswith("accelerate.commands"):
+            return True
+    script = sys.argv[0] if sys.argv else ""
+    return os.path.basename(script) in _LAUNCHER_SCRIPTS  # noqa: PTH119 - no pathlib here
 
 
 def _guarded(action: Callable[[], object], *, disarm: bool = True) -> None:
