@@ -38,6 +38,7 @@ def test_overrides_file_then_flags(tmp_path) -> None:
         ('{"dataloader_workers": 2}', "unknown field(s) dataloader_workers"),
         ('{"dataloader_num_workers": "two"}', "dataloader_num_workers must be an integer"),
         ('{"dataloader_persistent_workers": 1}', "must be true or false"),
+        ('{"dataloader_num_workers": -1}', "dataloader_num_workers must be >= 0, got -1"),
     ],
 )
 def test_a_bad_overrides_file_is_named(tmp_path, content, expected) -> None:

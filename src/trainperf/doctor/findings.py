@@ -589,7 +589,8 @@ def _calibration_text(proof: JsonObject) -> tuple[str, float | None, str | None]
     gain = _float(proof, "gain")
     mode = calibration.get("mode")
     text = (
-        f"calibration ({mode}, {len(measured)} settings measured in "
+        f"calibration ({mode}, {len(measured)} setting{'' if len(measured) == 1 else 's'} "
+        "measured in "
         f"{_float(calibration, 'elapsed_s') or 0.0:.1f} s): the loader's own settings "
         f"{base or 0.0:.1f} samples/s, chosen {described} {best or 0.0:.1f} samples/s"
     )

@@ -153,6 +153,12 @@ def parse(argv: list[str] | None = None) -> TextConfig:
         config = replace(config, **FIXED)  # type: ignore[arg-type]  # keys are fields
     if args.overrides is not None:
         config = replace(config, **_overrides(args.overrides))  # type: ignore[arg-type]
+        given_flags = {f.name for f in fields(TextConfig) if getattr(args, f.name) is not None}
+        if not given_flags:  # a value out of range came from the file: say so
+            try:
+                validate(config)
+            except UsageError as exc:
+                raise UsageError(f"--overrides {args.overrides}: {exc}") from None
     given = {f.name: getattr(args, f.name) for f in fields(TextConfig)}
     config = replace(config, **{k: v for k, v in given.items() if v is not None})
     validate(config)
