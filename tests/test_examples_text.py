@@ -124,3 +124,11 @@ def test_doctor_names_the_tokenising_collator_in_the_trainers_terms(tmp_path) ->
             check=False,
         )
         assert check.returncode == 0, check.stderr[-2000:]
+
+
+def test_an_out_of_range_value_from_the_file_names_the_file(tmp_path) -> None:
+    overrides = tmp_path / "args.json"
+    overrides.write_text('{"dataloader_num_workers": -1}')
+    with pytest.raises(UsageError) as caught:
+        parse(["--overrides", str(overrides)])
+    assert str(caught.value).startswith(f"--overrides {overrides}: --dataloader_num_workers")
