@@ -33,17 +33,15 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import torch
 
-from trainperf.exporters.spec import parse_spec
-from trainperf.monitoring.session import Run, active_run, monitor
+from trainperf.integrations._run import Recording
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterator, Sequence
-    from pathlib import Path
 
     from trainperf.calibration.api import Calibration
     from trainperf.exporters.spec import ExportTarget
-    from trainperf.monitoring.analyze import RunSummary
+    from trainperf.monitoring.session import Run
 
 __all__ = ["PROBE_BATCHES", "CalibratedDataModule", "PerfMonitor"]
 
@@ -51,7 +49,7 @@ PROBE_BATCHES = 8
 _log = logging.getLogger("trainperf")
 
 
-class PerfMonitor(L.Callback):
+class PerfMonitor(Recording, L.Callback):
     def __init__(
         self,
         *,
@@ -63,33 +61,14 @@ class PerfMonitor(L.Callback):
         callback starts (see :func:`trainperf.monitor`); checked here. A run already
         recording the process (``trainperf run --export``) keeps its own."""
         super().__init__()
-        self.out = out
+        self.init_recording(out=out, export=export)
         self.probe = probe
-        self.export = tuple(parse_spec(e) if isinstance(e, str) else e for e in export)
-        self.run: Run | None = None
-        self._owned = False  # started by this callback, so finished by it
         self._batches: collections.deque[Any] = collections.deque(maxlen=PROBE_BATCHES)
-        self._bounded: Callable[[], None] | None = None  # the run's own stop, while fitting
-
-    @property
-    def summary(self) -> RunSummary | None:
-        return None if self.run is None else self.run.summary
-
-    @property
-    def path(self) -> Path | None:
-        return None if self.run is None else self.run.path
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        joined = active_run()
-        if joined is not None:
-            self.run, self._owned = joined, False
-            # A bounded run (trainperf doctor): the fit stops itself at the limit,
-            # through should_stop, and is proved at the end of training.
-            self._bounded, joined.on_limit = joined.on_limit, None
-            return
-        run = monitor(out=self.out, export=self.export)
-        run.__enter__()  # may refuse the folder: then there is no run to finish
-        self.run, self._owned = run, True
+        # Under a bounded run (trainperf doctor) the fit stops itself at the limit,
+        # through should_stop, and is proved at the end of training.
+        self.begin_recording()
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -105,7 +84,7 @@ class PerfMonitor(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        if self._bounded is not None and self.run is not None and self.run.limit_reached:
+        if self.stop_now:
             trainer.should_stop = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -122,7 +101,7 @@ class PerfMonitor(L.Callback):
                     _replay(run, pl_module, trainer.optimizers[0], batches)
                 except Exception as exc:  # a probe must never break the fit it watches
                     _log.warning("trainperf probe skipped: %s", exc)
-        if self._bounded is not None and _doctor():
+        if self.proving:
             try:
                 self._prove(run, trainer, pl_module if steppable else None)
             except Exception as exc:  # the doctor's proofs must never break the fit
@@ -144,17 +123,13 @@ class PerfMonitor(L.Callback):
         with _restored(module, optimizer):
             prove(run, train_step=_training_step(module, optimizer, to_device), stopped=stopped)
 
-    def _current(self) -> Run | None:
-        # trainer.validate()/test() without fit: the process's run, if one is recording.
-        return self.run if self.run is not None else active_run()
-
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        run = self._current()
+        run = self.current_run()
         if run is not None:
             run.begin_validation()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        run = self._current()
+        run = self.current_run()
         if run is not None:
             run.end_validation()
 
@@ -174,19 +149,13 @@ class PerfMonitor(L.Callback):
             metrics["perf/samples_per_s"] = so_far.samples_per_s
         pl_module.log_dict(metrics, logger=trainer.logger is not None, prog_bar=False)
 
-    def _finish(self) -> None:
-        if self.run is not None and self._bounded is not None:
-            self.run.on_limit, self._bounded = self._bounded, None
-        if self.run is not None and self._owned and self.run.summary is None:
-            self.run.__exit__(None, None, None)
-
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._finish()
+        self.finish_recording()
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        self._finish()
+        self.finish_recording()
 
 
 def _replay(
@@ -200,15 +169,6 @@ def _replay(
             batches,
             sync=torch.cuda.synchronize if cuda else None,
         )
-
-
-def _doctor() -> bool:
-    """Bounded by ``trainperf doctor`` (proofs wanted), not by ``trainperf ab``."""
-    import os
-
-    from trainperf.doctor.child import DOCTOR_VARIABLE
-
-    return os.environ.get(DOCTOR_VARIABLE) == "1"
 
 
 def _training_step(

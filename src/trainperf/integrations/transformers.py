@@ -42,19 +42,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from trainperf.exporters.spec import parse_spec
+from trainperf.integrations._run import Recording
 from trainperf.integrations._state import restored
-from trainperf.monitoring.session import Run, active_run, monitor
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterator, Sequence
-    from pathlib import Path
 
     from transformers import TrainerControl, TrainerState, TrainingArguments
 
     from trainperf.exporters.spec import ExportTarget
-    from trainperf.monitoring.analyze import RunSummary
+    from trainperf.monitoring.session import Run
 
 __all__ = ["FRAMEWORK", "PROBE_BATCHES", "PerfCallback"]
 
@@ -63,7 +61,7 @@ FRAMEWORK = "transformers"  # how proofs.json names a run whose advice is Traini
 _log = logging.getLogger("trainperf")
 
 
-class PerfCallback(TrainerCallback):
+class PerfCallback(Recording, TrainerCallback):
     def __init__(
         self,
         *,
@@ -76,43 +74,22 @@ class PerfCallback(TrainerCallback):
         recording the process (``trainperf run --export``) keeps its own."""
         super().__init__()
         _wrap_trainer()
-        self.out = out
+        self.init_recording(out=out, export=export)
         self.probe = probe
-        self.export = tuple(parse_spec(e) if isinstance(e, str) else e for e in export)
-        self.run: Run | None = None
         self.trainer: Trainer | None = None  # set by the wrapped Trainer.train
-        self._owned = False
-        self._bounded: Callable[[], None] | None = None
         self._batches: collections.deque[Any] = collections.deque(maxlen=PROBE_BATCHES)
         self._evaluating = 0  # evaluate() nests for a dict of evaluation sets
         self._keeping = True  # off while the probe and the proofs take their own steps
 
-    @property
-    def summary(self) -> RunSummary | None:
-        return None if self.run is None else self.run.summary
-
-    @property
-    def path(self) -> Path | None:
-        return None if self.run is None else self.run.path
-
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        joined = active_run()
-        if joined is not None:
-            self.run, self._owned = joined, False
-            # A bounded run (trainperf doctor): the Trainer stops itself at the limit and
-            # is proved at the end of training.
-            self._bounded, joined.on_limit = joined.on_limit, None
-            return
-        run = monitor(out=self.out, export=self.export)
-        run.__enter__()
-        self.run, self._owned = run, True
+        self.begin_recording()
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self._bounded is not None and self.run is not None and self.run.limit_reached:
+        if self.stop_now:
             control.should_training_stop = True
 
     def on_train_end(
@@ -126,12 +103,12 @@ class PerfCallback(TrainerCallback):
         try:
             if trainer is not None and batches and run.summarize().step.kind == "input-bound":
                 self._replay(run, trainer, batches)
-            if self._bounded is not None and _doctor():
+            if self.proving:
                 self._prove(run, trainer)
         except Exception as exc:  # a probe or a proof must never break the training
             _log.warning("trainperf probe skipped: %s", exc)
         finally:
-            self._finish()
+            self.finish_recording()
 
     def _replay(self, run: Run, trainer: Trainer, batches: list[Any]) -> None:
         cuda = trainer.args.device.type == "cuda"
@@ -153,38 +130,23 @@ class PerfCallback(TrainerCallback):
         with _restored(trainer):
             prove(run, train_step=_training_step(trainer), stopped=stopped, framework=FRAMEWORK)
 
-    def _finish(self) -> None:
-        if self.run is not None and self._bounded is not None:
-            self.run.on_limit, self._bounded = self._bounded, None
-        if self.run is not None and self._owned and self.run.summary is None:
-            self.run.__exit__(None, None, None)
-
     # Called by the wrapped Trainer methods.
 
     def _begin_evaluation(self) -> None:
-        run = self.run if self.run is not None else active_run()
+        run = self.current_run()
         if run is not None and self._evaluating == 0:
             run.begin_validation()
         self._evaluating += 1
 
     def _end_evaluation(self) -> None:
         self._evaluating -= 1
-        run = self.run if self.run is not None else active_run()
+        run = self.current_run()
         if run is not None and self._evaluating == 0:
             run.end_validation()
 
     def _keep(self, inputs: object) -> None:
         if self.probe and self._keeping:
             self._batches.append(inputs)
-
-
-def _doctor() -> bool:
-    """Bounded by ``trainperf doctor`` (proofs wanted), not by ``trainperf ab``."""
-    import os
-
-    from trainperf.doctor.child import DOCTOR_VARIABLE
-
-    return os.environ.get(DOCTOR_VARIABLE) == "1"
 
 
 def _callback_of(trainer: Trainer) -> PerfCallback | None:

@@ -67,20 +67,33 @@ class _Watch:
         return None
 
 
-def _on_lightning_trainer(module: ModuleType) -> None:
-    """Every Trainer gets the PerfMonitor callback, which joins the injected run."""
-    if _RUN is None or os.getpid() != _OWNER:
-        return
-    trainer = getattr(module, "Trainer", None)
-    if trainer is None:
-        return
-    original = trainer.__init__
+def _on_trainer(
+    *,
+    before: Callable[[dict[str, object]], None] | None = None,
+    after: Callable[[object], None] | None = None,
+) -> Callable[[ModuleType], None]:
+    """What to do once a trainer's module is imported: every ``Trainer`` it defines gets
+    trainperf's callback, which joins the injected run -- added to the constructor's
+    ``kwargs`` (``before``) or to the built trainer (``after``)."""
 
-    def __init__(self: object, *args: object, **kwargs: object) -> None:
-        _guarded(lambda: _add_callback(kwargs), disarm=False)
-        original(self, *args, **kwargs)
+    def on_import(module: ModuleType) -> None:
+        if _RUN is None or os.getpid() != _OWNER:
+            return
+        trainer = getattr(module, "Trainer", None)
+        if trainer is None:
+            return
+        original = trainer.__init__
 
-    trainer.__init__ = __init__
+        def __init__(self: object, *args: object, **kwargs: object) -> None:
+            if before is not None:
+                _guarded(lambda: before(kwargs), disarm=False)
+            original(self, *args, **kwargs)
+            if after is not None:
+                _guarded(lambda: after(self), disarm=False)
+
+        trainer.__init__ = __init__
+
+    return on_import
 
 
 def _add_callback(kwargs: dict[str, object]) -> None:
@@ -90,22 +103,6 @@ def _add_callback(kwargs: dict[str, object]) -> None:
     callbacks = [] if given is None else list(given) if isinstance(given, list | tuple) else [given]
     if not any(isinstance(c, PerfMonitor) for c in callbacks):
         kwargs["callbacks"] = [*callbacks, PerfMonitor()]
-
-
-def _on_transformers_trainer(module: ModuleType) -> None:
-    """Every Hugging Face Trainer gets the PerfCallback, which joins the injected run."""
-    if _RUN is None or os.getpid() != _OWNER:
-        return
-    trainer = getattr(module, "Trainer", None)
-    if trainer is None:
-        return
-    original = trainer.__init__
-
-    def __init__(self: object, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        _guarded(lambda: _add_trainer_callback(self), disarm=False)
-
-    trainer.__init__ = __init__
 
 
 def _add_trainer_callback(trainer: object) -> None:
@@ -257,7 +254,10 @@ if os.environ.get("TRAINPERF_MARKERS"):
     _mark("interpreter_ready")
 sys.meta_path.insert(0, _Watch("torch.optim", _on_torch_optim))
 if _RUN is not None:
-    sys.meta_path.insert(0, _Watch("lightning.pytorch.trainer.trainer", _on_lightning_trainer))
-    sys.meta_path.insert(0, _Watch("transformers.trainer", _on_transformers_trainer))
+    _lightning = _on_trainer(before=_add_callback)
+    sys.meta_path.insert(0, _Watch("lightning.pytorch.trainer.trainer", _lightning))
+    sys.meta_path.insert(
+        0, _Watch("transformers.trainer", _on_trainer(after=_add_trainer_callback))
+    )
 _at_shutdown()
 _chain_site_customization()
