@@ -316,6 +316,9 @@ def run_sections(
     shares = "".join(f"<tr><td>{e(k)}</td><td>{v:.1%}</td></tr>" for k, v in summary.shares.items())
     median = amount(summary.step_median_s, "s") if summary.step_median_s else "n/a"
     rate_text = f"{summary.samples_per_s:,.1f}" if summary.samples_per_s else "n/a"
+    rate_text += " samples/s"
+    if summary.tokens_per_s:
+        rate_text += f", {summary.tokens_per_s:,.0f} tokens/s"
     split = bars(
         (("training", summary.train_s, "#8fb8de"), ("validation", summary.val_s, "#b5d99c")),
         label="time spent",
@@ -354,7 +357,7 @@ def run_sections(
     verdict = "<br>".join(e(line) for line in describe_verdict(summary.to_json()))
     return f"""{busy}<p><b>Verdict: {e(summary.primary)}</b> &mdash; {summary.steps} training steps
 {f"on {summary.ranks} ranks " if summary.ranks > 1 else ""}(median {e(median)}),
-{rate_text} samples/s.</p>
+{rate_text}.</p>
 <p>{verdict}</p>{said}
 <h3>Findings</h3>
 {findings}
