@@ -184,10 +184,17 @@ def diagnose(
         stopped_at_step=stopped_at_step,
         framework=framework if isinstance(framework, str) else None,
     )
-    if after:
+    if after and stopped_at_step is not None:
         notes.append(
             f"after the doctor's stop the command went on: {_after_stop(after)}; reported "
             "apart, the verdict and proofs are taken on the steps before the stop"
+        )
+    elif after:
+        # Training ended before the limit; the proofs ran there, and the command went on.
+        notes.append(
+            f"after its training, and the doctor's proofs, the command went on: "
+            f"{_after_stop(after)}; reported apart, the verdict and proofs are taken on "
+            "the training"
         )
     shm = read_sign(folder / "output.log") if failure is not None else None
     if shm is not None:
