@@ -40,15 +40,16 @@ def train(loader, model, *, epochs=1, val_loader=None, work=0):
 
 @pytest.mark.verdict
 def test_input_bound_loop_with_worker_processes(tmp_path) -> None:
-    # Each sample waits 4 ms on a timer in a worker: the wait does not shrink or grow
-    # with the CPUs' speed or load, and the linear layer's step is far shorter.
-    loader = DataLoader(Waits(48, 0.004), batch_size=4, num_workers=2)
+    # Each sample waits 20 ms on a timer in a worker: the wait does not shrink or grow
+    # with the CPUs' speed or load, and the linear layer's step, even slowed tenfold by a
+    # busy machine, is far shorter than the 40 ms a batch takes two workers.
+    loader = DataLoader(Waits(96, 0.02), batch_size=4, num_workers=2)
     with trainperf.monitor(out=tmp_path / "run") as run:
         train(loader, torch.nn.Linear(32, 1))
     summary = run.summary
     assert summary is not None
-    assert summary.steps == 12
-    assert summary.samples == 48
+    assert summary.steps == 24
+    assert summary.samples == 96
     assert summary.step.kind == "input-bound"
     assert summary.step.share is not None
     assert summary.step.share > 0.5
