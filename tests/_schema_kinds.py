@@ -282,6 +282,78 @@ class Workshop:
         ]
 
     @cached_property
+    def worker_records(self) -> dict[str, list[object]]:
+        """The workers' own records, by file: starts, batches, memory (fixed values)."""
+        from trainperf.monitoring import worker_timing as wt
+        from trainperf.monitoring.worker_memory import (
+            WORKER_MEMORY_FILE,
+            ProcessReading,
+            WorkerMemoryRecord,
+        )
+
+        starts = [
+            wt.LoaderStart(n, 0, "Data", 1.0 + n, 0.2, 2, "spawn", False, 2**21, 0.01)
+            for n in range(2)
+        ]
+        workers = [
+            wt.WorkerStart(
+                pid=200 + 2 * n + w,
+                worker_id=w,
+                num_workers=2,
+                start=n,
+                start_method="spawn",
+                created_t_s=1.1 + n,
+                unpickled_t_s=1.8 + n,
+                entered_t_s=1.85 + n,
+                init_fn_s=0.01,
+                first_fetch_s=0.05,
+                ready_t_s=1.95 + n,
+                modules=900,
+                imports_s=0.6,
+                imports=(("torch", 0.5), ("numpy", 0.1)),
+            )
+            for n in range(2)
+            for w in range(2)
+        ]
+        batches = [
+            wt.BatchStages(200 + w, w, 0, 2.0 + 0.1 * i, 0.05, 0.01, 4, i, 0.02)
+            for i in range(8)
+            for w in range(2)
+        ]
+        memory = [
+            WorkerMemoryRecord(
+                t_s=2.0 * t,
+                main=ProcessReading(100, 2**28, 2**27, 2**26, 2**26),
+                workers=tuple(
+                    ProcessReading(200 + w, 2**27, 2**26, 2**24 + t * 2**22, 2**26 - t * 2**22)
+                    for w in range(2)
+                ),
+                shm_used_bytes=2**20,
+                shm_total_bytes=2**30,
+                cgroup_limit_bytes=2**33,
+                cgroup_usage_bytes=2**29,
+            )
+            for t in range(8)
+        ]
+        return {
+            wt.LOADER_STARTS_FILE: starts,
+            wt.WORKER_STARTS_FILE: workers,
+            wt.BATCHES_FILE: batches,
+            WORKER_MEMORY_FILE: memory,
+        }
+
+    @cached_property
+    def worker_timing(self) -> object:
+        from trainperf.monitoring.worker_timing import WorkerTiming, stage_times, worker_startup
+
+        records = list(self.worker_records.values())
+        return WorkerTiming(
+            startup=worker_startup(records[0], records[1], records[2]),  # type: ignore[arg-type]
+            stages=stage_times(records[2]),  # type: ignore[arg-type]
+            memory=tuple(records[3]),  # type: ignore[arg-type]
+        )
+
+    @cached_property
     def summary(self) -> object:
         """The monitor's summary of the records above, as ``summarize()`` makes it."""
         from trainperf.monitoring.analyze import summarize
@@ -297,6 +369,7 @@ class Workshop:
             replayed=Replay(steps=8, step_s=0.04),
             anatomy=self.anatomy,
             worker_pools=self.workers,
+            workers=self.worker_timing,
         )
 
     @cached_property
@@ -328,6 +401,9 @@ class Workshop:
         (folder / "samples.jsonl").write_text(host)
         pools = "".join(json.dumps(w.to_json()) + "\n" for w in self.workers)
         (folder / WORKERS_FILE).write_text(pools)
+        for name, records in self.worker_records.items():
+            lines = "".join(json.dumps(r.to_json()) + "\n" for r in records)  # type: ignore[attr-defined]
+            (folder / name).write_text(lines)
         with contextlib.chdir(self.scratch):
             write_anatomy(folder, self.anatomy)
         memory = write_device_memory({0: (2**20, 2**21)})
@@ -589,6 +665,20 @@ KINDS: tuple[Kind, ...] = (
         _schema.RUN_RECORDS,
         lambda s: _lines(s.recorded / "workers.jsonl"),
         stamp="folder",
+    ),
+    *(
+        Kind(
+            name.removesuffix(".jsonl").replace("_", "-"),
+            _schema.RUN_RECORDS,
+            lambda s, name=name: _lines(s.recorded / name),  # type: ignore[misc]
+            stamp="folder",
+        )
+        for name in (
+            "loader_starts.jsonl",
+            "worker_starts.jsonl",
+            "worker_batches.jsonl",
+            "worker_memory.jsonl",
+        )
     ),
     Kind("device-memory", _schema.RUN_RECORDS, lambda s: _json(s.recorded / "device_memory.json")),
     Kind("probe", _schema.RUN_RECORDS, lambda s: _json(s.recorded / "probe.json")),

@@ -273,10 +273,11 @@ def test_a_malformed_record_is_one_line_naming_the_place(tmp_path) -> None:
 
 
 def test_without_threadpoolctl_a_worker_records_what_is_knowable(tmp_path, monkeypatch) -> None:
-    from trainperf.monitoring.workers import _Report
+    from trainperf.monitoring.workers import _Report, _ReportingLoop
 
     monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
-    _Report(str(tmp_path / WORKERS_FILE), origin=0.0).write("fetch", {})
+    loop = _ReportingLoop(str(tmp_path / WORKERS_FILE), 0.0)
+    _Report(loop, entered=0.0, worker_id=0).write("fetch", {})
     (report,) = read_worker_pools(tmp_path)
     assert report.pools is None
     assert report.pid == os.getpid()

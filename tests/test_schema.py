@@ -157,7 +157,8 @@ def test_a_run_folder_of_a_newer_release_is_one_line(tmp_path, capsys) -> None:
     assert (code, out) == (2, "")
     (line,) = err.splitlines()
     assert line.startswith(f"trainperf: error: {folder / 'meta.json'}: run record of ")
-    assert "schema_version 99, written by a newer trainperf (this one reads 1-2)" in line
+    newest = _schema.RUN_RECORDS.version
+    assert f"schema_version 99, written by a newer trainperf (this one reads 1-{newest})" in line
     assert "upgrade trainperf (pip install -U trainperf)" in line
 
 

@@ -138,11 +138,12 @@ class Schema:
 
 # -- record files ------------------------------------------------------------------------
 
-# A run folder: meta.json carries it for steps.jsonl, samples.jsonl and workers.jsonl;
-# device_memory.json and probe.json carry it too. 2: steps gained "tokens".
+# A run folder: meta.json carries it for steps.jsonl, samples.jsonl, workers.jsonl and
+# the workers' own records; device_memory.json and probe.json carry it too. 2: steps
+# gained "tokens". 3: loader_starts, worker_starts, worker_batches, worker_memory.
 RUN_RECORDS: Final = Schema(
     "run record",
-    2,
+    3,
     legacy=("schema", 1),
     fix="report that run with the trainperf version that recorded it",
 )
@@ -156,11 +157,13 @@ ANATOMY: Final = Schema(
 # exporters.json: what each exporter of a run got, dropped, and how it ended.
 EXPORTERS: Final = Schema("exporters record", 1)
 # summary.json, and `trainperf run --json` (the summary with run, finished, returncode).
-SUMMARY: Final = Schema("run summary", 1)
+# 2: "workers" (starts, stages, memory).
+SUMMARY: Final = Schema("run summary", 2)
 # doctor.json and `trainperf doctor --json`. 2: the summary's tokens, training_arguments.
+# 3: the summary's "workers".
 DOCTOR: Final = Schema(
     "doctor report",
-    2,
+    3,
     legacy=("schema", "trainperf.doctor/1"),
     fix="run trainperf doctor again, or remove that file to report the monitor's records alone",
 )
@@ -187,7 +190,8 @@ IMPORT_COSTS: Final = Schema(
 
 # -- command outputs (--json) ------------------------------------------------------------
 
-REPORT: Final = Schema("report", 1)
+# 2: the summary's "workers".
+REPORT: Final = Schema("report", 2)
 COMPARE: Final = Schema("comparison", 1)
 AB: Final = Schema("A/B result", 1)  # also ab.json
 IMPORTS: Final = Schema("import profile", 1, legacy=("schema", 1))

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from trainperf.monitoring.probe import Replay
     from trainperf.monitoring.records import Period, RunMeta
     from trainperf.monitoring.sampler import Sample
+    from trainperf.monitoring.worker_timing import WorkerTiming
     from trainperf.monitoring.workers import WorkerPools
 
 __all__ = [
@@ -277,6 +278,8 @@ class RunSummary:
     # training; samples/s and tokens/s count every micro-batch of an accumulated step.
     tokens: int | None = None
     tokens_per_s: float | None = None
+    # The DataLoader workers' starts and batches' stages, timed in the workers.
+    workers: WorkerTiming | None = None
 
     @property
     def confidence(self) -> Confidence:
@@ -310,6 +313,7 @@ class RunSummary:
             "conditions": None if self.conditions is None else self.conditions.to_json(),
             "anatomy": None if self.anatomy is None else self.anatomy.to_json(),
             "data_wait_functions": list(self.data_wait_functions),
+            "workers": None if self.workers is None else self.workers.to_json(),
             "verdict": {
                 "primary": self.primary,
                 "confidence": self.confidence,
@@ -334,6 +338,7 @@ def summarize(
     stopped_early: bool = False,
     anatomy: AnatomyRecord | None = None,
     worker_pools: Sequence[WorkerPools] = (),
+    workers: WorkerTiming | None = None,
 ) -> RunSummary:
     """The run's shares, verdicts (step and run, with confidence) and findings.
 
@@ -341,7 +346,8 @@ def summarize(
     says the run was cut short on purpose (``trainperf doctor``), so its start-up
     weighs more than it would over a whole run. ``anatomy`` holds the training
     thread's stack samples and GC pauses (:mod:`.anatomy`); ``worker_pools`` the thread
-    pools read inside the DataLoader workers (:mod:`.workers`).
+    pools read inside the DataLoader workers (:mod:`.workers`); ``workers`` their
+    starts and batches' stages (:mod:`.worker_timing`).
     """
     if cpus is None:
         from trainperf.resources import detect_resources
@@ -419,6 +425,7 @@ def summarize(
             anatomy=anatomized,
             anatomy_record=anatomy,
             worker_pools=worker_pools,
+            workers=workers,
             total_s=total,
         )
         findings.extend(apply_rules(records))
@@ -444,6 +451,7 @@ def summarize(
         conditions=conditions,
         anatomy=anatomized,
         data_wait_functions=loaded_by,
+        workers=workers,
     )
 
 
@@ -878,6 +886,7 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
         read_periods,
     )
     from trainperf.monitoring.sampler import read_samples
+    from trainperf.monitoring.worker_timing import read_worker_timing
     from trainperf.monitoring.workers import read_worker_pools
 
     folders = rank_folders(folder)
@@ -901,6 +910,7 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
         replayed = read_replay(path / PROBE_FILE)
         anatomy = read_anatomy(path)
         pools = read_worker_pools(path)
+        timing = read_worker_timing(path)
         summaries.append(
             summarize(
                 periods[:cut] if cut is not None else periods,
@@ -913,6 +923,7 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
                 stopped_early=cut is not None,
                 anatomy=anatomy,
                 worker_pools=pools,
+                workers=timing,
             )
         )
         own.append(_own_time(periods))

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from trainperf.monitoring.conditions import Conditions
     from trainperf.monitoring.records import Period
     from trainperf.monitoring.sampler import Sample
+    from trainperf.monitoring.worker_timing import WorkerTiming
     from trainperf.monitoring.workers import WorkerPools
 
 __all__ = ["Rule", "RunRecords", "apply_rules", "registered", "rule"]
@@ -34,6 +35,7 @@ __all__ = ["Rule", "RunRecords", "apply_rules", "registered", "rule"]
 _RULE_MODULES = (
     "trainperf.monitoring.rules_steps",
     "trainperf.monitoring.rules_host",
+    "trainperf.monitoring.rules_workers",
 )
 
 
@@ -61,6 +63,7 @@ class RunRecords:
     anatomy: StepAnatomy | None = None  # the steps' anatomy, from anatomy_record
     anatomy_record: AnatomyRecord | None = None  # the stack samples and GC pauses
     worker_pools: Sequence[WorkerPools] = ()
+    workers: WorkerTiming | None = None  # the workers' starts and batches' stages
     total_s: float = 0.0  # the run's wall time: start-up, training and validation
 
     @property

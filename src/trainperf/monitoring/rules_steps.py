@@ -125,6 +125,10 @@ def epoch_start_spike(records: RunRecords) -> list[Finding]:
     """The first batch of each epoch waits ``EPOCH_START_SPIKE`` times the median batch
     (workers started again every epoch), and the excess takes ``EPOCH_SPIKE_SHARE`` of
     the training time."""
+    from trainperf.monitoring.rules_workers import startup_matters
+
+    if startup_matters(records) is not None:
+        return []  # the worker-startup finding says it, with what each start spent
     train = records.train
     firsts = [p.data_wait_s for p in train if p.first_of_epoch and p.index > 0]
     others = [p.data_wait_s for p in train if not p.first_of_epoch]

@@ -11,6 +11,9 @@ also the measurement conditions of the interval (other processes' CPU use, CPU
 pressure, steal, cgroup throttling; see :mod:`trainperf.monitoring.conditions`) and
 the process tree's involuntary context switches. The sampler holds at most
 ``MAX_SAMPLES`` in memory (a day at 1 Hz); samples are written with the run's steps.
+Given the run's ``folder``, each sample also appends the workers' private and shared
+memory, ``/dev/shm`` and the cgroup's memory to ``worker_memory.jsonl`` as it goes
+(see :mod:`trainperf.monitoring.worker_memory`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
     from trainperf.monitoring.conditions import Counters, SystemCounters
+    from trainperf.monitoring.worker_memory import WorkerMemoryRecorder
 
 __all__ = ["MAX_SAMPLES", "GpuReader", "Sample", "Sampler", "nvml_reader", "read_samples"]
 
@@ -149,6 +153,7 @@ class Sampler:
         interval_s: float = 1.0,
         gpu: GpuReader | None = None,
         counters: SystemCounters | None = None,
+        folder: Path | None = None,
     ) -> None:
         import psutil
 
@@ -162,6 +167,11 @@ class Sampler:
         self.gpu = gpu
         self.counters = counters
         self.samples: list[Sample] = []
+        self.memory: WorkerMemoryRecorder | None = None
+        if folder is not None:
+            from trainperf.monitoring.worker_memory import WorkerMemoryRecorder
+
+            self.memory = WorkerMemoryRecorder(folder)
         self._process = psutil.Process()
         try:
             self._exe = self._process.exe()
@@ -232,6 +242,8 @@ class Sampler:
         self._children = {pid: self._children[pid] for pid in current}
         gpu = None if self.gpu is None else self.gpu.read()
         now = self.clock()
+        if self.memory is not None:
+            self.memory.record(now - self.origin, main=self._process.pid, workers=sorted(current))
         conditions = self._conditions(now, (cpu + children_cpu) / 100)
         switches = self._involuntary({self._process.pid: self._process, **self._children})
         gained = sum(max(0, n - self._switches.get(pid, 0)) for pid, n in switches.items())

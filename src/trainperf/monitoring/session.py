@@ -170,6 +170,7 @@ class Run:
         """The run so far, summarised as its record will be (the same start-up, CPU
         budget and samples): decisions taken during the run and the report agree."""
         from trainperf.monitoring.analyze import recorded_cpu_budget
+        from trainperf.monitoring.worker_timing import read_worker_timing
         from trainperf.monitoring.workers import read_worker_pools
 
         if samples is None:
@@ -186,6 +187,7 @@ class Run:
             stopped_early=stopped_early,
             anatomy=self._anatomy.record() if self.entered else None,
             worker_pools=read_worker_pools(self.path) if self.entered else (),
+            workers=read_worker_timing(self.path) if self.entered else None,
         )
 
     def _threads_seen(self) -> int | None:
@@ -239,11 +241,20 @@ class Run:
         self._last_flush = now
 
     def _discard(self) -> None:
+        from trainperf.monitoring import worker_timing
         from trainperf.monitoring.anatomy import ANATOMY
+        from trainperf.monitoring.worker_memory import WORKER_MEMORY_FILE
         from trainperf.monitoring.workers import WORKERS_FILE
 
         names = ("meta.json", "steps.jsonl", "samples.jsonl", DEVICE_MEMORY, PROBE_FILE)
-        for name in (*names, WORKERS_FILE, ANATOMY):
+        workers = (
+            WORKERS_FILE,
+            WORKER_MEMORY_FILE,
+            worker_timing.LOADER_STARTS_FILE,
+            worker_timing.WORKER_STARTS_FILE,
+            worker_timing.BATCHES_FILE,
+        )
+        for name in (*names, *workers, ANATOMY):
             (self.path / name).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.path.rmdir()
@@ -296,6 +307,7 @@ class Run:
             origin=self._recorder.origin,
             gpu=nvml_reader(),
             counters=SystemCounters(),
+            folder=self.path,  # the workers' memory: worker_memory.jsonl
         )
         self._sampler.start()
         from trainperf.monitoring.workers import WORKERS_FILE, ThreadWatch

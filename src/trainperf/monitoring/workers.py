@@ -27,6 +27,7 @@ import functools
 import json
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +36,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from trainperf._json import as_object, objects, opt_int, req_float, req_int, req_str
 from trainperf.errors import RecordError
+from trainperf.monitoring.worker_timing import (
+    BATCHES_FILE,
+    LOADER_STARTS_FILE,
+    WORKER_STARTS_FILE,
+    LoaderStart,
+    StageClock,
+    WorkerStart,
+    append,
+    created_at,
+    imports_by_package,
+    timed_imports,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -245,19 +258,43 @@ def _pools() -> tuple[Pool, ...] | None:
 
 
 class _Report:
-    """One worker's report: measured around its first fetch, written once."""
+    """One worker's reports: its pools and its start (after its first fetch, once),
+    and its batches' stages (as they are built)."""
 
-    def __init__(self, records: str, origin: float) -> None:
-        self.records, self.origin = records, origin
+    def __init__(self, loop: _ReportingLoop, entered: float, worker_id: int) -> None:
+        self.loop, self.entered = loop, entered
         self.done = False
+        self.init_fn_s = 0.0
+        self.first_fetch_s = 0.0
+        self.modules = len(sys.modules)
+        self.stages = StageClock(
+            str(Path(loop.records).with_name(BATCHES_FILE)),
+            loop.origin,
+            pid=os.getpid(),
+            worker_id=worker_id,
+            start=loop.start,
+        )
+
+    def timed_init(self, init_fn: Callable[[int], object]) -> Callable[[int], object]:
+        @functools.wraps(init_fn)
+        def timed(worker_id: int) -> object:
+            began = time.perf_counter()
+            try:
+                return init_fn(worker_id)
+            finally:
+                self.init_fn_s = time.perf_counter() - began
+
+        return timed
 
     def around_first(self, fetch: Callable[[object], object]) -> Callable[[object], object]:
         @functools.wraps(fetch)
         def first(index: object) -> object:
             before = native_cpu()
+            began = time.perf_counter()
             try:
                 return fetch(index)
             finally:
+                self.first_fetch_s = time.perf_counter() - began
                 self.write("fetch", before)
 
         return first
@@ -278,42 +315,81 @@ class _Report:
             pools = _pools()
         except Exception:  # threadpoolctl failing to inspect a library: report the rest
             pools = None
+        loop, origin = self.loop, self.loop.origin
         report = WorkerPools(
             pid=os.getpid(),
             worker_id=-1 if info is None else info.id,
             num_workers=0 if info is None else info.num_workers,
-            t_s=time.time() - self.origin,
+            t_s=time.time() - origin,
             after=after,
             pools=pools,
             torch_threads=torch.get_num_threads(),
             os_threads=_os_threads("/proc/self"),
             helpers_ran=ran,
         )
-        line = (json.dumps(report.to_json()) + "\n").encode()
-        try:  # one write with O_APPEND: the workers' lines never interleave
-            fd = os.open(self.records, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass  # a run folder removed under a live worker: the loading must go on
+        append(loop.records, [json.dumps(report.to_json())])
+        if after != "fetch":
+            return
+        created = created_at()
+        imports_s, imports = imports_by_package(list(timed_imports()))
+        start = WorkerStart(
+            pid=report.pid,
+            worker_id=report.worker_id,
+            num_workers=report.num_workers,
+            start=loop.start,
+            start_method=loop.start_method,
+            created_t_s=None if created is None else created - origin,
+            unpickled_t_s=None if loop.unpickled_at is None else loop.unpickled_at - origin,
+            entered_t_s=self.entered - origin,
+            init_fn_s=self.init_fn_s,
+            first_fetch_s=self.first_fetch_s,
+            ready_t_s=report.t_s,
+            modules=self.modules,
+            imports_s=imports_s if imports else None,
+            imports=imports,
+        )
+        append(str(Path(loop.records).with_name(WORKER_STARTS_FILE)), [json.dumps(start.to_json())])
 
 
 class _ReportingLoop:
     """Stands in for ``torch.utils.data._utils.worker._worker_loop``: runs it, with the
-    worker's first fetch reported. Pickled (spawn, forkserver) without the original,
-    which the fresh worker process finds unpatched in torch."""
+    worker's start and batches reported. Pickled (spawn, forkserver) without the
+    original, which the fresh worker process finds unpatched in torch; unpickled there
+    before the worker's arguments (a process's target comes before its arguments),
+    which dates the end of the interpreter's start and the main module's import.
+
+    ``start`` and ``start_method``: the loader start the workers being started belong
+    to, set by the training process before each (copied by fork, pickled otherwise).
+    """
 
     def __init__(
-        self, records: str, origin: float, original: Callable[..., None] | None = None
+        self,
+        records: str,
+        origin: float,
+        original: Callable[..., None] | None = None,
+        parent: int | None = None,
+        start: int = -1,
+        start_method: str = "fork",
     ) -> None:
         self.records, self.origin, self.original = records, origin, original
+        self.parent = os.getpid() if parent is None else parent
+        self.start, self.start_method = start, start_method
+        # Unpickled in a worker: now its interpreter is up and its main module imported.
+        self.unpickled_at = time.time() if self.parent != os.getpid() else None
 
-    def __reduce__(self) -> tuple[type[_ReportingLoop], tuple[str, float]]:
-        return (_ReportingLoop, (self.records, self.origin))
+    def __reduce__(self) -> tuple[type[_ReportingLoop], tuple[str, float, None, int, int, str]]:
+        return (
+            _ReportingLoop,
+            (self.records, self.origin, None, self.parent, self.start, self.start_method),
+        )
 
     def __call__(self, *args: object, **kwargs: object) -> None:
+        entered = time.time()
+        stop_timing = getattr(sys, "_trainperf_imports_off", None)
+        if callable(stop_timing):
+            stop_timing()  # the spawned worker's import timer: the imports before the loop
+        import inspect
+
         from torch.utils.data import _DatasetKind
         from torch.utils.data._utils import worker
 
@@ -321,34 +397,165 @@ class _ReportingLoop:
         loop = worker._worker_loop if self.original is None else self.original
         if loop is self:
             raise RuntimeError("trainperf's DataLoader worker loop lost torch's original")
-        report = _Report(self.records, self.origin)
+        bound = inspect.signature(loop).bind(*args, **kwargs)
+        worker_id = bound.arguments.get("worker_id")
+        report = _Report(self, entered, worker_id if isinstance(worker_id, int) else -1)
+        init_fn = bound.arguments.get("init_fn")
+        if callable(init_fn):
+            bound.arguments["init_fn"] = report.timed_init(init_fn)
         # The fetcher is created right after the worker_init_fn, and again at each
-        # epoch of persistent workers; only the first fetch of all is measured.
+        # epoch of persistent workers: each is timed; the first fetch of all reported.
         kept = _DatasetKind.__dict__["create_fetcher"]
         create: Callable[..., Any] = _DatasetKind.create_fetcher
 
         def create_fetcher(*a: object, **k: object) -> Any:
             fetcher = create(*a, **k)
+            with contextlib.suppress(Exception):  # a fetcher torch changed: untimed
+                report.stages.wrap(fetcher)
             if not report.done:
                 fetcher.fetch = report.around_first(fetcher.fetch)
             return fetcher
 
         _DatasetKind.create_fetcher = staticmethod(create_fetcher)  # type: ignore[method-assign]  # this worker process only
         try:
-            loop(*args, **kwargs)
+            loop(*bound.args, **bound.kwargs)
         finally:
             _DatasetKind.create_fetcher = kept  # type: ignore[method-assign]
             report.write("exit", None)
+            report.stages.flush()
 
 
 # -- in the training process ---------------------------------------------------------
 
 
+def start_method(loader: Any) -> str:
+    """How ``loader`` starts its workers: its ``multiprocessing_context``'s method, else
+    torch's default context's (``fork`` on Linux up to Python 3.13, ``forkserver``
+    from 3.14)."""
+    context = getattr(loader, "multiprocessing_context", None)
+    if context is None:
+        import torch.multiprocessing
+
+        return str(torch.multiprocessing.get_start_method(allow_none=False))
+    return str(context.get_start_method())
+
+
+class _Pickles:
+    """What ``multiprocessing`` pickles for new processes while :meth:`counting`: bytes
+    and seconds, summed (spawn and forkserver send each worker its state this way)."""
+
+    def __init__(self) -> None:
+        self.bytes, self.seconds, self.calls = 0, 0.0, 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[None]:
+        from multiprocessing import reduction
+
+        original = reduction.dump
+
+        def dump(obj: object, file: Any, protocol: int | None = None) -> None:
+            at = file.tell() if hasattr(file, "tell") else None
+            began = time.perf_counter()
+            original(obj, file, protocol)
+            self.seconds += time.perf_counter() - began
+            self.calls += 1
+            if at is not None:
+                self.bytes += file.tell() - at
+
+        reduction.dump = dump
+        try:
+            yield
+        finally:
+            reduction.dump = original
+
+
+_IMPORT_TIMER = str(Path(__file__).with_name("_worker_imports.py"))
+
+
+@contextlib.contextmanager
+def _timing_imports(on: bool) -> Iterator[None]:
+    """While on: spawned processes run ``_worker_imports.py`` first, which times their
+    imports (their command is ``python -c 'from multiprocessing.spawn import ...'``)."""
+    if not on:
+        yield
+        return
+    from multiprocessing import spawn
+
+    original = spawn.get_command_line
+
+    def command(**kwargs: Any) -> list[str]:
+        line = list(original(**kwargs))
+        if "-c" in line[:-1]:
+            at = line.index("-c") + 1
+            path = _IMPORT_TIMER
+            line[at] = f"exec(compile(open({path!r}, 'rb').read(), {path!r}, 'exec'));{line[at]}"
+        return line
+
+    spawn.get_command_line = command
+    try:
+        yield
+    finally:
+        spawn.get_command_line = original
+
+
+def unpicklable(value: object, path: str, *, depth: int = 4) -> tuple[str, str] | None:
+    """Where pickling ``value`` (named ``path``) fails: the deepest attribute, item or
+    key, within ``depth`` levels, that does not pickle, and its type's name; ``None``
+    when ``value`` pickles. Pickles with multiprocessing's own pickler (which knows
+    torch's tensors), so it costs what sending ``value`` to a worker would."""
+    from multiprocessing.reduction import ForkingPickler
+
+    try:
+        ForkingPickler.dumps(value)
+    except Exception:  # what it raises is the object's own choice: look inside
+        failed = True
+    else:
+        failed = False
+    if not failed:
+        return None
+    if depth > 0:
+        children: list[tuple[str, object]] = []
+        if isinstance(value, dict):
+            children = [(f"{path}[{k!r}]", v) for k, v in list(value.items())[:64]]
+        elif isinstance(value, list | tuple | set | frozenset):
+            children = [(f"{path}[{i}]", v) for i, v in enumerate(list(value)[:64])]
+        elif hasattr(value, "__dict__") and not isinstance(value, type):
+            children = [(f"{path}.{k}", v) for k, v in vars(value).items()]
+        for name, child in children:
+            found = unpicklable(child, name, depth=depth - 1)
+            if found is not None:
+                return found
+    return path, type(value).__qualname__
+
+
+def explain_unpicklable(error: BaseException, loader: Any, method: str) -> None:
+    """Adds a note to ``error`` (raised starting ``loader``'s workers) naming what could
+    not be pickled for ``method`` and the fixes, when pickling is what failed."""
+    pickling = isinstance(error, TypeError | AttributeError | ValueError)
+    if method == "fork" or not (pickling or type(error).__name__ == "PicklingError"):
+        return
+    for name in ("dataset", "collate_fn", "worker_init_fn"):
+        found = unpicklable(getattr(loader, name, None), name)
+        if found is not None:
+            where, kind = found
+            error.add_note(
+                f"trainperf: the DataLoader's {where} ({kind}) cannot be pickled, and the "
+                f"{method!r} start method pickles the dataset, collate_fn and worker_init_fn "
+                "for every worker: create it in worker_init_fn or on first use in the "
+                "worker, or start the workers with multiprocessing_context='fork' (Linux, "
+                "when no threads or CUDA were started before the DataLoader)"
+            )
+            return
+
+
 class ThreadWatch:
     """While entered: every DataLoader worker started reports its pools into
-    ``records`` (see the module), and torch's intra-op threads are read at each new
-    DataLoader iterator on the thread that starts it. Both hooks are restored on
-    exit. ``origin``: the wall time the workers' ``t_s`` counts from (default: now).
+    ``records`` (see the module) and its start and batches beside it (see
+    :mod:`~trainperf.monitoring.worker_timing`); each ``iter(loader)`` that starts
+    workers is recorded with what it pickled for them; torch's intra-op threads are
+    read at each new DataLoader iterator on the thread that starts it. The hooks are
+    restored on exit. ``origin``: the wall time the records' ``t_s`` count from
+    (default: now).
     """
 
     def __init__(self, records: Path, *, origin: float | None = None) -> None:
@@ -356,6 +563,8 @@ class ThreadWatch:
         self.origin = time.time() if origin is None else origin
         self.max_intra_op_threads: int | None = None
         self._restore: Callable[[], None] | None = None
+        self._starts = 0
+        self._loaders: dict[int, tuple[int, Any]] = {}  # id -> (serial, weak reference)
 
     def read(self, threads: int) -> None:
         if self.max_intra_op_threads is None or threads > self.max_intra_op_threads:
@@ -372,20 +581,68 @@ class ThreadWatch:
         start = DataLoader.__dict__["__iter__"]
         threads = torch.get_num_threads
         self.read(threads())
+        reporting = _ReportingLoop(str(self.records), self.origin, loop)
 
         @functools.wraps(start)
         def iterate(loader: DataLoader[object]) -> object:
             self.read(threads())  # a few hundred ns, once per epoch
-            return start(loader)
+            if loader.num_workers == 0 or (
+                loader.persistent_workers and getattr(loader, "_iterator", None) is not None
+            ):
+                return start(loader)  # no worker starts
+            return self._start_workers(loader, start, reporting)
 
         def restore() -> None:
             DataLoader.__iter__ = start  # type: ignore[method-assign]
             worker._worker_loop = loop
 
-        worker._worker_loop = _ReportingLoop(str(self.records), self.origin, loop)
+        worker._worker_loop = reporting
         DataLoader.__iter__ = iterate  # type: ignore[method-assign, assignment]
         self._restore = restore
         return self
+
+    def _loader_serial(self, loader: object) -> int:
+        import weakref
+
+        known = self._loaders.get(id(loader))
+        if known is not None and known[1]() is loader:
+            return int(known[0])
+        serial = len(self._loaders)
+        with contextlib.suppress(TypeError):  # not weakly referable: counted anew each time
+            self._loaders[id(loader)] = (serial, weakref.ref(loader))
+        return serial
+
+    def _start_workers(
+        self, loader: Any, start: Callable[[Any], object], reporting: _ReportingLoop
+    ) -> object:
+        """``iter(loader)``, starting its workers: recorded as a :class:`LoaderStart`."""
+        method = start_method(loader)
+        serial = self._starts
+        self._starts += 1
+        reporting.start, reporting.start_method = serial, method
+        pickles = _Pickles()
+        wall = time.time()
+        began = time.perf_counter()
+        with pickles.counting(), _timing_imports(method == "spawn"):
+            try:
+                iterator = start(loader)
+            except Exception as error:
+                explain_unpicklable(error, loader, method)
+                raise
+        record = LoaderStart(
+            start=serial,
+            loader=self._loader_serial(loader),
+            dataset=type(loader.dataset).__qualname__,
+            t_s=wall - self.origin,
+            iter_s=time.perf_counter() - began,
+            num_workers=loader.num_workers,
+            start_method=method,
+            persistent=bool(loader.persistent_workers),
+            pickled_bytes=pickles.bytes if pickles.calls else None,
+            pickle_s=pickles.seconds if pickles.calls else None,
+        )
+        append(str(self.records.parent / LOADER_STARTS_FILE), [json.dumps(record.to_json())])
+        return iterator
 
     def __exit__(
         self,
