@@ -14,6 +14,11 @@
    and in % of the step (target: <= 1%), beside an A/A test of the noise; the cost of one
    sample to the loop (the GIL hand-over included), measured at 1 kHz where it stands
    above the noise, for that loop and for one of torch ops; one sample's own work.
+4. The workers' records (``trainperf.monitoring.worker_timing``): a DataLoader worker's
+   fetch of a batch of 32 cheap samples, bare and timed as a monitored worker times it
+   (each ``__getitem__``, the ``collate_fn``, the batch's record and its share of the
+   flushes), in microseconds per batch and in % of the fetch; run in this process on
+   torch's own fetcher, interleaved.
 
 Configurations run interleaved, ``--repeat`` times each; medians are reported.
 """
@@ -304,7 +309,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--parts", default="plain,lightning,anatomy")
+    parser.add_argument("--parts", default="plain,lightning,anatomy,workers")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     warnings.filterwarnings("ignore")
@@ -320,7 +325,45 @@ def main() -> int:
             lightning_part(args.repeat, args.steps, scratch)
         if "anatomy" in parts:
             anatomy_overhead(args.repeat)
+        if "workers" in parts:
+            workers_overhead(args.repeat, scratch)
     return 0
+
+
+def worker_fetches(batches: int, timed: bool, scratch: str) -> float:
+    """Seconds per batch of a worker's fetcher over ``batches`` batches of 32."""
+    import torch
+    from torch.utils.data import TensorDataset, default_collate
+    from torch.utils.data._utils.fetch import _MapDatasetFetcher
+
+    from trainperf.monitoring.worker_timing import StageClock
+
+    data = TensorDataset(torch.randn(batches * 32, 16), torch.randn(batches * 32, 1))
+    fetcher = _MapDatasetFetcher(data, True, default_collate, False)
+    clock = StageClock(f"{scratch}/batches.jsonl", time.time(), pid=1, worker_id=0, start=0)
+    if timed:
+        clock.wrap(fetcher)
+    indices = [list(range(i * 32, i * 32 + 32)) for i in range(batches)]
+    start = time.perf_counter()
+    for index in indices:
+        fetcher.fetch(index)
+    clock.flush()
+    return (time.perf_counter() - start) / batches
+
+
+def workers_overhead(repeat: int, scratch: str) -> None:
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    worker_fetches(200, True, scratch)  # warm up
+    for _ in range(max(repeat, 5)):
+        for timed in (False, True, False):
+            runs[timed].append(worker_fetches(2000, timed, scratch))
+    bare, timed = statistics.median(runs[False]), statistics.median(runs[True])
+    print(f"\n4. a worker's fetch of 32 samples, median of {len(runs[True])}")
+    print(
+        f"   bare {bare * 1e6:.1f} us/batch, timed {timed * 1e6:.1f} us/batch: "
+        f"{(timed - bare) * 1e6:+.1f} us/batch ({(timed - bare) / bare:+.1%} of the fetch, "
+        f"{(timed - bare) * 1e6 / 32:.2f} us a sample)"
+    )
 
 
 def plain_part(repeat: int, steps: int, scratch: str) -> None:

@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 import trainperf  # noqa: E402
 from trainperf.errors import RecordError  # noqa: E402
+from trainperf.monitoring.html import workers_section  # noqa: E402
+from trainperf.monitoring.render import render_summary  # noqa: E402
 from trainperf.monitoring.worker_timing import (  # noqa: E402
     BATCHES_FILE,
     BatchStages,
@@ -231,6 +233,14 @@ def test_workers_started_every_epoch_are_taken_apart_and_persistence_is_advised(
     assert "(estimated)" in finding.gain
     # The epoch-start spike is this finding's, not said twice.
     assert not [f for f in run.summary.findings if f.kind == "epoch-start-spike"]
+    # The report says it, and the page draws each start, phase by phase.
+    text = render_summary(run.summary, title="run")
+    assert "worker starts: 4 (fork)" in text
+    assert "avoidable with persistent workers" in text
+    page = workers_section(run.summary)
+    assert page.count("<text class=\"tick\"") >= 4  # one row per start at least
+    assert ">start 3</text>" in page
+    assert "worker_init_fn: " in page
 
     with trainperf.monitor(out=tmp_path / "kept") as kept:
         train(loader(True), epochs=4)

@@ -24,8 +24,17 @@ if TYPE_CHECKING:
     from trainperf.monitoring.analyze import RunSummary
     from trainperf.monitoring.records import Period
     from trainperf.monitoring.sampler import Sample
+    from trainperf.monitoring.worker_timing import StartCost
 
-__all__ = ["STYLE", "Axis", "amount", "bars", "render_run_html", "run_sections"]
+__all__ = [
+    "STYLE",
+    "Axis",
+    "amount",
+    "bars",
+    "render_run_html",
+    "run_sections",
+    "workers_section",
+]
 
 W, H = 680, 200
 LEFT, RIGHT, TOP, BOTTOM = 104, 16, 24, 40  # margins around the plotting area
@@ -391,7 +400,116 @@ epoch's first batch, which includes worker start-up, is left out); median {e(med
     }
 <h3>Peak memory per epoch</h3>{_epoch_memory(summary)}{gpu_section}
 <h3>Training and validation</h3>{split}
-"""
+{workers_section(summary)}"""
+
+
+_PHASE_COLOURS = {
+    "launch": "#9aa5b1",
+    "imports": "#c44e52",
+    "unpickle": "#dd8452",
+    "worker_init_fn": "#8172b2",
+    "setup": "#ccb974",
+    "first_fetch": "#4c72b0",
+}
+_MAX_STARTS = 16  # rows of the start-up waterfall
+
+
+def _waterfall(costs: Sequence[StartCost]) -> str:
+    """One row per worker start: its slowest worker's way to the first batch, phase by
+    phase (a stacked bar chart)."""
+    shown = costs[:_MAX_STARTS]
+    x = Axis(max(c.total_s for c in shown), "s")
+    height = 30 * len(shown) + TOP + BOTTOM
+    width, _ = _inner(height)
+    body = ""
+    for row, cost in enumerate(shown):
+        y0, at = TOP + 4 + 30 * row, 0.0
+        body += (
+            f'<text class="tick" x="{LEFT - 6}" y="{y0 + 15}" text-anchor="end">'
+            f"start {cost.start.start}</text>"
+        )
+        for name, seconds in cost.phases:
+            left = LEFT + width * max(x.fraction(at), 0.0)
+            length = width * max(x.fraction(seconds), 0.0)
+            body += (
+                f'<rect x="{left:.1f}" y="{y0}" width="{length:.1f}" height="22" '
+                f'fill="{_PHASE_COLOURS.get(name, "#999")}"><title>{html.escape(name)}: '
+                f"{html.escape(amount(seconds, 's'))}</title></rect>"
+            )
+            at += seconds
+    legend = '<div class="legend">' + "".join(
+        f'<span style="background:{colour}"></span>{html.escape(name.replace("_", " "))}'
+        for name, colour in _PHASE_COLOURS.items()
+    )
+    chart = _frame(
+        body,
+        kind="stacked bar chart: each worker start's time to its first batch, by phase",
+        x=x,
+        y=None,
+        x_title=f"time from iter(loader) to the first batch ({x.unit})",
+        y_title="",
+        height=height,
+    )
+    return chart + legend + "</div>"
+
+
+def workers_section(summary: RunSummary) -> str:
+    """The DataLoader workers, timed inside: start-up waterfall, batch stages per
+    worker, memory per worker over time. Empty when no worker reported."""
+    timing = summary.workers
+    if timing is None or (timing.startup is None and timing.stages is None and not timing.memory):
+        return ""
+    from trainperf.monitoring.render import describe_workers
+
+    e = html.escape
+    said = "<br>".join(e(line) for line in describe_workers(summary.to_json()))
+    out = f"<h3>DataLoader workers</h3><p>{said}</p>"
+    startup = timing.startup
+    if startup is not None:
+        out += (
+            "<h4>Worker start-up, each start</h4><p>From each <code>iter(loader)</code> that "
+            "started workers to its first batch, for the slowest of its workers.</p>"
+            + _waterfall(startup.costs)
+        )
+    stages = timing.stages
+    if stages is not None:
+        rows = "".join(
+            f"<tr><td>{wid}</td><td>{n}</td><td>{e(amount(fetch, 's'))}</td>"
+            f"<td>{e(amount(fetch - collate, 's'))}</td><td>{e(amount(collate, 's'))}</td></tr>"
+            for wid, n, fetch, collate in stages.per_worker
+        )
+        slow = ", ".join(f"{i} ({amount(t, 's')})" for i, t in stages.slowest) or "not timed"
+        out += (
+            "<h4>Where a batch's time goes in the workers</h4><table><tr><th>worker</th>"
+            "<th>batches</th><th>median batch</th><th>__getitem__</th><th>collate_fn</th></tr>"
+            f"{rows}</table><p>Batch build time p50 {e(amount(stages.p50_s, 's'))}, p95 "
+            f"{e(amount(stages.p95_s, 's'))}, p99 {e(amount(stages.p99_s, 's'))}. Slowest "
+            f"samples: {e(slow)}.</p>"
+        )
+    if timing.memory:
+        private = [(r.t_s, sum((w.uss or w.rss) for w in r.workers) / 2**20) for r in timing.memory]
+        shared = [(r.t_s, sum((w.shared or 0) for w in r.workers) / 2**20) for r in timing.memory]
+        out += (
+            "<h4>Workers' memory over the run</h4><p>Private memory (USS) of all workers, "
+            "then their shared memory: private rising as shared falls is copy-on-read.</p>"
+            + _line(
+                private,
+                subject="workers' private memory",
+                x_title="time since the start",
+                x_unit="s",
+                y_unit="MiB",
+                colour="#c44e52",
+            )
+            + _line(
+                shared,
+                subject="workers' shared memory",
+                x_title="time since the start",
+                x_unit="s",
+                y_unit="MiB",
+                colour="#55a868",
+            )
+        )
+    return out
 
 
 def _epoch_memory(summary: RunSummary) -> str:

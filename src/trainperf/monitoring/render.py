@@ -8,7 +8,7 @@ if TYPE_CHECKING:
     from trainperf._json import JsonObject
     from trainperf.monitoring.analyze import RunSummary
 
-__all__ = ["confidence_words", "describe_verdict", "render_summary"]
+__all__ = ["confidence_words", "describe_verdict", "describe_workers", "render_summary"]
 
 
 def render_summary(summary: RunSummary, *, title: str, finished: bool = True) -> str:
@@ -53,7 +53,9 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
             "the machine was busy while this run was measured: its verdict is "
             f"{confidence_words(summary.confidence)}; re-run on a quiet machine to trust it",
         )
-    verdict = describe_verdict(summary.to_json())
+    data = summary.to_json()
+    out += describe_workers(data)
+    verdict = describe_verdict(data)
     out.append(f"verdict: {verdict[0]}")
     out += [f"  {line}" if not line.startswith(" ") else line for line in verdict[1:]]
     for finding in summary.findings:
@@ -109,6 +111,82 @@ def describe_verdict(data: JsonObject) -> list[str]:
             f"steps take {slow if isinstance(slow, int | float) else 0.0:.0%} of the "
             "training time"
         )
+    return out
+
+
+def _s(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "?"
+    return f"{value * 1e3:.0f} ms" if value < 1 else f"{value:.1f} s"
+
+
+def describe_workers(data: JsonObject) -> list[str]:
+    """The DataLoader workers, from the summary's ``workers``: what a start took, by
+    phase; where a batch's time went in them; how their memory grew."""
+    workers = data.get("workers")
+    if not isinstance(workers, dict):
+        return []
+    out = []
+    startup = workers.get("startup")
+    if isinstance(startup, dict):
+        phases = startup.get("phases_s")
+        parts = (
+            [f"{name.replace('_', ' ')} {_s(v)}" for name, v in phases.items()]
+            if isinstance(phases, dict)
+            else []
+        )
+        imports = startup.get("imports")
+        heavy = (
+            [f"{i.get('package')} {_s(i.get('s'))}" for i in imports[:3] if isinstance(i, dict)]
+            if isinstance(imports, list)
+            else []
+        )
+        starts = startup.get("starts")
+        out.append(
+            f"worker starts: {starts} ({startup.get('start_method')}"
+            f"{', persistent' if startup.get('persistent') else ''}), "
+            f"{_s(startup.get('start_s'))} each to the first batch: {', '.join(parts)}"
+        )
+        if heavy:
+            out.append(f"  imported in each worker: {', '.join(heavy)}")
+        avoidable = startup.get("avoidable_s")
+        out.append(
+            f"  {_s(startup.get('paid_s'))} of the run waiting for workers to start"
+            + (
+                f", {_s(avoidable)} of it avoidable with persistent workers"
+                if isinstance(avoidable, int | float) and avoidable > 0
+                else ""
+            )
+        )
+    stages = workers.get("stages")
+    if isinstance(stages, dict):
+        slowest = stages.get("slowest")
+        named = (
+            ", ".join(str(x.get("index")) for x in slowest if isinstance(x, dict))
+            if isinstance(slowest, list)
+            else ""
+        )
+        out.append(
+            f"batches in the workers: median {_s(stages.get('fetch_s'))} (__getitem__ "
+            f"{_s(stages.get('getitem_s'))}, collate_fn {_s(stages.get('collate_s'))}); "
+            f"p50/p95/p99 {_s(stages.get('p50_s'))}/{_s(stages.get('p95_s'))}/"
+            f"{_s(stages.get('p99_s'))}" + (f"; slowest samples {named}" if named else "")
+        )
+    memory = workers.get("memory")
+    if isinstance(memory, dict):
+        kinds = memory.get("kinds")
+        each = memory.get("workers")
+        listed = [w for w in each if isinstance(w, dict)] if isinstance(each, list) else []
+        growing = [w for w in listed if w.get("kind")]
+        said = (
+            f"{', '.join(str(k) for k in kinds)} in {len(growing)} of {len(listed)} workers"
+            if isinstance(kinds, list) and kinds
+            else f"no growth in {len(listed)} workers"
+        )
+        limit = memory.get("projected_limit_s")
+        if isinstance(limit, int | float):
+            said += f"; the memory limit reached in ~{_s(limit)} at this rate (estimated)"
+        out.append(f"worker memory: {said} ({memory.get('samples')} readings)")
     return out
 
 

@@ -49,12 +49,19 @@ STAGE_SHARE = 0.5  # of the workers' fetch time
 PIPE_BYTES = 64 * 1024
 
 
+def run_s(records: RunRecords) -> float:
+    """The run's wall time: its periods' span from the start of monitoring (which
+    counts the time inside ``iter(loader)``, in no step), or its parts' sum."""
+    span = max((p.start_s + p.wall_s for p in records.periods), default=0.0)
+    return max(span, records.total_s, records.train_s)
+
+
 def startup_matters(records: RunRecords) -> WorkerStartup | None:
     """The run's worker starts when they are worth a finding, else ``None``."""
     startup = None if records.workers is None else records.workers.startup
     if startup is None or startup.paid_s < STARTUP_MIN_S:
         return None
-    if startup.paid_s < STARTUP_SHARE * max(records.total_s, records.train_s):
+    if startup.paid_s < STARTUP_SHARE * run_s(records):
         return None
     return startup
 
@@ -87,7 +94,11 @@ def worker_startup(records: RunRecords) -> list[Finding]:
         )
     imports = phases.get("imports", 0.0) + phases.get("unpickle", 0.0)
     slowest = startup.costs[0].slowest
-    packages = [name for name, _ in (() if slowest is None else slowest.imports)][:4]
+    timed = () if slowest is None else slowest.imports
+    total = sum(seconds for _, seconds in timed)
+    packages = [  # the user's heavy imports: not trainperf's own, in the worker to time it
+        name for name, seconds in timed if name != "trainperf" and seconds >= 0.1 * total
+    ][:4]
     if method in ("spawn", "forkserver") and imports >= PHASE_SHARE * start_s:
         heavy = f" ({', '.join(packages)})" if packages else ""
         preload = ", ".join(repr(p) for p in packages) or "'torch'"
@@ -123,13 +134,13 @@ def worker_startup(records: RunRecords) -> list[Finding]:
         "start_s": start_s,
         "paid_s": startup.paid_s,
         "avoidable_s": startup.avoidable_s,
-        "share_of_run": startup.paid_s / max(records.total_s, records.train_s),
+        "share_of_run": startup.paid_s / run_s(records),
         **{f"{name}_s": value for name, value in phases.items()},
     }
     if first.pickled_bytes is not None:
         evidence["pickled_bytes_per_worker"] = per_worker
     saved = startup.avoidable_s if startup.avoidable_s > 0 else startup.paid_s
-    share = saved / max(records.total_s, records.train_s)
+    share = saved / run_s(records)
     return [
         Finding(
             "worker-startup",

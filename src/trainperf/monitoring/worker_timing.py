@@ -357,11 +357,14 @@ class _TimedDataset:
         self._dataset, self._clock = dataset, clock
 
     def __getitem__(self, index: Any) -> Any:
-        began = time.perf_counter()
-        try:
-            return self._dataset[index]
-        finally:
-            self._clock.sample(index, time.perf_counter() - began)
+        began = _perf()
+        item = self._dataset[index]  # an exception ends the batch: nothing to record
+        took = _perf() - began
+        clock = self._clock
+        clock.samples += 1
+        if took > clock.slowest_s:
+            clock.slowest_s, clock.slowest_index = took, index
+        return item
 
     def __len__(self) -> int:
         return len(self._dataset)
@@ -370,26 +373,24 @@ class _TimedDataset:
         return getattr(self._dataset, name)
 
 
+_perf = time.perf_counter
+
+
 class StageClock:
     """In one worker: times every fetch of the fetchers :meth:`wrap` is given, and
-    writes their :class:`BatchStages` lines to ``path`` (see the module)."""
+    writes their :class:`BatchStages` lines to ``path`` (see the module). What it adds
+    to a fetch is measured by ``benchmarks/monitor_overhead.py --parts workers``."""
 
     def __init__(self, path: str, origin: float, *, pid: int, worker_id: int, start: int) -> None:
         self.path, self.origin = path, origin
         self.pid, self.worker_id, self.start = pid, worker_id, start
-        self.lines: list[str] = []
-        self.flushed = time.perf_counter()
-        self._collate = 0.0
-        self._samples = 0
-        self._slowest: tuple[Any, float] | None = None
-
-    def _begin(self) -> None:
-        self._collate, self._samples, self._slowest = 0.0, 0, None
-
-    def sample(self, index: Any, seconds: float) -> None:
-        self._samples += 1
-        if self._slowest is None or seconds > self._slowest[1]:
-            self._slowest = (index, seconds)
+        # Each batch: (t_s, fetch_s, collate_s, samples, slowest index, slowest_s).
+        self.batches: list[tuple[float, float, float, int, Any, float]] = []
+        self.flushed = _perf()
+        self.collate_s = 0.0
+        self.samples = 0
+        self.slowest_s = -1.0
+        self.slowest_index: Any = None
 
     def wrap(self, fetcher: Any) -> None:
         """Times ``fetcher.fetch``, its ``collate_fn`` and, for a map-style dataset
@@ -405,44 +406,58 @@ class StageClock:
 
     def _timed_collate(self, collate: Callable[[Any], Any]) -> Callable[[Any], Any]:
         def timed(data: Any) -> Any:
-            began = time.perf_counter()
-            try:
-                return collate(data)
-            finally:
-                self._collate += time.perf_counter() - began
+            began = _perf()
+            out = collate(data)
+            self.collate_s += _perf() - began
+            return out
 
         return timed
 
     def _timed_fetch(self, fetch: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        wall = time.time
+
         def timed(index: Any) -> Any:
-            self._begin()
-            wall = time.time()
-            began = time.perf_counter()
+            self.collate_s, self.samples, self.slowest_s = 0.0, 0, -1.0
+            at = wall()
+            began = _perf()
             out = fetch(index)  # a StopIteration (an iterable dataset's end) is no batch
-            ended = time.perf_counter()
-            slowest = self._slowest
-            record = BatchStages(
-                pid=self.pid,
-                worker_id=self.worker_id,
-                start=self.start,
-                t_s=wall - self.origin,
-                fetch_s=ended - began,
-                collate_s=self._collate,
-                samples=self._samples or None,
-                slowest_index=slowest[0] if slowest and type(slowest[0]) is int else None,
-                slowest_s=slowest[1] if slowest else None,
+            ended = _perf()
+            self.batches.append(
+                (
+                    at - self.origin,
+                    ended - began,
+                    self.collate_s,
+                    self.samples,
+                    self.slowest_index,
+                    self.slowest_s,
+                )
             )
-            self.lines.append(json.dumps(record.to_json()))
-            if len(self.lines) >= FLUSH_LINES or ended - self.flushed >= FLUSH_S:
+            if len(self.batches) >= FLUSH_LINES or ended - self.flushed >= FLUSH_S:
                 self.flush()
             return out
 
         return timed
 
     def flush(self) -> None:
-        append(self.path, self.lines)
-        self.lines.clear()
-        self.flushed = time.perf_counter()
+        """Writes the batches held, one line each (see :class:`BatchStages`)."""
+        lines = []
+        for t_s, fetch_s, collate_s, samples, index, slowest_s in self.batches:
+            timed = samples > 0
+            record = BatchStages(
+                pid=self.pid,
+                worker_id=self.worker_id,
+                start=self.start,
+                t_s=t_s,
+                fetch_s=fetch_s,
+                collate_s=collate_s,
+                samples=samples if timed else None,
+                slowest_index=index if timed and type(index) is int else None,
+                slowest_s=slowest_s if timed else None,
+            )
+            lines.append(json.dumps(record.to_json()))
+        append(self.path, lines)
+        self.batches.clear()
+        self.flushed = _perf()
 
 
 # -- what the records say ------------------------------------------------------------
