@@ -238,7 +238,7 @@ def test_workers_started_every_epoch_are_taken_apart_and_persistence_is_advised(
     assert "worker starts: 4 (fork)" in text
     assert "avoidable with persistent workers" in text
     page = workers_section(run.summary)
-    assert page.count("<text class=\"tick\"") >= 4  # one row per start at least
+    assert page.count('<text class="tick"') >= 4  # one row per start at least
     assert ">start 3</text>" in page
     assert "worker_init_fn: " in page
 
@@ -350,9 +350,11 @@ def test_a_collate_heavy_and_a_getitem_heavy_loader_get_their_own_finding(
     getting = _stages(tmp_path, "getitem", Staged(48, 0.01, slow=5, slow_s=0.06), None)
     assert collating.step.kind == getting.step.kind == "input-bound"  # type: ignore[attr-defined]
     kinds = {f.kind for f in collating.findings}  # type: ignore[attr-defined]
-    assert "collate-heavy" in kinds and "getitem-heavy" not in kinds
+    assert "collate-heavy" in kinds
+    assert "getitem-heavy" not in kinds
     kinds = {f.kind for f in getting.findings}  # type: ignore[attr-defined]
-    assert "getitem-heavy" in kinds and "collate-heavy" not in kinds
+    assert "getitem-heavy" in kinds
+    assert "collate-heavy" not in kinds
 
     stages = collating.workers.stages  # type: ignore[attr-defined]
     assert stages.collate_share > 0.7
@@ -362,7 +364,8 @@ def test_a_collate_heavy_and_a_getitem_heavy_loader_get_their_own_finding(
     assert stages.collate_share < 0.3
     assert stages.slowest[0][0] == 5  # the planted slow sample, named first
     assert stages.slowest[0][1] >= 0.06
-    assert stages.sample_s is not None and stages.sample_s >= 0.01
+    assert stages.sample_s is not None
+    assert stages.sample_s >= 0.01
     assert stages.p50_s <= stages.p95_s <= stages.p99_s
     (finding,) = [f for f in getting.findings if f.kind == "getitem-heavy"]  # type: ignore[attr-defined]
     assert "slowest samples: 5 (" in finding.fix
@@ -374,7 +377,8 @@ def test_rules_stay_quiet_without_worker_records(tmp_path: Path) -> None:
         train(loader, epochs=2)
     assert run.summary is not None
     assert run.summary.workers is not None
-    assert run.summary.workers.startup is None and run.summary.workers.stages is None
+    assert run.summary.workers.startup is None
+    assert run.summary.workers.stages is None
     assert not (tmp_path / "run" / BATCHES_FILE).exists()
     kinds = {f.kind for f in run.summary.findings}
     assert not kinds & {"worker-startup", "collate-heavy", "getitem-heavy"}
