@@ -5,6 +5,7 @@ on a timer so that they hold on a busy machine."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -382,3 +383,62 @@ def test_rules_stay_quiet_without_worker_records(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / BATCHES_FILE).exists()
     kinds = {f.kind for f in run.summary.findings}
     assert not kinds & {"worker-startup", "collate-heavy", "getitem-heavy"}
+
+
+RESTARTING = textwrap.dedent(
+    """
+    import time
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Data(Dataset):
+        def __len__(self):
+            return 8
+        def __getitem__(self, i):
+            time.sleep(0.002)
+            return torch.ones(8), torch.zeros(1)
+
+    def init(worker_id):
+        time.sleep(0.5)  # each worker start waits half a second
+
+    if __name__ == "__main__":
+        model = torch.nn.Linear(8, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        loader = DataLoader(Data(), batch_size=2, num_workers=2, worker_init_fn=init,
+                            multiprocessing_context="fork")
+        for epoch in range(6):
+            for x, y in loader:
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(model(x), y).backward()
+                opt.step()
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.verdict
+def test_the_doctor_measures_persistent_workers_against_restarts(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(RESTARTING)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPERF_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "trainperf", "doctor", "--json", "--", sys.executable, "train.py"],
+        cwd=tmp_path,
+        env={**clean, "TRAINPERF_HOME": str(tmp_path / ".trainperf")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    (proof,) = [p for p in report["proofs"] if p["kind"] == "persistence"]
+    assert proof["start_method"] == "fork"
+    assert len(proof["original_times"]) == len(proof["persistent_times"]) == 3
+    # Every restart waits 0.5 s in worker_init_fn; a kept worker does not start again.
+    assert min(proof["original_times"]) >= 0.5
+    assert max(proof["persistent_times"]) < min(proof["original_times"])
+    (finding,) = [f for f in report["findings"] if f["kind"] == "worker-startup"]
+    assert finding["gain_source"] == "measured"
+    assert "with persistent_workers=True" in finding["gain"]
+    assert finding["speedup_low"] > 1.0
+    assert "persistent_workers=True" in finding["fix"]

@@ -214,6 +214,8 @@ def _prove(
         wanted.append(("calibration", functools.partial(calibration_proof, train, train_step)))
     if train is not None and summary.step.kind == "input-bound":
         wanted.append(("cache", functools.partial(cache_proof, train, role="training")))
+    if train is not None and wants_persistence_proof(summary, train):
+        wanted.append(("persistence", functools.partial(persistence_proof, train)))
     if wants_validation_proof(summary.shares["validation"], val_s, val_wait_s):
         for key, seen in loaders.items():
             if key != train_id:
@@ -250,6 +252,89 @@ def _describe(seen: LoaderSeen) -> JsonObject:
         "prefetch_factor": seen.prefetch_factor,
         "pin_memory": seen.pin_memory,
     }
+
+
+PERSISTENCE_EPOCHS = 3  # epoch starts timed per variant, after one of each to warm up
+
+
+def wants_persistence_proof(summary: Any, seen: LoaderSeen) -> bool:
+    """The run's worker starts are a finding, and its training loader starts its
+    workers every epoch."""
+    return (
+        seen.num_workers > 0
+        and not seen.persistent_workers
+        and any(
+            f.kind == "worker-startup" and f.evidence.get("avoidable_s", 0.0) > 0
+            for f in summary.findings
+        )
+    )
+
+
+def _rebuilt(seen: LoaderSeen, *, persistent: bool) -> Any:
+    """The training loader as the user would write it, with ``persistent_workers``."""
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        seen.dataset,  # type: ignore[arg-type]
+        batch_size=seen.batch_size,
+        collate_fn=seen.collate_fn,
+        drop_last=seen.drop_last,
+        num_workers=seen.num_workers,
+        prefetch_factor=seen.prefetch_factor,
+        pin_memory=seen.pin_memory,
+        worker_init_fn=seen.worker_init_fn,
+        multiprocessing_context=seen.start_method,
+        persistent_workers=persistent,
+    )
+
+
+def persistence_proof(seen: LoaderSeen, *, epochs: int = PERSISTENCE_EPOCHS) -> JsonObject:
+    """Time epoch starts of the training loader as it is and with
+    ``persistent_workers=True``, interleaved: from ``iter(loader)`` to its workers'
+    first round of batches (one a worker), and, for the loader as it is, its workers'
+    shutdown at the epoch's end, which persistent workers skip too. Each variant
+    starts once before the timed epochs (the persistent loader's first start is the
+    one it keeps)."""
+    out: JsonObject = {"kind": "persistence", "role": "training", **_describe(seen)}
+    out["start_method"] = seen.start_method
+    say(f"timing {epochs} epoch starts with persistent_workers=True against without")
+    original, persistent = _rebuilt(seen, persistent=False), _rebuilt(seen, persistent=True)
+    try:
+        length = len(original)
+    except TypeError:
+        length = seen.num_workers
+    batches = max(1, min(seen.num_workers, length))
+
+    def start(loader: Any) -> float:
+        began = time.perf_counter()
+        iterator = iter(loader)
+        for _ in range(batches):
+            next(iterator)
+        if not loader.persistent_workers:
+            iterator._shutdown_workers()  # what the end of its epoch costs it
+        del iterator
+        return time.perf_counter() - began
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        start(original)
+        start(persistent)
+        for _ in range(epochs):
+            for kept, loader in ((False, original), (True, persistent)):
+                times[kept].append(start(loader))
+    finally:
+        iterator = getattr(persistent, "_iterator", None)
+        if iterator is not None:
+            iterator._shutdown_workers()
+    out.update(
+        epochs=epochs,
+        batches=batches,
+        original_times=[round(t, 6) for t in times[False]],
+        persistent_times=[round(t, 6) for t in times[True]],
+        original_s=statistics.median(times[False]),
+        persistent_s=statistics.median(times[True]),
+    )
+    return out
 
 
 def calibration_proof(

@@ -22,6 +22,9 @@ verdict, and says where each gain comes from:
 * ``validation-worker-startup``: the same, when at least ``INPUT_SHARE`` of that wait
   is before each pass's first batch (workers started again every pass): the fix is
   ``persistent_workers=True``, not a cache.
+* ``worker-startup``: the monitor's finding (the workers' starts, timed inside them,
+  take a share of the run); ``persistent_workers=True`` measured where the command's
+  training loader restarts its workers: epoch starts timed both ways, interleaved.
 * ``shm-exhausted`` (a command that died of it: :mod:`.shm`), and the monitor's other
   findings (:mod:`trainperf.monitoring.rules`), as they state them.
 
@@ -33,6 +36,8 @@ timed side by side with the original; its interval comes with it.
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from typing import TYPE_CHECKING
 
 from trainperf._json import objects
@@ -753,6 +758,75 @@ def validation_finding(
     )
 
 
+def worker_startup_finding(
+    summary: RunSummary, proofs: Sequence[JsonObject], *, framework: str | None = None
+) -> tuple[DoctorFinding | None, str]:
+    """The monitor's ``worker-startup`` finding, its ``persistent_workers=True`` measured
+    where the doctor timed epoch starts both ways (``persistence`` proof): the ratio of
+    the medians with its bootstrap interval, and the run's saving estimated from it.
+    A proof that measured no gain (``ADVICE_WORTH``, interval included) sets the
+    finding aside, with why."""
+    from trainperf.calibration.speedup import speedup_interval
+    from trainperf.doctor.child import ADVICE_WORTH
+
+    finding = next((f for f in summary.findings if f.kind == "worker-startup"), None)
+    if finding is None:
+        return None, ""
+    evidence = [f"{k}={v:.3g}" for k, v in finding.evidence.items()]
+    made = DoctorFinding(
+        kind=finding.kind,
+        title="DataLoader workers start again every epoch or pass",
+        evidence=tuple(evidence),
+        fix=finding.fix,
+        gain=finding.gain,
+        gain_source="estimated",
+        confidence=finding.confidence,
+        reasons=finding.reasons,
+        training_arguments=(
+            (("dataloader_persistent_workers", True),)
+            if framework == "transformers" and "persistent_workers=True" in finding.fix
+            else ()
+        ),
+    )
+    for proof in _proofs(proofs, "persistence", "training"):
+        original = _times(proof.get("original_times"))
+        kept = _times(proof.get("persistent_times"))
+        if len(original) < 2 or len(original) != len(kept):
+            continue
+        found = speedup_interval(kept, original, paired=True)  # times: kept is "before"
+        before, after = statistics.median(original), statistics.median(kept)
+        said = (
+            f"an epoch's start (iter(loader) to a batch from each worker, and the workers' "
+            f"shutdown) {_ms(before)} -> {_ms(after)} with persistent_workers=True"
+        )
+        if found.value < ADVICE_WORTH or found.low < 1.0:
+            return None, (
+                f"{said} ({format_speedup(found.value, found.low, found.high)}, measured): "
+                "no faster, so the start-up is not the epochs' restart"
+            )
+        later = max(finding.evidence.get("starts", 1.0) - 1, 0.0)
+        saved = (before - after) * later
+        total = summary.train_s + summary.val_s + summary.startup_s
+        return dataclasses.replace(
+            made,
+            evidence=(*evidence, f"{said}: {format_speedup(found.value, found.low, found.high)}"),
+            gain=(
+                f"{said} ({format_speedup(found.value, found.low, found.high)}, measured); about "
+                f"{saved:.1f} s over this run's {later:.0f} later starts (estimated from it)"
+            ),
+            gain_source="measured",
+            speedup=total / (total - saved) if total > saved else None,
+            speedup_low=found.low,
+            speedup_high=found.high,
+        ), ""
+    return made, ""
+
+
+def _times(value: object) -> list[float]:
+    """A proof's list of seconds, its positive numbers only."""
+    return [float(v) for v in _list(value) if isinstance(v, int | float) and v > 0]
+
+
 def compose(
     *,
     startup: JsonObject,
@@ -782,6 +856,18 @@ def compose(
         validation = validation_finding(periods, summary, proofs, bundled=bundled)
         if validation is not None:
             found.append(validation)
+        workers, why = worker_startup_finding(summary, proofs, framework=framework)
+        if (
+            workers is not None
+            and validation is not None
+            and validation.kind == "validation-worker-startup"
+            and workers.gain_source != "measured"
+        ):
+            workers = None  # the validation loader's restarts: said once, by that finding
+        if workers is not None:
+            found.append(workers)
+        elif why:
+            aside.append(f"worker start-up: {why}")
         # One calibration, one measured gain: where the input finding claims it, the
         # thread finding stays the monitor's (estimated), not a second copy of it.
         inputs = any(f.kind == "input-bound" for f in found)
@@ -800,6 +886,7 @@ def compose(
         if "startup-imports" in covered:
             covered.add("startup-bound")
         covered.add("input-bound")  # input_finding speaks for it, or set it aside
+        covered.add("worker-startup")  # worker_startup_finding speaks for it
         if threads is not None:
             covered.add("thread-oversubscription")
         for finding in summary.findings:

@@ -83,11 +83,16 @@ class LoaderSeen:
     num_workers: int
     prefetch_factor: int | None
     pin_memory: bool
+    worker_init_fn: Callable[[int], None] | None = None
+    persistent_workers: bool = False
+    start_method: str | None = None  # how its workers were started; None: no workers
 
     @classmethod
     def of(cls, iterator: Any) -> LoaderSeen:
         sampler = getattr(iterator, "_index_sampler", None)
         size = getattr(sampler, "batch_size", None)
+        workers = getattr(iterator, "_workers", None) or [None]
+        method = getattr(workers[0], "_start_method", None)  # multiprocessing's Process
         return cls(
             dataset=iterator._dataset,
             collate_fn=getattr(iterator, "_collate_fn", None),
@@ -96,6 +101,9 @@ class LoaderSeen:
             num_workers=int(getattr(iterator, "_num_workers", 0)),
             prefetch_factor=_int_or_none(getattr(iterator, "_prefetch_factor", None)),
             pin_memory=bool(getattr(iterator, "_pin_memory", False)),
+            worker_init_fn=getattr(iterator, "_worker_init_fn", None),
+            persistent_workers=bool(getattr(iterator, "_persistent_workers", False)),
+            start_method=method if isinstance(method, str) else None,
         )
 
 

@@ -240,6 +240,22 @@ class Run:
             self._pending.clear()
         self._last_flush = now
 
+    def _drop_unrecorded_memory(self) -> None:
+        """The workers' memory read while a proof or a calibration ran is theirs."""
+        from trainperf.errors import RecordError
+        from trainperf.monitoring.worker_memory import WORKER_MEMORY_FILE, read_worker_memory
+
+        try:
+            kept = [
+                r
+                for r in read_worker_memory(self.path)
+                if not any(start <= r.t_s <= end for start, end in self._unrecorded)
+            ]
+        except RecordError:
+            return
+        lines = "".join(json.dumps(r.to_json()) + "\n" for r in kept)
+        (self.path / WORKER_MEMORY_FILE).write_text(lines, encoding="utf-8")
+
     def _discard(self) -> None:
         from trainperf.monitoring import worker_timing
         from trainperf.monitoring.anatomy import ANATOMY
@@ -384,6 +400,8 @@ class Run:
             ]
             lines = "".join(json.dumps(x.to_json()) + "\n" for x in samples)
             (self.path / "samples.jsonl").write_text(lines, encoding="utf-8")
+            if self._unrecorded:
+                self._drop_unrecorded_memory()
         self._flush(self.clock())
         if self._file is not None:
             self._file.close()
