@@ -349,6 +349,18 @@ def test_precompute_orders_by_known_cost(tmp_path, counted) -> None:
     assert set(order[:3]) == {1, 3, 5}  # the odd pages took 5x longer last time
 
 
+def test_precompute_takes_the_samples_named_first_first(tmp_path, counted) -> None:
+    from _cache_helpers import slow_maps
+
+    cache = CachedDataset(Pages(6), slow_maps, cache_dir=tmp_path / "c", version=1)
+    cache.precompute()  # costs recorded: the odd pages are slowest
+    again = CachedDataset(Pages(6), slow_maps, cache_dir=tmp_path / "c", version=2)
+    again.precompute(first=[4, 0])
+    order = [i for i, _ in counted()][6:]
+    assert order[:2] == [4, 0]  # named first, in the order given
+    assert set(order[2:5]) == {1, 3, 5}  # then by the costs recorded
+
+
 def test_nondeterminism_is_reported(tmp_path) -> None:
     rng = np.random.default_rng()
 

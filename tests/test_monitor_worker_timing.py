@@ -395,7 +395,7 @@ RESTARTING = textwrap.dedent(
         def __len__(self):
             return 8
         def __getitem__(self, i):
-            time.sleep(0.002)
+            time.sleep(0.03 if i == 5 else 0.002)  # sample 5 is the slow one
             return torch.ones(8), torch.zeros(1)
 
     def init(worker_id):
@@ -442,3 +442,8 @@ def test_the_doctor_measures_persistent_workers_against_restarts(tmp_path: Path)
     assert "with persistent_workers=True" in finding["gain"]
     assert finding["speedup_low"] > 1.0
     assert "persistent_workers=True" in finding["fix"]
+    # Input-bound (a linear layer against samples waited for): the cache proof builds
+    # the slowest sample the workers timed first.
+    assert report["verdict"]["step"]["kind"] == "input-bound"
+    (cache,) = [p for p in report["proofs"] if p["kind"] == "cache"]
+    assert cache["slow_indices"][0] == 5

@@ -363,12 +363,14 @@ class CachedDataset:
         *,
         indices: Sequence[int] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        first: Sequence[int] = (),
     ) -> PrecomputeReport:
-        """Compute every missing entry: in ``num_workers`` processes, longest first when
-        earlier runs recorded costs, resumable (entries present are skipped), with a
-        progress line on a terminal (or ``progress(done, total)`` calls). Under
-        ``torch.distributed`` each rank takes its share of the indices, then all wait
-        at a barrier."""
+        """Compute every missing entry: in ``num_workers`` processes, ``first`` first
+        (the slowest samples a monitored run named:
+        ``run.summary.workers.stages.slowest``), then longest first when earlier runs
+        recorded costs; resumable (entries present are skipped), with a progress line on
+        a terminal (or ``progress(done, total)`` calls). Under ``torch.distributed`` each
+        rank takes its share of the indices, then all wait at a barrier."""
         if num_workers < 0:
             raise UsageError(f"num_workers must be >= 0, got {num_workers}")
         started = time.perf_counter()
@@ -377,7 +379,8 @@ class CachedDataset:
         rank, world = _distributed()
         chosen = chosen[rank::world]
         costs = self._known_costs()
-        chosen.sort(key=lambda i: -costs.get(i, 0.0))
+        ahead = {index: n for n, index in enumerate(first)}
+        chosen.sort(key=lambda i: (ahead.get(i, len(ahead)), -costs.get(i, 0.0)))
         report.total = len(chosen)
         done = 0
         measured: dict[int, float] = {}

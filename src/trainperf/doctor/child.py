@@ -213,7 +213,9 @@ def _prove(
         # Workers and threads are the calibration's axes: it measures either advice.
         wanted.append(("calibration", functools.partial(calibration_proof, train, train_step)))
     if train is not None and summary.step.kind == "input-bound":
-        wanted.append(("cache", functools.partial(cache_proof, train, role="training")))
+        stages = None if summary.workers is None else summary.workers.stages
+        slow = [index for index, _ in stages.slowest] if stages is not None else []
+        wanted.append(("cache", functools.partial(cache_proof, train, role="training", slow=slow)))
     if train is not None and wants_persistence_proof(summary, train):
         wanted.append(("persistence", functools.partial(persistence_proof, train)))
     if wants_validation_proof(summary.shares["validation"], val_s, val_wait_s):
@@ -442,8 +444,12 @@ def _map_style(dataset: object) -> bool:
     return hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
 
 
-def cache_proof(seen: LoaderSeen, *, role: str, batches: int = CACHE_BATCHES) -> JsonObject:
-    """Build a few batches twice, profile one, cache them and time the reads."""
+def cache_proof(
+    seen: LoaderSeen, *, role: str, batches: int = CACHE_BATCHES, slow: Sequence[int] = ()
+) -> JsonObject:
+    """Build a few batches twice, profile one, cache them and time the reads. ``slow``:
+    the slowest samples the workers timed; the first batch built is made of them, so
+    the proof sees the costly tail and not only the loader's first samples."""
     out: JsonObject = {"kind": "cache", "role": role, **_describe(seen)}
     if not _map_style(seen.dataset):
         out["skipped"] = "an iterable dataset: its samples have no index to cache by"
@@ -453,6 +459,10 @@ def cache_proof(seen: LoaderSeen, *, role: str, batches: int = CACHE_BATCHES) ->
     size = seen.batch_size or 1
     count = min(batches, max(1, len(dataset) // size))
     groups = [list(range(i * size, min((i + 1) * size, len(dataset)))) for i in range(count)]
+    named = [i for i in slow if 0 <= i < len(dataset)][:size]
+    if named:
+        groups = [named, *groups[: max(count - 1, 1)]]
+        out["slow_indices"] = list(named)
 
     collating: list[float] = []
 
