@@ -447,3 +447,27 @@ def test_the_doctor_measures_persistent_workers_against_restarts(tmp_path: Path)
     assert report["verdict"]["step"]["kind"] == "input-bound"
     (cache,) = [p for p in report["proofs"] if p["kind"] == "cache"]
     assert cache["slow_indices"][0] == 5
+
+
+@pytest.mark.slow
+def test_the_persistence_proof_also_times_fork_for_spawned_workers() -> None:
+    from _datasets import Waits
+    from trainperf.doctor.child import persistence_proof
+    from trainperf.monitoring.hooks import LoaderSeen
+
+    seen = LoaderSeen(
+        dataset=Waits(8, 0.001),
+        collate_fn=None,
+        batch_size=2,
+        drop_last=False,
+        num_workers=1,
+        prefetch_factor=2,
+        pin_memory=False,
+        start_method="spawn",
+    )
+    proof = persistence_proof(seen, epochs=2)
+    assert proof["start_method"] == "spawn"
+    assert len(proof["original_times"]) == len(proof["fork_times"]) == 2
+    # A spawned worker imports torch before its first batch; a forked one has it.
+    assert max(proof["fork_times"]) < min(proof["original_times"])
+    assert max(proof["persistent_times"]) < min(proof["original_times"])

@@ -272,8 +272,9 @@ def wants_persistence_proof(summary: Any, seen: LoaderSeen) -> bool:
     )
 
 
-def _rebuilt(seen: LoaderSeen, *, persistent: bool) -> Any:
-    """The training loader as the user would write it, with ``persistent_workers``."""
+def _rebuilt(seen: LoaderSeen, *, persistent: bool, start_method: str | None = None) -> Any:
+    """The training loader as the user would write it, with ``persistent_workers`` (and
+    another ``multiprocessing_context``, when given)."""
     from torch.utils.data import DataLoader
 
     return DataLoader(
@@ -285,24 +286,42 @@ def _rebuilt(seen: LoaderSeen, *, persistent: bool) -> Any:
         prefetch_factor=seen.prefetch_factor,
         pin_memory=seen.pin_memory,
         worker_init_fn=seen.worker_init_fn,
-        multiprocessing_context=seen.start_method,
+        multiprocessing_context=start_method or seen.start_method,
         persistent_workers=persistent,
     )
+
+
+def _fork_is_safe() -> bool:
+    """``fork`` copies the process: unsafe once CUDA is initialised (its state does not
+    survive a fork), and available on POSIX only."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    return not (cuda is not None and cuda.is_initialized())
 
 
 def persistence_proof(seen: LoaderSeen, *, epochs: int = PERSISTENCE_EPOCHS) -> JsonObject:
     """Time epoch starts of the training loader as it is and with
     ``persistent_workers=True``, interleaved: from ``iter(loader)`` to its workers'
     first round of batches (one a worker), and, for the loader as it is, its workers'
-    shutdown at the epoch's end, which persistent workers skip too. Each variant
-    starts once before the timed epochs (the persistent loader's first start is the
-    one it keeps)."""
+    shutdown at the epoch's end, which persistent workers skip too. A loader whose
+    workers are spawned (``spawn``, ``forkserver``) is also timed with
+    ``multiprocessing_context="fork"`` where forking is safe. Each variant starts once
+    before the timed epochs (the persistent loader's first start is the one it keeps)."""
     out: JsonObject = {"kind": "persistence", "role": "training", **_describe(seen)}
     out["start_method"] = seen.start_method
     say(f"timing {epochs} epoch starts with persistent_workers=True against without")
-    original, persistent = _rebuilt(seen, persistent=False), _rebuilt(seen, persistent=True)
+    variants: dict[str, Any] = {
+        "original": _rebuilt(seen, persistent=False),
+        "persistent": _rebuilt(seen, persistent=True),
+    }
+    if seen.start_method in ("spawn", "forkserver") and _fork_is_safe():
+        variants["fork"] = _rebuilt(seen, persistent=False, start_method="fork")
     try:
-        length = len(original)
+        length = len(variants["original"])
     except TypeError:
         length = seen.num_workers
     batches = max(1, min(seen.num_workers, length))
@@ -317,25 +336,21 @@ def persistence_proof(seen: LoaderSeen, *, epochs: int = PERSISTENCE_EPOCHS) -> 
         del iterator
         return time.perf_counter() - began
 
-    times: dict[bool, list[float]] = {False: [], True: []}
+    times: dict[str, list[float]] = {name: [] for name in variants}
     try:
-        start(original)
-        start(persistent)
+        for loader in variants.values():
+            start(loader)
         for _ in range(epochs):
-            for kept, loader in ((False, original), (True, persistent)):
-                times[kept].append(start(loader))
+            for name, loader in variants.items():
+                times[name].append(start(loader))
     finally:
-        iterator = getattr(persistent, "_iterator", None)
+        iterator = getattr(variants["persistent"], "_iterator", None)
         if iterator is not None:
             iterator._shutdown_workers()
-    out.update(
-        epochs=epochs,
-        batches=batches,
-        original_times=[round(t, 6) for t in times[False]],
-        persistent_times=[round(t, 6) for t in times[True]],
-        original_s=statistics.median(times[False]),
-        persistent_s=statistics.median(times[True]),
-    )
+    out.update(epochs=epochs, batches=batches)
+    for name, taken in times.items():
+        out[f"{name}_times"] = [round(t, 6) for t in taken]
+        out[f"{name}_s"] = statistics.median(taken)
     return out
 
 

@@ -804,6 +804,14 @@ def worker_startup_finding(
                 f"{said} ({format_speedup(found.value, found.low, found.high)}, measured): "
                 "no faster, so the start-up is not the epochs' restart"
             )
+        forked = _times(proof.get("fork_times"))
+        if len(forked) == len(original):
+            by_fork = speedup_interval(forked, original, paired=True)
+            evidence.append(
+                f"with multiprocessing_context='fork' instead: {_ms(before)} -> "
+                f"{_ms(statistics.median(forked))} "
+                f"({format_speedup(by_fork.value, by_fork.low, by_fork.high)}, measured)"
+            )
         later = max(finding.evidence.get("starts", 1.0) - 1, 0.0)
         saved = (before - after) * later
         total = summary.train_s + summary.val_s + summary.startup_s
