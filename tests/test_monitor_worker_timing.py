@@ -471,3 +471,30 @@ def test_the_persistence_proof_also_times_fork_for_spawned_workers() -> None:
     # A spawned worker imports torch before its first batch; a forked one has it.
     assert max(proof["fork_times"]) < min(proof["original_times"])
     assert max(proof["persistent_times"]) < min(proof["original_times"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_every_start_method_reports_its_starts_and_batches(tmp_path: Path, method: str) -> None:
+    loader = DataLoader(
+        Staged(8, 0.001, slow=3, slow_s=0.03),
+        batch_size=2,
+        num_workers=2,
+        multiprocessing_context=method,
+    )
+    with trainperf.monitor(out=tmp_path / "run"):
+        train(loader)
+    (start,) = read_loader_starts(tmp_path / "run")
+    assert start.start_method == method
+    # fork copies the process; spawn and forkserver send each worker its state pickled.
+    assert (start.pickled_bytes is None) == (method == "fork")
+    workers = read_worker_starts(tmp_path / "run")
+    assert sorted(w.worker_id for w in workers) == [0, 1]
+    assert all((w.unpickled_t_s is None) == (method == "fork") for w in workers)
+    assert all(w.start_method == method and w.start == start.start for w in workers)
+    # Only a spawned worker's imports are timed (forkserver's happened in its server).
+    assert all((w.imports_s is not None) == (method == "spawn") for w in workers)
+    batches = read_batches(tmp_path / "run")
+    assert len(batches) == 4
+    slowest = max(batches, key=lambda b: b.slowest_s or 0.0)
+    assert slowest.slowest_index == 3
