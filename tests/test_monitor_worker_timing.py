@@ -498,3 +498,88 @@ def test_every_start_method_reports_its_starts_and_batches(tmp_path: Path, metho
     assert len(batches) == 4
     slowest = max(batches, key=lambda b: b.slowest_s or 0.0)
     assert slowest.slowest_index == 3
+
+
+class _Ids:
+    def __init__(self, items: object) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> object:
+        return type(self.items[i]).__name__  # changes when the list becomes an array
+
+
+def test_only_large_lists_numpy_holds_plainly_are_converted() -> None:
+    from trainperf.doctor.memory import MIN_ITEMS, large_lists, memory_proof
+    from trainperf.monitoring.hooks import LoaderSeen
+
+    class Data:
+        def __init__(self) -> None:
+            self.ids = list(range(MIN_ITEMS))
+            self.paths = [f"img{i}.png" for i in range(MIN_ITEMS)]
+            self.small = [1, 2, 3]
+            self.objects = [object() for _ in range(MIN_ITEMS)]
+            self.table = {i: i for i in range(MIN_ITEMS)}
+
+    assert large_lists(Data()) == ["ids", "paths"]
+    seen = LoaderSeen(_Ids(list(range(MIN_ITEMS))), None, 2, False, 2, 2, False)
+    proof = memory_proof(seen)
+    assert "sample 0 differs with items as numpy arrays" in str(proof["skipped"])
+    seen = LoaderSeen(Staged(8, 0.0), None, 2, False, 2, 2, False)
+    assert "no Python list" in str(memory_proof(seen)["skipped"])
+
+
+COPYING = textwrap.dedent(
+    """
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Listed(Dataset):
+        def __init__(self):
+            self.items = list(range(4_000_000))  # Python ints: each read writes its refcount
+        def __len__(self):
+            return 256
+        def __getitem__(self, i):
+            step = len(self.items) // 256
+            return torch.tensor([float(sum(self.items[i * step:(i + 1) * step]))])
+
+    if __name__ == "__main__":
+        model = torch.nn.Linear(1, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        loader = DataLoader(Listed(), batch_size=16, num_workers=2,
+                            multiprocessing_context="fork", persistent_workers=True)
+        for epoch in range(3):
+            for x in loader:
+                opt.zero_grad()
+                model(x).sum().backward()
+                opt.step()
+    """
+)
+
+
+@pytest.mark.slow
+def test_the_doctor_measures_copy_on_read_against_arrays(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(COPYING)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPERF_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "trainperf", "doctor", "--json", "--", sys.executable, "train.py"],
+        cwd=tmp_path,
+        env={**clean, "TRAINPERF_HOME": str(tmp_path / ".trainperf")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    (proof,) = [p for p in report["proofs"] if p["kind"] == "memory"]
+    assert proof["attributes"] == ["items"]
+    # 4 million ints, half read by each worker: tens of MiB copied with the list; an
+    # array's pages are only read.
+    assert proof["list_gain_bytes"] >= 16 * 2**20
+    assert proof["array_gain_bytes"] < 0.25 * proof["list_gain_bytes"]
+    (finding,) = [f for f in report["findings"] if f["kind"] == "worker-memory"]
+    assert finding["gain_source"] == "measured"
+    assert "np.asarray(items)" in finding["fix"]

@@ -218,6 +218,11 @@ def _prove(
         wanted.append(("cache", functools.partial(cache_proof, train, role="training", slow=slow)))
     if train is not None and wants_persistence_proof(summary, train):
         wanted.append(("persistence", functools.partial(persistence_proof, train)))
+    if train is not None and train.num_workers > 0:
+        from trainperf.doctor.memory import large_lists, memory_proof
+
+        if large_lists(train.dataset):  # copy-on-read is possible: measure it
+            wanted.append(("memory", functools.partial(memory_proof, train)))
     if wants_validation_proof(summary.shares["validation"], val_s, val_wait_s):
         for key, seen in loaders.items():
             if key != train_id:

@@ -25,6 +25,9 @@ verdict, and says where each gain comes from:
 * ``worker-startup``: the monitor's finding (the workers' starts, timed inside them,
   take a share of the run); ``persistent_workers=True`` measured where the command's
   training loader restarts its workers: epoch starts timed both ways, interleaved.
+* ``worker-memory``: copy-on-read measured (:mod:`.memory`): the workers' private
+  memory gained reading the dataset's large Python lists against the same data in
+  numpy arrays; else the monitor's estimate from the run's memory readings.
 * ``shm-exhausted`` (a command that died of it: :mod:`.shm`), and the monitor's other
   findings (:mod:`trainperf.monitoring.rules`), as they state them.
 
@@ -830,6 +833,51 @@ def worker_startup_finding(
     return made, ""
 
 
+def memory_finding(proofs: Sequence[JsonObject]) -> tuple[DoctorFinding | None, str]:
+    """Copy-on-read, measured (:mod:`trainperf.doctor.memory`): the workers' private
+    memory gained reading the dataset's large lists, against the same batches with the
+    lists as numpy arrays. A finding when the lists' workers gained at least
+    ``MIN_GROWTH_BYTES`` each and the arrays' under half that."""
+    from trainperf.monitoring.worker_memory import MIN_GROWTH_BYTES
+
+    for proof in _proofs(proofs, "memory", "training"):
+        lists, arrays = proof.get("list_gain_bytes"), proof.get("array_gain_bytes")
+        if not isinstance(lists, int | float) or not isinstance(arrays, int | float):
+            continue
+        names = [str(n) for n in _list(proof.get("attributes"))]
+        batches = proof.get("batches")
+        per_epoch = proof.get("batches_per_epoch")
+        said = (
+            f"each worker's private memory grew {lists / 2**20:,.1f} MiB reading {batches} "
+            f"batches with {', '.join(names)} as Python lists, {arrays / 2**20:,.1f} MiB with "
+            "them as numpy arrays"
+        )
+        if lists < MIN_GROWTH_BYTES or arrays > 0.5 * lists:
+            return None, f"{said} (measured): no copy-on-read worth a change"
+        epoch = ""
+        if isinstance(batches, int) and batches > 0 and isinstance(per_epoch, int | float):
+            share = min(per_epoch / batches, 1e6)
+            epoch = (
+                f"; over an epoch of {per_epoch:,.0f} batches, up to "
+                f"{lists * share / 2**20:,.0f} MiB a worker (estimated from it)"
+            )
+        first = names[0] if names else "items"
+        return DoctorFinding(
+            kind="worker-memory",
+            title="DataLoader workers copy the dataset's Python lists as they read them",
+            evidence=(said,),
+            fix=(
+                f"keep {', '.join(names)} in numpy arrays (self.{first} = "
+                f"np.asarray({first})) or Arrow, not Python lists: reading a Python object "
+                "writes its reference count, so each forked worker copies every page of "
+                "the lists it reads (copy-on-read)"
+            ),
+            gain=f"{said} (measured){epoch}",
+            gain_source="measured",
+        ), ""
+    return None, ""
+
+
 def _times(value: object) -> list[float]:
     """A proof's list of seconds, its positive numbers only."""
     return [float(v) for v in _list(value) if isinstance(v, int | float) and v > 0]
@@ -876,6 +924,11 @@ def compose(
             found.append(workers)
         elif why:
             aside.append(f"worker start-up: {why}")
+        memory, why = memory_finding(proofs)
+        if memory is not None:
+            found.append(memory)
+        elif why:
+            aside.append(f"worker memory: {why}")
         # One calibration, one measured gain: where the input finding claims it, the
         # thread finding stays the monitor's (estimated), not a second copy of it.
         inputs = any(f.kind == "input-bound" for f in found)
@@ -895,6 +948,8 @@ def compose(
             covered.add("startup-bound")
         covered.add("input-bound")  # input_finding speaks for it, or set it aside
         covered.add("worker-startup")  # worker_startup_finding speaks for it
+        if memory is not None:
+            covered.add("worker-memory")  # measured: the monitor's estimate is not repeated
         if threads is not None:
             covered.add("thread-oversubscription")
         for finding in summary.findings:
