@@ -179,7 +179,8 @@ def describe_workers(data: JsonObject) -> list[str]:
         listed = [w for w in each if isinstance(w, dict)] if isinstance(each, list) else []
         growing = [w for w in listed if w.get("kind")]
         said = (
-            f"{', '.join(str(k) for k in kinds)} in {len(growing)} of {len(listed)} worker processes"
+            f"{', '.join(str(k) for k in kinds)} in {len(growing)} of {len(listed)} "
+            "worker processes"
             if isinstance(kinds, list) and kinds
             else f"no growth in {len(listed)} worker processes"
         )
