@@ -853,7 +853,7 @@ def memory_finding(proofs: Sequence[JsonObject]) -> tuple[DoctorFinding | None, 
             "them as numpy arrays"
         )
         if lists < MIN_GROWTH_BYTES or arrays > 0.5 * lists:
-            return None, f"{said} (measured): no copy-on-read worth a change"
+            return None, f"{said} (measured, {batches} batches): no copy-on-read worth a change"
         epoch = ""
         if isinstance(batches, int) and batches > 0 and isinstance(per_epoch, int | float):
             share = min(per_epoch / batches, 1e6)
@@ -901,6 +901,7 @@ def compose(
     ``TrainingArguments`` to change."""
     found: list[DoctorFinding] = []
     aside: list[str] = []
+    memory_note = ""
     if summary is not None:
         made, why = input_finding(
             summary, proofs, loaders, cpus=cpus, bundled=bundled, framework=framework
@@ -927,8 +928,12 @@ def compose(
         memory, why = memory_finding(proofs)
         if memory is not None:
             found.append(memory)
-        elif why:
+        elif why and not any(f.kind == "worker-memory" for f in summary.findings):
             aside.append(f"worker memory: {why}")
+        elif why:
+            # The run's own readings saw growth the short proof did not: the run's
+            # finding stands, with the proof said beside it.
+            memory_note = why
         # One calibration, one measured gain: where the input finding claims it, the
         # thread finding stays the monitor's (estimated), not a second copy of it.
         inputs = any(f.kind == "input-bound" for f in found)
@@ -958,6 +963,8 @@ def compose(
             measured = finding.gain.startswith("measured")
             fix = finding.fix
             evidence = [f"{k}={v:.3g}" for k, v in finding.evidence.items()]
+            if finding.kind == "worker-memory" and memory_note:
+                evidence.append(f"the doctor's shorter replay: {memory_note}")
             if finding.kind == "startup-bound":
                 fix = _startup_bound_fix(startup, fix)
                 if stopped_at_step:

@@ -7,7 +7,7 @@ worker reads becomes its own (PyTorch issue pytorch/pytorch#13246). The proof fi
 dataset's attributes that are Python lists of at least ``MIN_ITEMS`` items which numpy
 can hold as a plain (not ``object``) array, checks that the dataset's samples stay the
 same with them converted, then runs two persistent 2-worker loaders, one on the
-dataset as it is and one on its converted copy, over the same batches (at most
+dataset as it is and one on its converted copy, over the same shuffled batches (at most
 ``PROOF_BATCHES``, or ``PROOF_S`` seconds), and reads each worker's private memory
 (USS) from ``/proc/<pid>/smaps_rollup`` before and after. ``fork`` only: the other
 start methods copy the dataset into every worker anyway.
@@ -70,11 +70,16 @@ def _private(pid: int) -> int | None:
 def _grown(dataset: object, seen: LoaderSeen, batches: int | None) -> tuple[list[int], int]:
     """Each worker's USS gained reading ``batches`` batches (all it can in ``PROOF_S``
     when ``None``), and the batches read."""
-    from torch.utils.data import DataLoader
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
 
+    # Shuffled, as training reads: random items touch pages all over the lists, where
+    # a sequential read would pack them into few. The same order for both loaders.
+    order = RandomSampler(dataset, generator=torch.Generator().manual_seed(0))  # type: ignore[arg-type]
     loader: Any = DataLoader(
         dataset,  # type: ignore[arg-type]
         batch_size=seen.batch_size,
+        sampler=order,
         collate_fn=seen.collate_fn,
         num_workers=WORKERS,
         multiprocessing_context="fork",

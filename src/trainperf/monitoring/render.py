@@ -117,6 +117,8 @@ def describe_verdict(data: JsonObject) -> list[str]:
 def _s(value: object) -> str:
     if not isinstance(value, int | float):
         return "?"
+    if value < 1e-3:
+        return f"{value * 1e6:.0f} us"
     return f"{value * 1e3:.0f} ms" if value < 1 else f"{value:.1f} s"
 
 

@@ -67,6 +67,8 @@ def startup_matters(records: RunRecords) -> WorkerStartup | None:
 
 
 def _s(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
     return f"{seconds * 1e3:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
