@@ -80,6 +80,10 @@ def slow_steps(records: RunRecords) -> list[Finding]:
     when = f"mostly every {tail.every} steps" if tail.every else "at irregular steps"
     if tail.slow_data_wait_share >= INPUT_SHARE and step.kind == "input-bound":
         return []  # the steps wait for data, slow or not: the input-bound finding says it
+    from trainperf.monitoring.rules_workers import startup_matters
+
+    if tail.slow_data_wait_share >= INPUT_SHARE and startup_matters(records) is not None:
+        return []  # workers starting again: the worker-startup finding says it, by phase
     if tail.slow_data_wait_share >= INPUT_SHARE:
         fix = (
             f"the slow steps ({when}) wait for the DataLoader: workers restarting, a slow "
