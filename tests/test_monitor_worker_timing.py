@@ -151,6 +151,10 @@ def test_readers_skip_a_torn_last_line_and_refuse_a_foreign_one(tmp_path: Path) 
     with pytest.raises(RecordError, match=rf"{BATCHES_FILE}:1: not a trainperf worker batch"):
         read_batches(tmp_path)
     assert read_worker_starts(tmp_path) == ()  # no such file: no starts
+    nan = line.replace('"fetch_s": 0.01', '"fetch_s": NaN')
+    (tmp_path / BATCHES_FILE).write_text(nan + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(RecordError, match="NaN is not a measurement"):
+        read_batches(tmp_path)
 
 
 def test_created_at_reads_the_start_time_from_proc(tmp_path: Path) -> None:
@@ -193,6 +197,22 @@ def test_an_unpicklable_dataset_under_spawn_is_named_before_any_worker_starts(
     assert "dataset.handle.config['lock'] (lock) cannot be pickled" in notes
     assert "'spawn' start method" in notes
     assert "multiprocessing_context='fork'" in notes
+
+
+@pytest.mark.filterwarnings("ignore:Got pickle error")
+def test_a_lambda_collate_fn_under_spawn_is_told_to_be_a_module_function(tmp_path: Path) -> None:
+    loader = DataLoader(
+        Staged(8, 0.0),
+        batch_size=4,
+        num_workers=1,
+        multiprocessing_context="spawn",
+        collate_fn=lambda batch: batch,
+    )
+    with trainperf.monitor(out=tmp_path / "run"), pytest.raises(Exception) as raised:  # noqa: PT011
+        train(loader)
+    notes = "\n".join(getattr(raised.value, "__notes__", []))
+    assert "collate_fn (function) cannot be pickled" in notes
+    assert "define it as a function at the top level of a module" in notes
 
 
 @pytest.mark.slow

@@ -203,7 +203,8 @@ def collate_heavy(records: RunRecords) -> list[Finding]:
             f"({_s(stages.collate_s)} of {_s(stages.fetch_s)}): do its per-sample work "
             "(tokenising, decoding, augmenting) in the dataset's __getitem__ or once ahead "
             "(a cache), and keep collate_fn to stacking and padding",
-            f"up to {_gain(stages.collate_share)} of the loader's throughput (estimated)",
+            f"collate_fn is {stages.collate_share:.0%} of the workers' time: the share of the "
+            "loader's work that moves to where it can be shared or cached (estimated)",
             records.step.confidence,
             records.step.reasons,
         )

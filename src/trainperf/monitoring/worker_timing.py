@@ -279,12 +279,17 @@ def _read(folder: Path, name: str, what: str, parse: Callable[[JsonObject], R]) 
     found: list[R] = []
     for number, line in enumerate(lines, start=1):
         try:
-            found.append(parse(as_object(json.loads(line), what)))
+            found.append(parse(as_object(json.loads(line, parse_constant=_finite), what)))
         except (ValueError, RecordError) as exc:
             if number == len(lines):
                 break
             raise RecordError(f"{path}:{number}: not a trainperf {what} record ({exc})") from None
     return tuple(found)
+
+
+def _finite(constant: str) -> float:
+    """JSON's non-standard ``NaN`` and ``Infinity``: no trainperf record holds them."""
+    raise ValueError(f"{constant} is not a measurement")
 
 
 def read_loader_starts(folder: Path) -> tuple[LoaderStart, ...]:

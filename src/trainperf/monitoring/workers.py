@@ -538,6 +538,14 @@ def explain_unpicklable(error: BaseException, loader: Any, method: str) -> None:
         found = unpicklable(getattr(loader, name, None), name)
         if found is not None:
             where, kind = found
+            if kind in ("function", "method") or "<lambda>" in repr(getattr(loader, name, "")):
+                error.add_note(
+                    f"trainperf: the DataLoader's {where} ({kind}) cannot be pickled, and the "
+                    f"{method!r} start method pickles it for every worker: define it as a "
+                    "function at the top level of a module (not a lambda or a nested "
+                    "function), or start the workers with multiprocessing_context='fork'"
+                )
+                return
             error.add_note(
                 f"trainperf: the DataLoader's {where} ({kind}) cannot be pickled, and the "
                 f"{method!r} start method pickles the dataset, collate_fn and worker_init_fn "
