@@ -151,17 +151,20 @@ def prove(
     train_step: Callable[[object], object] | None = None,
     stopped: bool = False,
     framework: str | None = None,
+    at_exit: bool = False,
 ) -> None:
     """Run the proofs the run so far calls for, once, writing ``proofs.json`` after
     each (a command stopped meanwhile keeps those done). ``framework`` names the
     trainer whose settings the advice is written in (``"transformers"``:
-    ``TrainingArguments``). Never raises: trainperf must not break the program it
-    watches."""
+    ``TrainingArguments``). ``at_exit``: the command ended before its limit and this
+    runs as the interpreter shuts down, when spawned workers can no longer import the
+    main module: no proof starts them. Never raises: trainperf must not break the
+    program it watches."""
     if id(run) in _PROVED or not run.entered:
         return
     _PROVED.add(id(run))
     try:
-        _prove(run, train_step, stopped, framework)
+        _prove(run, train_step, stopped, framework, at_exit)
     except BaseException as exc:
         say(f"proofs stopped: {type(exc).__name__}: {exc}")
         if not isinstance(exc, Exception):
@@ -169,7 +172,11 @@ def prove(
 
 
 def _prove(
-    run: Run, train_step: Callable[[object], object] | None, stopped: bool, framework: str | None
+    run: Run,
+    train_step: Callable[[object], object] | None,
+    stopped: bool,
+    framework: str | None,
+    at_exit: bool = False,
 ) -> None:
     # The cut: the proofs are decided on the periods recorded so far, summarised as the
     # report will summarise them; the report takes the same periods (``cut_periods``)
@@ -217,7 +224,21 @@ def _prove(
         slow = [index for index, _ in stages.slowest] if stages is not None else []
         wanted.append(("cache", functools.partial(cache_proof, train, role="training", slow=slow)))
     if train is not None and wants_persistence_proof(summary, train):
-        wanted.append(("persistence", functools.partial(persistence_proof, train)))
+        if at_exit and train.start_method in ("spawn", "forkserver"):
+            proofs.append(
+                {
+                    "kind": "persistence",
+                    "role": "training",
+                    "skipped": (
+                        f"the command ended before the doctor's limit, so its proofs ran as "
+                        f"it exited, when {train.start_method} workers can no longer import "
+                        "its main module; a smaller --steps or --budget stops it inside its "
+                        "loop"
+                    ),
+                }
+            )
+        else:
+            wanted.append(("persistence", functools.partial(persistence_proof, train)))
     if train is not None and train.num_workers > 0:
         from trainperf.doctor.memory import large_lists, memory_proof
 

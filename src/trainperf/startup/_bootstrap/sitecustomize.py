@@ -232,7 +232,7 @@ def _shutting_down() -> None:
         if os.environ.get("TRAINPERF_DOCTOR"):
             from trainperf.doctor.child import prove
 
-            _guarded(lambda: prove(run))
+            _guarded(lambda: prove(run, at_exit=True))
 
 
 def _at_shutdown() -> None:
