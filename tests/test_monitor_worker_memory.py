@@ -3,6 +3,7 @@ and real forked DataLoader workers copying a Python list but not a NumPy array."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -262,6 +263,28 @@ def test_uss_rising_as_shared_falls_is_copy_on_read() -> None:
     assert growth.workers[0].uss_slope_bytes_per_s == pytest.approx(4 * MIB)
     assert growth.workers[0].shared_slope_bytes_per_s == pytest.approx(-4 * MIB)
     assert growth.kinds == ("copy-on-read",)
+
+
+def test_copying_that_levelled_off_is_not_projected_to_the_limit() -> None:
+    # 4 MiB/s copied for 20 s, then every page read is the worker's own: flat for 40 s.
+    def worker(pid: int, t: int) -> ProcessReading:
+        copied = 4 * MIB * min(t, 20)
+        return reading(pid, 10 * MIB + copied, 300 * MIB - copied, pss=160 * MIB + copied)
+
+    records = [
+        dataclasses.replace(
+            tick(
+                t, [worker(1, t), worker(2, t)], cgroup_limit_bytes=8 * GIB, cgroup_usage_bytes=GIB
+            ),
+            main=reading(9, 100 * MIB, 0, pss=100 * MIB),
+        )
+        for t in range(60)
+    ]
+    assert classify_growth(records).projected_limit_s is None
+    finding = worker_memory_finding(records)
+    assert finding is not None
+    assert "had levelled off" in finding.gain
+    assert "limit in" not in finding.gain
 
 
 def test_uss_rising_with_shared_flat_is_a_leak() -> None:

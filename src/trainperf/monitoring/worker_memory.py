@@ -514,7 +514,9 @@ def classify_growth(records: Sequence[WorkerMemoryRecord]) -> MemoryGrowth:
         for r in records
         if r.main is not None or r.workers
     )
-    total = tree.slope() if tree.usable else None
+    # Projected only while the tree still grows: a worker copies what it reads once,
+    # so copy-on-read levels off when every page it reads has been copied.
+    total = tree.slope() if tree.usable and tree.still_growing() else None
     if shm_slope is not None and (total is None or shm_slope > total):
         total = shm_slope  # pages in /dev/shm that no process maps are in no PSS
     cgroup = next((r for r in reversed(records) if r.cgroup_limit_bytes is not None), None)
@@ -668,8 +670,13 @@ def worker_memory_finding(
 def _projection(growth: MemoryGrowth, epoch_s: float | None, evidence: dict[str, float]) -> str:
     """When the limit is reached, said and added to ``evidence``."""
     projected, limit = growth.projected_limit_s, growth.limit_bytes
+    if not growth.total_slope_bytes_per_s or growth.total_slope_bytes_per_s <= 0:
+        return (
+            "the run's memory had levelled off by its end (each worker copies what it reads "
+            "once): more workers or a larger dataset copy more"
+        )
     if projected is None or limit is None:
-        rate = _mib(growth.total_slope_bytes_per_s or 0.0)
+        rate = _mib(growth.total_slope_bytes_per_s)
         return f"the run's memory grows {rate}/s until the machine runs out (estimated)"
     evidence["projected_limit_s"] = projected
     when = _duration(projected)
