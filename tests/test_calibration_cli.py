@@ -48,11 +48,22 @@ def test_json_output_and_the_store(tmp_path) -> None:
     assert data["samples_per_s"] > 0
     assert data["elapsed_s"] > 0
     assert {c["status"] for c in data["candidates"]} <= {"chosen", "measured", "dropped"}
+    # Loader only: the CPU kept for the step is stated, the optimum past it shown.
+    assert data["budget"]["step_cpus"] == 1
+    assert data["budget"]["step_measured"] is False
+    assert data["loader_only"]["config"]["batch_size"] == 32
+    assert (data["epochs"]["count"], data["epochs"]["count_given"]) == (10, False)
+    assert data["epochs"]["batches"] == 32  # 1024 samples in batches of 32
+    assert isinstance(data["skipped"], list)
     again = run_cli("calibrate", target, "--no-calibrate", env=env)
     assert again.returncode == 0, again.stderr
     assert "(loader, stored)" in again.stdout
-    plain = run_cli("calibrate", target, "--no-store", "--samples", "4", env=env)
+    plain = run_cli("calibrate", target, "--no-store", "--samples", "4", "--epochs", "3", env=env)
     assert "workers  prefetch  main threads" in plain.stdout
+    assert "  paste: DataLoader(dataset, batch_size=32, num_workers=" in plain.stdout
+    assert "  CPU budget: " in plain.stdout
+    assert "  loader-only optimum (no CPU kept for a training step): " in plain.stdout
+    assert "over 3 epochs of 32 batches, start-up included" in plain.stdout
 
 
 @pytest.mark.parametrize(
@@ -79,6 +90,16 @@ def test_contradicting_flags(tmp_path) -> None:
     proc = run_cli("calibrate", "x:y", "--force", "--no-calibrate")
     assert proc.returncode == 2
     assert "contradict" in proc.stderr
+
+
+def test_a_bad_epoch_count_is_one_line(tmp_path) -> None:
+    (tmp_path / "factory.py").write_text(FACTORY)
+    env = {"TRAINPERF_HOME": str(tmp_path / "home")}
+    proc = run_cli("calibrate", f"{tmp_path / 'factory.py'}:digits_like", "--epochs", "0", env=env)
+    assert proc.returncode == 2
+    assert "epochs must be an integer >= 1, got 0" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "home" / "calibration.json").exists()
 
 
 def test_a_foreign_store_stops_the_command_and_survives(tmp_path) -> None:

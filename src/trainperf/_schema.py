@@ -169,10 +169,11 @@ DOCTOR: Final = Schema(
 )
 # proofs.json, written by the doctor's child. 2: "framework".
 PROOFS: Final = Schema("doctor proofs record", 2, legacy=("schema", "trainperf.doctor.proofs/1"))
-# .trainperf/calibration.json
+# .trainperf/calibration.json. 2: a result's start methods, epochs, budget, loader-only
+# optimum and what was not measured (see CALIBRATE).
 CALIBRATION_STORE: Final = Schema(
     "calibration store",
-    1,
+    2,
     legacy=("schema", 1),
     fix="move it away or delete it to start a new store; it was left as it is",
 )
@@ -197,7 +198,10 @@ AB: Final = Schema("A/B result", 1)  # also ab.json
 IMPORTS: Final = Schema("import profile", 1, legacy=("schema", 1))
 LINT_IMPORTS: Final = Schema("import lint", 1)
 STARTUP: Final = Schema("start-up timing", 1)
-CALIBRATE: Final = Schema("calibration", 1)
+# 2: multiprocessing_context (chosen, candidates), candidates' first_batch_s and
+# warmup_s, "epochs" (the run weighed, start-up per epoch), "budget", "loader_only",
+# "skipped".
+CALIBRATE: Final = Schema("calibration", 2)
 CACHE_INFO: Final = Schema("cache info", 1)
 CACHE_VERIFY: Final = Schema("cache verification", 1)
 CACHE_CLEAR: Final = Schema("cache clearing", 1)

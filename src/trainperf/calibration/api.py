@@ -32,6 +32,22 @@ per candidate; ``TRAINPERF_CALIBRATE=0|1|force`` sets the default of the first t
 
 Under ``torch.distributed`` every rank calls ``calibrate``; the CPU budget is the
 rank's share of the node, rank 0 measures, and the others wait for its result.
+
+Start-up and epochs: candidates are weighed over a run of ``epochs`` epochs of the
+dataset (default ``DEFAULT_EPOCHS``, said as assumed), each epoch paying its workers'
+start-up again unless they persist (:mod:`~trainperf.calibration.epochs`). The start
+methods (``fork``, ``forkserver``, ``spawn``: what a worker's start costs) are tried
+at the best worker count, and the choice names the one it was measured under --
+Python 3.14 changed Linux's default to ``forkserver``, where each worker unpickles the
+dataset and imports the main module. The choice keeps its workers between epochs
+(``persistent_workers=True``) unless ``persistent_workers=False`` is passed (a dataset
+whose state changes between epochs, memory held between them); its start-up per epoch
+with new and with live workers is measured either way.
+
+Without ``train_step``, the budget keeps one CPU for the step it cannot see: the
+result states it (``budget``) and shows the loader-only optimum, the fastest loading
+measured past the budget, beside the choice (``loader_only``); every configuration
+not measured is listed with the reason (``skipped``).
 """
 
 from __future__ import annotations
@@ -41,11 +57,14 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from trainperf._json import as_object, opt_float, req_float, req_list, req_str
+from trainperf.calibration.batchsize import find_max_batch_size
+from trainperf.calibration.budget import CpuBudget, LoaderOnly
 from trainperf.calibration.config import LoaderConfig, WorkerThreads
-from trainperf.calibration.search import Budget, search
+from trainperf.calibration.epochs import EpochPlan, Restart
+from trainperf.calibration.search import STEP_CPUS, Budget, search
 from trainperf.calibration.speedup import Speedup, speedup_interval
 from trainperf.calibration.store import DEFAULT_TTL_S, CalibrationStore, store_key
 from trainperf.calibration.trials import Trial, TrialPlan, run_trial
@@ -53,7 +72,7 @@ from trainperf.errors import RecordError, UsageError
 from trainperf.kvlog import log_kv
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from torch.utils.data import DataLoader
@@ -76,6 +95,7 @@ DEFAULT_SAMPLES = 16  # timed batches per candidate
 RECHECK_DROP = 0.15
 DEFAULT_TIMEOUT_S = 120.0  # one batch slower than this fails its candidate
 Source = Literal["measured", "stored", "default"]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,14 @@ class Calibration:
     # The choice over the first candidate (workers=0, every CPU to the training
     # process), from the timed chunks of the two runs; None when not measured.
     speedup: Speedup | None = None
+    # The run candidates were weighed over, the choice's start-up per epoch (new and
+    # live workers) and its rate over that run; None where not measured.
+    epochs: EpochPlan | None = None
+    restart: Restart | None = None
+    run_samples_per_s: float | None = None
+    budget: CpuBudget | None = None
+    loader_only: LoaderOnly | None = None  # loader mode only
+    skipped: tuple[str, ...] = ()  # "num_workers 8, 12, 16: why", what was not measured
 
     @property
     def headroom(self) -> float | None:
@@ -132,8 +160,28 @@ class Calibration:
             "speedup": None if self.speedup is None else self.speedup.value,
             "speedup_low": None if self.speedup is None else self.speedup.low,
             "speedup_high": None if self.speedup is None else self.speedup.high,
+            "epochs": self._epochs_json(),
+            "budget": None if self.budget is None else self.budget.to_json(),
+            "loader_only": None if self.loader_only is None else self.loader_only.to_json(),
+            "skipped": list(self.skipped),
             "candidates": [t.to_json() for t in self.candidates],
         }
+
+    def _epochs_json(self) -> JsonObject | None:
+        """One object of a fixed shape: the plan, the restart (null values when not
+        measured) and the rate over the run."""
+        if self.epochs is None:
+            return None
+        restart: JsonObject = {
+            "first_batch_new_workers_s": None,
+            "startup_new_workers_s": None,
+            "first_batch_live_workers_s": None,
+            "startup_live_workers_s": None,
+            "live_epochs": None,
+        }
+        if self.restart is not None:
+            restart = self.restart.to_json()
+        return {**self.epochs.to_json(), **restart, "samples_per_s": self.run_samples_per_s}
 
     @classmethod
     def from_json(cls, data: JsonObject) -> Calibration:
@@ -142,6 +190,8 @@ class Calibration:
         source = req_str(data, "source")
         if mode not in ("loader", "end-to-end") or source not in ("measured", "stored", "default"):
             raise RecordError(f"unknown calibration mode {mode!r} or source {source!r}")
+        found = data.get("epochs")
+        epochs = None if found is None else as_object(found, "epochs")
         return cls(
             chosen=LoaderConfig.from_json(as_object(data.get("chosen"), "chosen")),
             samples_per_s=opt_float(data, "samples_per_s"),
@@ -156,7 +206,19 @@ class Calibration:
             created_at=req_float(data, "created_at"),
             dataset=as_object(data.get("dataset", {}), "dataset"),
             speedup=_speedup_from_json(data),
+            # Each absent (null) in records from before they were measured.
+            epochs=None if epochs is None else EpochPlan.from_json(epochs),
+            restart=None if epochs is None else Restart.from_json(epochs),
+            run_samples_per_s=None if epochs is None else opt_float(epochs, "samples_per_s"),
+            budget=_optional(data, "budget", CpuBudget.from_json),
+            loader_only=_optional(data, "loader_only", LoaderOnly.from_json),
+            skipped=tuple(str(s) for s in req_list(data, "skipped") if isinstance(s, str)),
         )
+
+
+def _optional(data: JsonObject, key: str, read: Callable[[JsonObject], _T]) -> _T | None:
+    value = data.get(key)
+    return None if value is None else read(as_object(value, key))
 
 
 def _speedup_from_json(data: JsonObject) -> Speedup | None:
@@ -196,9 +258,22 @@ def calibrate(
     home: Path | None = None,
     progress: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    epochs: int | None = None,
+    persistent_workers: bool = True,
+    start_methods: Sequence[str] | None = None,
 ) -> Calibration:
-    """Measure (or reuse) the fastest DataLoader settings for ``dataset``; see the module."""
-    _validate(dataset, batch_size, samples, max_workers, timeout_s, ttl_s)
+    """Measure (or reuse) the fastest DataLoader settings for ``dataset``; see the module.
+
+    ``epochs``: how many epochs the loader will run for (start-up is weighed per epoch;
+    default ``DEFAULT_EPOCHS``, assumed); ``persistent_workers=False``: the workers
+    must start again every epoch (the choice is weighed, and advised, without them).
+    ``start_methods``: the start methods that may be tried (default: every one this
+    platform has); e.g. ``("fork",)`` where spawned workers could not import the main
+    module (an interpreter shutting down). Raises ``UsageError`` when none is available.
+    """
+    _validate(dataset, batch_size, samples, max_workers, timeout_s, ttl_s, epochs)
+    if not isinstance(persistent_workers, bool):
+        raise UsageError(f"persistent_workers must be True or False, got {persistent_workers!r}")
     from trainperf.settings import Settings, calibrate_mode
 
     mode = calibrate_mode()
@@ -227,6 +302,9 @@ def calibrate(
             limits=limits,
             progress=progress or (lambda message: None),
             clock=clock,
+            epochs=epochs,
+            persistent=persistent_workers,
+            start_methods=start_methods,
         )
 
     from trainperf.calibration.distributed import on_rank_zero
@@ -244,6 +322,7 @@ def _validate(
     max_workers: int | None,
     timeout_s: float,
     ttl_s: float,
+    epochs: int | None = None,
 ) -> None:
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise UsageError(
@@ -262,6 +341,10 @@ def _validate(
         raise UsageError(f"timeout_s must be > 0 seconds, got {timeout_s!r}")
     if not ttl_s >= 0:
         raise UsageError(f"ttl_s must be >= 0 seconds, got {ttl_s!r}")
+    if epochs is not None and (
+        not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1
+    ):
+        raise UsageError(f"epochs must be an integer >= 1, got {epochs!r}")
 
 
 def _calibrate_here(
@@ -280,8 +363,12 @@ def _calibrate_here(
     limits: ResourceLimits | None,
     progress: Callable[[str], None],
     clock: Callable[[], float],
+    epochs: int | None,
+    persistent: bool,
+    start_methods: Sequence[str] | None = None,
 ) -> Calibration:
     from trainperf.calibration.dataset import dataset_fingerprint
+    from trainperf.calibration.startmethod import available_start_methods, default_start_method
     from trainperf.fingerprint import environment_fingerprint
     from trainperf.resources import detect_resources
 
@@ -290,13 +377,19 @@ def _calibrate_here(
     run_mode: Literal["loader", "end-to-end"] = "loader" if train_step is None else "end-to-end"
     digest, described = dataset_fingerprint(dataset, collate_fn)
     environment = environment_fingerprint(limits).digest
-    key = store_key(environment, digest, batch_size, run_mode)
+    # A run of other epochs, or without persistent workers, may want another choice.
+    variant = ("" if epochs is None else f"/epochs={epochs}") + (
+        "" if persistent else "/restarting"
+    )
+    key = store_key(environment, digest, batch_size, run_mode) + variant
     plan = TrialPlan(batches=samples, chunk=max(2, samples // 4), timeout_s=timeout_s)
     stored = _stored(store, key, ttl_s) if store is not None and not force else None
     if stored is None and store is not None and not force and train_step is None:
         # Measured end to end (trainperf doctor --apply, a train_step given), a result
         # answers the loader's question too, and better: it saw the step compete.
-        stored = _stored(store, store_key(environment, digest, batch_size, "end-to-end"), ttl_s)
+        stored = _stored(
+            store, store_key(environment, digest, batch_size, "end-to-end") + variant, ttl_s
+        )
     if stored is not None:
         if not calibrate:
             return stored
@@ -351,6 +444,22 @@ def _calibrate_here(
         log_kv(logger, "worker_pools", dict(pools or {}))
         return max((pools or {}).values(), default=1)
 
+    plan_epochs = EpochPlan.of(
+        len(dataset),  # type: ignore[arg-type]  # checked by _validate
+        batch_size,
+        epochs=epochs,
+        persistent=persistent,
+        ranks=_ranks(),
+    )
+    allowed = [m for m in available_start_methods() if start_methods is None or m in start_methods]
+    if not allowed:
+        raise UsageError(
+            f"none of the start methods {', '.join(start_methods or ())} is available here; "
+            f"available: {', '.join(available_start_methods())}"
+        )
+    method = default_start_method()
+    if method not in allowed:
+        method = allowed[0]
     progress("measuring workers=0")
     result = search(
         dataset,
@@ -362,7 +471,30 @@ def _calibrate_here(
         clock=clock,
         report=report,
         worker_pool_threads=worker_pool_threads,
+        epochs=plan_epochs,
+        start_method=method,
+        start_methods=[m for m in allowed if m != method],
     )
+    cpu_budget = CpuBudget(
+        cpus=limits.usable_cpus,
+        step_cpus=STEP_CPUS,
+        cpu_share=result.cpu_share,
+        step_measured=train_step is not None,
+    )
+    loader_only = None
+    if result.loader_only is not None and result.winner is not None:
+        best = result.loader_only
+        config = best.config  # as the choice would be advised
+        if config.num_workers and persistent:
+            config = config.replace(persistent_workers=True)
+        loader_only = LoaderOnly(
+            config=config,
+            samples_per_s=best.samples_per_s,
+            run_samples_per_s=result.score(best),
+            is_choice=best.config == result.winner.config,  # both as measured
+            searched=result.loader_only_searched,
+            note=result.loader_only_note,
+        )
     winner = result.winner
     if winner is None:
         calibration = dataclasses.replace(
@@ -370,11 +502,14 @@ def _calibrate_here(
             candidates=tuple(result.trials),
             reason="every candidate failed; the static choice of detect_resources stands",
             mode=run_mode,
+            epochs=plan_epochs,
+            budget=cpu_budget,
+            skipped=tuple(result.skipped),
         )
     else:
         chosen = winner.config
-        if chosen.num_workers:
-            chosen = chosen.replace(persistent_workers=True)  # no respawn at each epoch
+        if chosen.num_workers and persistent:
+            chosen = chosen.replace(persistent_workers=True)  # no new workers at each epoch
         calibration = Calibration(
             chosen,
             winner.samples_per_s,
@@ -386,6 +521,12 @@ def _calibrate_here(
             floor_samples_per_s=result.floor_samples_per_s,
             dataset=described,
             speedup=_gain(result.baseline, winner),
+            epochs=plan_epochs,
+            restart=result.restart,
+            run_samples_per_s=result.run_samples_per_s,
+            budget=cpu_budget,
+            loader_only=loader_only,
+            skipped=tuple(result.skipped),
         )
     log_kv(
         logger,
@@ -404,6 +545,20 @@ def _calibrate_here(
         store.put(key, {"created_at": calibration.created_at, "ttl_s": ttl_s, "result": entry})
         _index(store, key, calibration, batch_size, digest)
     return calibration
+
+
+def _ranks() -> int:
+    """Ranks sharing the dataset (each reads its share of an epoch), 1 outside
+    ``torch.distributed``."""
+    import sys
+
+    if "torch" not in sys.modules:
+        return 1
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_world_size())
+    return 1
 
 
 def _gain(baseline: Trial | None, chosen: Trial) -> Speedup | None:
@@ -525,10 +680,12 @@ def calibrated_loader(
     calibrate: bool | None = None,
     force: bool | None = None,
     samples: int | None = None,
+    epochs: int | None = None,
     **overrides: object,
 ) -> DataLoader[object]:
     """A DataLoader with the stored or freshly measured settings for ``dataset``;
-    ``overrides`` (``shuffle=True``, ``drop_last``, a ``sampler``...) pass through."""
+    ``overrides`` (``shuffle=True``, ``drop_last``, a ``sampler``...) pass through,
+    ``persistent_workers=False`` among them also to the calibration (see ``calibrate``)."""
     found = _calibrate(
         dataset,
         batch_size=batch_size,
@@ -537,73 +694,9 @@ def calibrated_loader(
         calibrate=calibrate,
         force=force,
         samples=samples,
+        epochs=epochs,
+        persistent_workers=overrides.get("persistent_workers") is not False,
     )
     if collate_fn is not None:
         overrides.setdefault("collate_fn", collate_fn)
     return found.loader(dataset, **overrides)
-
-
-def find_max_batch_size(
-    step: Callable[[int], object],
-    *,
-    start: int = 1,
-    upper: int = 1 << 16,
-    sample_bytes: int | None = None,
-    limits: ResourceLimits | None = None,
-    safety: float = 0.9,
-) -> int:
-    """The largest batch size ``step(batch_size)`` runs without running out of memory,
-    times ``safety``.
-
-    Doubles from ``start`` until a step fails with ``MemoryError`` or CUDA's
-    out-of-memory error (or ``upper``, or the memory cap ``max_batch_bytes /
-    sample_bytes`` when ``sample_bytes`` is given), then bisects between the last
-    size that ran and the first that did not.
-    """
-    if not 0 < safety <= 1:
-        raise UsageError(f"safety must be in (0, 1], got {safety!r}")
-    if start < 1 or upper < start:
-        raise UsageError(f"need 1 <= start <= upper, got start={start} upper={upper}")
-    if sample_bytes is not None:
-        from trainperf.resources import detect_resources
-
-        cap = (limits or detect_resources(gpus=False)).max_batch_bytes
-        if cap is not None and sample_bytes > 0:
-            upper = max(start, min(upper, cap // sample_bytes))
-
-    def fits(size: int) -> bool:
-        try:
-            step(size)
-        except MemoryError:
-            return False
-        except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
-            if "out of memory" not in str(exc).lower():
-                raise
-            _empty_cuda_cache()
-            return False
-        return True
-
-    if not fits(start):
-        raise UsageError(f"even batch size {start} runs out of memory; start lower")
-    good, bad = start, None
-    while bad is None and good < upper:
-        size = min(good * 2, upper)
-        if fits(size):
-            good = size
-        else:
-            bad = size
-    while bad is not None and bad - good > 1:
-        middle = (good + bad) // 2
-        if fits(middle):
-            good = middle
-        else:
-            bad = middle
-    return max(1, int(good * safety))
-
-
-def _empty_cuda_cache() -> None:
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()

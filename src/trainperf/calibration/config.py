@@ -6,11 +6,25 @@
         train(loader)
 
 Rules (checked at construction; each message names the value and the fix):
-``batch_size > 0``; ``num_workers >= 0``; ``prefetch_factor`` and
-``persistent_workers`` only with workers (DataLoader rejects or ignores them
-otherwise); thread counts >= 1 when given. ``loader_kwargs()`` sets
-``prefetch_factor`` and ``persistent_workers`` only when there are workers, and a
-picklable ``worker_init_fn`` that applies ``worker_threads`` in each worker.
+``batch_size > 0``; ``num_workers >= 0``; ``prefetch_factor``,
+``persistent_workers`` and ``multiprocessing_context`` only with workers (DataLoader
+rejects or ignores them otherwise); ``multiprocessing_context`` one of ``fork``,
+``forkserver``, ``spawn``; thread counts >= 1 when given. ``loader_kwargs()`` sets
+``prefetch_factor``, ``persistent_workers`` and ``multiprocessing_context`` only when
+there are workers, and a picklable ``worker_init_fn`` that applies ``worker_threads``
+in each worker; ``as_code()`` writes the same as the call a user pastes.
+
+The start method (``multiprocessing_context``) decides what a worker's start-up costs.
+``fork`` copies this process as it is: quick, nothing pickled or imported again.
+``spawn`` starts a fresh interpreter that imports the main module and torch and
+unpickles the dataset (and ``collate_fn``, ``worker_init_fn``); ``forkserver`` forks
+each worker from a server process, which saves the interpreter's start but still
+pickles the dataset and imports what it needs. Without ``persistent_workers`` that
+start-up is paid again at every epoch. Python 3.14 made ``forkserver`` the default
+start method on Linux (``fork`` stays available), so a loader that started quickly
+under 3.13 may start slowly, or fail on a dataset that cannot be pickled, after an
+upgrade: the calibration measures the start methods and its advice names the one
+it measured.
 
 What each thread knob does, and nothing more (a calibration measures exactly this,
 so a measured gain is the gain of the advice as the user writes it):
@@ -34,9 +48,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from trainperf._json import as_object, opt_int, req_int
+from trainperf._json import as_object, opt_int, opt_str, req_int
 from trainperf.errors import RecordError, UsageError
 
 if TYPE_CHECKING:
@@ -44,7 +58,10 @@ if TYPE_CHECKING:
 
     from trainperf._json import JsonObject
 
-__all__ = ["LoaderConfig", "WorkerThreads", "torch_threads"]
+__all__ = ["START_METHODS", "LoaderConfig", "StartMethod", "WorkerThreads", "torch_threads"]
+
+StartMethod = Literal["fork", "forkserver", "spawn"]
+START_METHODS: tuple[StartMethod, ...] = ("fork", "forkserver", "spawn")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +78,8 @@ class LoaderConfig:
     # Each worker's torch threads and BLAS/OpenMP pools (its worker_init_fn); unset,
     # DataLoader's one torch thread and whatever BLAS pools the process had.
     worker_threads: int | None = None
+    # How the workers are started; None: multiprocessing's default (see the module).
+    multiprocessing_context: StartMethod | None = None
 
     def __post_init__(self) -> None:
         _positive("batch_size", self.batch_size)
@@ -86,6 +105,18 @@ class LoaderConfig:
             value = getattr(self, name)
             if value is not None:
                 _positive(name, value)
+        method = self.multiprocessing_context
+        if method is not None:
+            if method not in START_METHODS:
+                raise UsageError(
+                    f"multiprocessing_context must be one of {', '.join(START_METHODS)}, "
+                    f"got {method!r}"
+                )
+            if self.num_workers == 0:
+                raise UsageError(
+                    f"multiprocessing_context={method!r} needs worker processes; set "
+                    f"num_workers > 0 or leave multiprocessing_context unset"
+                )
         if self.worker_threads is not None and self.num_workers == 0:
             raise UsageError(
                 f"worker_threads={self.worker_threads} needs worker processes; set "
@@ -108,7 +139,34 @@ class LoaderConfig:
                 kwargs["prefetch_factor"] = self.prefetch_factor
             if self.worker_threads is not None:
                 kwargs["worker_init_fn"] = WorkerThreads(self.worker_threads)
+            if self.multiprocessing_context is not None:
+                kwargs["multiprocessing_context"] = self.multiprocessing_context
         return kwargs
+
+    def as_code(self, dataset: str = "dataset") -> str:
+        """The ``DataLoader(...)`` call these settings make, to paste, and the thread
+        setting of the training process when there is one::
+
+            DataLoader(dataset, batch_size=64, num_workers=2, prefetch_factor=2,
+                       persistent_workers=True, multiprocessing_context="forkserver")
+        """
+        parts = [dataset, f"batch_size={self.batch_size}", f"num_workers={self.num_workers}"]
+        if self.num_workers:
+            parts.append(f"prefetch_factor={self.prefetch_factor or 2}")
+            parts.append(f"persistent_workers={self.persistent_workers}")
+            if self.multiprocessing_context is not None:
+                parts.append(f'multiprocessing_context="{self.multiprocessing_context}"')
+            if self.worker_threads is not None:
+                parts.append(
+                    f"worker_init_fn=trainperf.calibration.config.WorkerThreads("
+                    f"{self.worker_threads})"
+                )
+        if self.pin_memory:
+            parts.append("pin_memory=True")
+        code = f"DataLoader({', '.join(parts)})"
+        if self.main_threads is not None:
+            code += f"; torch.set_num_threads({self.main_threads}) in the training process"
+        return code
 
     def threads(self) -> contextlib.AbstractContextManager[None]:
         """The main process's torch threads, for the ``with`` block (restored after);
@@ -120,6 +178,8 @@ class LoaderConfig:
         if self.num_workers:
             parts.append(f"prefetch_factor={self.prefetch_factor or 2}")
             parts.append(f"persistent_workers={self.persistent_workers}")
+            if self.multiprocessing_context is not None:
+                parts.append(f"multiprocessing_context={self.multiprocessing_context}")
         if self.pin_memory:
             parts.append("pin_memory=True")
         for name in ("main_threads", "interop_threads", "worker_threads"):
@@ -138,6 +198,7 @@ class LoaderConfig:
             "main_threads": self.main_threads,
             "interop_threads": self.interop_threads,
             "worker_threads": self.worker_threads,
+            "multiprocessing_context": self.multiprocessing_context,
         }
 
     @classmethod
@@ -153,6 +214,8 @@ class LoaderConfig:
                 main_threads=opt_int(data, "main_threads"),
                 interop_threads=opt_int(data, "interop_threads"),
                 worker_threads=opt_int(data, "worker_threads"),
+                # Absent in records from before start methods were measured: the default.
+                multiprocessing_context=opt_str(data, "multiprocessing_context"),  # type: ignore[arg-type]  # checked in __post_init__
             )
         except UsageError as exc:
             raise RecordError(f"invalid loader configuration: {exc}") from None

@@ -43,6 +43,11 @@ def _module(name: str) -> ModuleType:
             raise UsageError(f"cannot load {path} as Python")
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(path.resolve().parent))  # its own imports, as `python file` would
+        if spec.name not in sys.modules:
+            # Registered under its name, its classes pickle by reference and a spawn or
+            # forkserver worker imports them from the same folder; a name already taken
+            # (a file called json.py) is left to the module that has it.
+            sys.modules[spec.name] = module
         spec.loader.exec_module(module)
         return module
     return importlib.import_module(name)

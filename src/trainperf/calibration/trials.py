@@ -6,9 +6,14 @@ candidates must be compared on the same work -- lets it warm up (worker start-up
 the batches they prefetched while starting are not timed), then times fetches in
 chunks; each chunk's rate is kept (the spread of a candidate's speed). After each
 chunk a ``judge`` may stop the trial early (a candidate clearly worse than the best
-so far). Any exception -- a worker killed by a signal, ``MemoryError``, a fetch
-timing out, CUDA running out of memory -- ends the trial as ``failed`` with the
-reason; it never propagates.
+so far). The warm-up is timed apart: the time to the first batch (what an epoch
+waits for its new workers) and to the end of the warm-up give the start-up an epoch
+pays (:mod:`~trainperf.calibration.epochs`); ``startup_limit`` drops a candidate
+whose first batch is later than a given time (one whose start-up alone loses). Any
+exception -- a worker killed by a signal, ``MemoryError``, a fetch timing out, CUDA
+running out of memory -- ends the trial as ``failed`` with the reason (for a start
+method that cannot start the workers, what it could not pickle:
+:mod:`~trainperf.calibration.startmethod`); it never propagates.
 
 A candidate is run the way its advice is written, and nothing else: the loader from
 ``config.loader_kwargs()`` (whose ``worker_init_fn`` is the only thing that sets
@@ -20,6 +25,7 @@ the advice gets.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import warnings
@@ -40,6 +46,7 @@ __all__ = [
     "Trial",
     "TrialPlan",
     "run_trial",
+    "stop_workers",
     "warmup_batches",
     "window",
 ]
@@ -47,6 +54,9 @@ __all__ = [
 MAX_EXTEND = 64
 # torch's warning when a DataLoader has more workers than CPUs.
 _TOO_MANY = "This DataLoader will create"
+# torch's warning when the workers' arguments do not pickle: the trial's reason says
+# which part does not, and the warning would otherwise be the error under -W error.
+_PICKLE_WARNING = "Got pickle error when attempting to start a worker"
 
 Status = Literal["chosen", "measured", "dropped", "failed", "screened"]
 
@@ -67,6 +77,10 @@ class Trial:
     cpu_share: float | None = None
     worker_rss_bytes: int | None = None  # unshared memory per worker process
     chunk_rates: tuple[float, ...] = ()  # samples/s of each timed chunk, in order
+    # Seconds from iter(loader) to the first batch (new workers start) and to the end of
+    # the warm-up batches (warmup_batches(config), their steps included).
+    first_batch_s: float | None = None
+    warmup_s: float | None = None
 
     def to_json(self) -> JsonObject:
         out: JsonObject = dict(self.config.to_json())
@@ -78,6 +92,8 @@ class Trial:
             elapsed_s=round(self.elapsed_s, 4),
             reason=self.reason,
             chunk_samples_per_s=list(self.chunk_rates),
+            first_batch_s=_round(self.first_batch_s),
+            warmup_s=_round(self.warmup_s),
         )
         return out
 
@@ -98,6 +114,8 @@ class Trial:
             elapsed_s=opt_float(data, "elapsed_s") or 0.0,
             reason=req_str(data, "reason"),
             chunk_rates=_rates(req_list(data, "chunk_samples_per_s")),  # [] in older records
+            first_batch_s=opt_float(data, "first_batch_s"),  # absent in older records
+            warmup_s=opt_float(data, "warmup_s"),
         )
 
 
@@ -142,11 +160,14 @@ def run_trial(
     judge: Callable[[float, int], str | None],
     clock: Callable[[], float],
     keep: list[object] | None = None,
+    startup_limit: tuple[float, str] | None = None,
 ) -> Trial:
     """Measure ``config``; ``judge(samples_per_s, batches)`` returns a reason to stop.
 
     ``keep``: when given, the timed batches are appended to it (the caller replays
-    them to find the compute floor).
+    them to find the compute floor). ``startup_limit``: ``(seconds, what)``; no batch
+    within ``seconds`` of the start (nor between two batches) drops the candidate, as
+    one that takes longer than ``what`` ("the whole run of the fastest (...)").
     """
     import time
 
@@ -163,6 +184,8 @@ def run_trial(
         kwargs["collate_fn"] = collate_fn
     if config.num_workers:
         kwargs["timeout"] = plan.timeout_s
+        if startup_limit is not None:
+            kwargs["timeout"] = max(1e-3, min(plan.timeout_s, startup_limit[0]))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_TOO_MANY)
         loader: DataLoader[object] = DataLoader(dataset, sampler=indices, **kwargs)  # type: ignore[arg-type]
@@ -173,18 +196,26 @@ def run_trial(
     reason = ""
     status: Status = "measured"
     iterator: Iterator[object] | None = None
+    first_batch_s = warmup_s = None
     try:
         with config.threads(), warnings.catch_warnings():
             # More workers than CPUs is what a loader that waits on storage wants; torch's
             # warning about it is not news to the search that is measuring it.
             warnings.filterwarnings("ignore", message=_TOO_MANY)
-            iterator = iter(loader)
+            warnings.filterwarnings("ignore", message=_PICKLE_WARNING)
+            starting = clock()
+            iterator = iter(loader)  # starts the workers (pickling what they are sent)
+            if startup_limit is not None and clock() - starting > startup_limit[0]:
+                raise TimeoutError("the DataLoader workers' start timed out")
             for _ in range(warmup):
                 batch = next(iterator)
+                if first_batch_s is None:
+                    first_batch_s = clock() - starting
                 if step is not None:
                     step(batch)
+            warmup_s = clock() - starting
             if config.num_workers:
-                worker_rss = _worker_rss(this)
+                worker_rss = _worker_rss(this, iterator)
             while len(times) < plan.batches or (
                 sum(times) < plan.min_time_s and len(times) < plan.max_batches
             ):
@@ -209,8 +240,33 @@ def run_trial(
                     status, reason = "dropped", verdict
                     break
     except Exception as exc:  # the whole point: a candidate never crashes the search
+        if startup_limit is not None and "timed out" in str(exc):
+            status, limit = "dropped", f"{startup_limit[0]:.2f} s"
+            if first_batch_s is None:
+                reason = f"no batch {limit} after the start: its start-up alone outlasts "
+                stop_workers(iterator)  # still starting: no need to wait for them to stop
+            else:
+                reason = f"a batch took over {limit}, which alone outlasts "
+            reason += startup_limit[1]
+        else:
+            status = "failed"
+            from trainperf.calibration.startmethod import why_it_failed
+
+            found = why_it_failed(
+                exc,
+                config,
+                dataset=dataset,
+                collate_fn=collate_fn,
+                started=first_batch_s is not None,
+            )
+            reason = found or _why(exc)
         return Trial(
-            config, "failed", batches=len(times), elapsed_s=clock() - began, reason=_why(exc)
+            config,
+            status,
+            batches=len(times),
+            elapsed_s=clock() - began,
+            reason=reason,
+            first_batch_s=first_batch_s,
         )
     finally:
         del iterator  # shuts the workers down
@@ -226,7 +282,38 @@ def run_trial(
         cpu_share=share,
         worker_rss_bytes=worker_rss,
         chunk_rates=_chunk_rates(times, plan.chunk, config.batch_size),
+        first_batch_s=first_batch_s,
+        warmup_s=warmup_s,
     )
+
+
+def stop_workers(iterator: object) -> None:
+    """End a loader iterator's worker processes now, for a start given up on: torch's own
+    shutdown waits up to 5 s for each worker to notice it (one still importing torch
+    under ``spawn`` takes that long), and then finds them gone.
+
+    This reaches into torch's iterator (its workers, and the registry its SIGCHLD
+    handler checks, which would report the ended workers as failed); where either is
+    not there, the workers are left to torch's shutdown. Never raises."""
+    workers = getattr(iterator, "_workers", None)
+    if not workers or getattr(iterator, "_worker_pids_set", None) is not True:
+        return
+    try:
+        from torch.utils.data._utils import signal_handling
+
+        forget = signal_handling._remove_worker_pids  # type: ignore[attr-defined]  # private
+        forget(id(iterator))
+        iterator._worker_pids_set = False  # type: ignore[attr-defined]  # torch's, checked above
+    except Exception:  # another torch: its shutdown will do, slowly
+        return
+    for worker in workers:
+        with contextlib.suppress(Exception):
+            if worker.is_alive():
+                worker.terminate()
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 5)
 
 
 def _rate(times: Sequence[float], batch_size: int) -> float:
@@ -249,13 +336,20 @@ def _rates(values: list[Json]) -> tuple[float, ...]:
     return tuple(float(v) for v in values)  # type: ignore[arg-type]  # checked above
 
 
-def _worker_rss(process: object) -> int | None:
-    """Memory a worker holds of its own (resident minus shared), the median over them."""
+def _worker_rss(process: object, iterator: object) -> int | None:
+    """Memory a worker holds of its own (resident minus shared), the median over them.
+
+    The workers are the iterator's (under ``forkserver`` they are not this process's
+    children, and a ``spawn`` or ``forkserver`` start adds helper processes that are);
+    this process's children where torch does not say which they are."""
     import psutil
 
+    workers = getattr(iterator, "_workers", None)  # private to torch: used where present
+    pids = [w.pid for w in workers if isinstance(getattr(w, "pid", None), int)] if workers else []
     sizes = []
     try:
-        for child in process.children():  # type: ignore[attr-defined]
+        found = [psutil.Process(pid) for pid in pids] or process.children()  # type: ignore[attr-defined]
+        for child in found:
             info = child.memory_info()
             sizes.append(max(0, info.rss - getattr(info, "shared", 0)))
     except psutil.Error:

@@ -28,6 +28,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--samples", type=int, metavar="K", help="batches timed per candidate")
     parser.add_argument("--max-workers", type=int, metavar="N", help="try at most N workers")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="epochs the loader runs for: worker start-up is weighed per epoch "
+        "(default: 10, assumed)",
+    )
+    parser.add_argument(
+        "--no-persistent-workers",
+        action="store_true",
+        help="workers must start again every epoch (a dataset whose state changes "
+        "between epochs): choose, and advise, without persistent_workers",
+    )
     parser.add_argument("--force", action="store_true", help="measure even if a result is stored")
     parser.add_argument(
         "--no-calibrate",
@@ -60,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             force=True if args.force else None,
             persist=not args.no_store,
             max_workers=args.max_workers,
+            epochs=args.epochs,
+            persistent_workers=not args.no_persistent_workers,
             progress=lambda message: status(f"calibrate: {message}"),
         )
     finally:

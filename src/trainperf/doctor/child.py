@@ -218,7 +218,12 @@ def _prove(
     )
     if train is not None and (summary.step.kind == "input-bound" or oversubscribed):
         # Workers and threads are the calibration's axes: it measures either advice.
-        wanted.append(("calibration", functools.partial(calibration_proof, train, train_step)))
+        wanted.append(
+            (
+                "calibration",
+                functools.partial(calibration_proof, train, train_step, at_exit=at_exit),
+            )
+        )
     if train is not None and summary.step.kind == "input-bound":
         stages = None if summary.workers is None else summary.workers.stages
         slow = [index for index, _ in stages.slowest] if stages is not None else []
@@ -381,9 +386,10 @@ def persistence_proof(seen: LoaderSeen, *, epochs: int = PERSISTENCE_EPOCHS) -> 
 
 
 def calibration_proof(
-    seen: LoaderSeen, train_step: Callable[[object], object] | None
+    seen: LoaderSeen, train_step: Callable[[object], object] | None, *, at_exit: bool = False
 ) -> JsonObject:
-    """Calibrate the training loader and measure its own settings against the choice."""
+    """Calibrate the training loader and measure its own settings against the choice.
+    ``at_exit``: fork only (spawned workers could not import the main module)."""
     from trainperf.calibration.api import calibrate
 
     out: JsonObject = {"kind": "calibration", "role": "training", **_describe(seen)}
@@ -403,6 +409,7 @@ def calibration_proof(
         force=True,
         persist=apply,
         progress=say,
+        start_methods=("fork",) if at_exit and _fork_is_safe() else None,
     )
     current = [
         t
@@ -411,6 +418,10 @@ def calibration_proof(
         and t.config.worker_threads is None  # the loader's own workers set no limit
         and t.samples_per_s
         and (seen.num_workers == 0 or t.config.prefetch_factor in (None, seen.prefetch_factor))
+        and (
+            seen.num_workers == 0
+            or t.config.multiprocessing_context in (None, seen.start_method)
+        )
     ]
     baseline = max((t.samples_per_s or 0.0 for t in current), default=None)
     if not baseline:
