@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -405,6 +406,23 @@ def test_rules_stay_quiet_without_worker_records(tmp_path: Path) -> None:
     assert not kinds & {"worker-startup", "collate-heavy", "getitem-heavy"}
 
 
+def _doctor(folder: Path) -> dict[str, Any]:
+    """``trainperf doctor --json -- python train.py`` in ``folder``, its report."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPERF_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "trainperf", "doctor", "--json", "--", sys.executable, "train.py"],
+        cwd=folder,
+        env={**clean, "TRAINPERF_HOME": str(folder / ".trainperf")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
 RESTARTING = textwrap.dedent(
     """
     import time
@@ -439,18 +457,7 @@ RESTARTING = textwrap.dedent(
 @pytest.mark.verdict
 def test_the_doctor_measures_persistent_workers_against_restarts(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text(RESTARTING)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPERF_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "trainperf", "doctor", "--json", "--", sys.executable, "train.py"],
-        cwd=tmp_path,
-        env={**clean, "TRAINPERF_HOME": str(tmp_path / ".trainperf")},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    report = _doctor(tmp_path)
     (proof,) = [p for p in report["proofs"] if p["kind"] == "persistence"]
     assert proof["start_method"] == "fork"
     assert len(proof["original_times"]) == len(proof["persistent_times"]) == 3
@@ -582,18 +589,7 @@ COPYING = textwrap.dedent(
 @pytest.mark.slow
 def test_the_doctor_measures_copy_on_read_against_arrays(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text(COPYING)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPERF_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "trainperf", "doctor", "--json", "--", sys.executable, "train.py"],
-        cwd=tmp_path,
-        env={**clean, "TRAINPERF_HOME": str(tmp_path / ".trainperf")},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    report = _doctor(tmp_path)
     (proof,) = [p for p in report["proofs"] if p["kind"] == "memory"]
     assert proof["attributes"] == ["items"]
     # 4 million ints, half read by each worker: tens of MiB copied with the list; an

@@ -7,12 +7,14 @@ instead of a ``KeyError`` deep inside.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
+import json
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from trainperf.errors import RecordError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
 
 __all__ = [
     "Json",
@@ -23,6 +25,7 @@ __all__ = [
     "opt_float",
     "opt_int",
     "opt_str",
+    "read_lines",
     "req_float",
     "req_int",
     "req_list",
@@ -32,6 +35,7 @@ __all__ = [
 Json: TypeAlias = "str | int | float | bool | list[Json] | dict[str, Json] | None"
 JsonObject: TypeAlias = "dict[str, Json]"
 JsonScalar: TypeAlias = "str | int | float | bool | None"
+R = TypeVar("R")
 
 
 def _missing(kind: str, key: str, value: Json) -> RecordError:
@@ -103,3 +107,30 @@ def objects(value: object) -> list[JsonObject]:
     """The objects of a JSON list (anything else in it, or a value not a list, skipped):
     for reading records written by another version leniently."""
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _finite(constant: str) -> float:
+    """JSON's non-standard ``NaN`` and ``Infinity``: no trainperf record holds them."""
+    raise ValueError(f"{constant} is not a measurement")
+
+
+def read_lines(path: Path, what: str, parse: Callable[[JsonObject], R]) -> tuple[R, ...]:
+    """Every record of the JSON Lines file ``path``; none when it is missing. A torn
+    last line (a writer killed mid-line) is skipped; any other bad line, ``NaN`` and
+    ``Infinity`` included, raises :class:`RecordError` naming the file, the line and
+    ``what`` a line should be."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return ()
+    except UnicodeDecodeError:
+        raise RecordError(f"{path} is not text; it is not a trainperf {what} record") from None
+    found: list[R] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            found.append(parse(as_object(json.loads(line, parse_constant=_finite), what)))
+        except (ValueError, RecordError) as exc:
+            if number == len(lines):
+                break
+            raise RecordError(f"{path}:{number}: not a trainperf {what} record ({exc})") from None
+    return tuple(found)

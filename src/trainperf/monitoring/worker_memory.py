@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from trainperf._json import as_object, objects, opt_int, req_float, req_int
+from trainperf._json import as_object, objects, opt_int, read_lines, req_float, req_int
 from trainperf.errors import RecordError, UsageError
 
 if TYPE_CHECKING:
@@ -392,22 +392,7 @@ class WorkerMemoryRecorder:
 def read_worker_memory(folder: Path) -> tuple[WorkerMemoryRecord, ...]:
     """The ticks recorded in a run folder (none without the file); a torn last line (a
     killed writer) is skipped. Raises :class:`RecordError` on any other bad line."""
-    path = folder / WORKER_MEMORY_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return ()
-    except UnicodeDecodeError:
-        raise RecordError(f"{path} is not text; it is not a trainperf memory record") from None
-    found = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            found.append(WorkerMemoryRecord.from_json(as_object(json.loads(line), "a tick")))
-        except (ValueError, RecordError) as exc:
-            if number == len(lines):
-                break
-            raise RecordError(f"{path}:{number}: not a trainperf memory record ({exc})") from None
-    return tuple(found)
+    return read_lines(folder / WORKER_MEMORY_FILE, "memory", WorkerMemoryRecord.from_json)
 
 
 # -- classifying -----------------------------------------------------------------------

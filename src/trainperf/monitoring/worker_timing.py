@@ -30,7 +30,6 @@ the report page read.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -38,9 +37,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from trainperf._json import as_object, opt_float, opt_int, req_float, req_int, req_str
+from trainperf._json import as_object, opt_float, opt_int, read_lines, req_float, req_int, req_str
 from trainperf.errors import RecordError
 
 if TYPE_CHECKING:
@@ -262,49 +261,19 @@ class BatchStages:
         )
 
 
-R = TypeVar("R")
-
-
-def _read(folder: Path, name: str, what: str, parse: Callable[[JsonObject], R]) -> tuple[R, ...]:
-    """Every record of ``folder/name``; none when the file is missing. A torn last line
-    (a worker killed mid-write) is skipped; any other bad line raises
-    :class:`RecordError` naming the file and line."""
-    path = folder / name
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return ()
-    except UnicodeDecodeError:
-        raise RecordError(f"{path} is not text; it is not a trainperf {what} record") from None
-    found: list[R] = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            found.append(parse(as_object(json.loads(line, parse_constant=_finite), what)))
-        except (ValueError, RecordError) as exc:
-            if number == len(lines):
-                break
-            raise RecordError(f"{path}:{number}: not a trainperf {what} record ({exc})") from None
-    return tuple(found)
-
-
-def _finite(constant: str) -> float:
-    """JSON's non-standard ``NaN`` and ``Infinity``: no trainperf record holds them."""
-    raise ValueError(f"{constant} is not a measurement")
-
-
 def read_loader_starts(folder: Path) -> tuple[LoaderStart, ...]:
     """The run folder's :class:`LoaderStart` records. Raises :class:`RecordError`."""
-    return _read(folder, LOADER_STARTS_FILE, "loader start", LoaderStart.from_json)
+    return read_lines(folder / LOADER_STARTS_FILE, "loader start", LoaderStart.from_json)
 
 
 def read_worker_starts(folder: Path) -> tuple[WorkerStart, ...]:
     """The run folder's :class:`WorkerStart` records. Raises :class:`RecordError`."""
-    return _read(folder, WORKER_STARTS_FILE, "worker start", WorkerStart.from_json)
+    return read_lines(folder / WORKER_STARTS_FILE, "worker start", WorkerStart.from_json)
 
 
 def read_batches(folder: Path) -> tuple[BatchStages, ...]:
     """The run folder's :class:`BatchStages` records. Raises :class:`RecordError`."""
-    return _read(folder, BATCHES_FILE, "worker batch", BatchStages.from_json)
+    return read_lines(folder / BATCHES_FILE, "worker batch", BatchStages.from_json)
 
 
 def append(path: str, lines: Sequence[str]) -> None:
