@@ -418,10 +418,7 @@ def calibration_proof(
         and t.config.worker_threads is None  # the loader's own workers set no limit
         and t.samples_per_s
         and (seen.num_workers == 0 or t.config.prefetch_factor in (None, seen.prefetch_factor))
-        and (
-            seen.num_workers == 0
-            or t.config.multiprocessing_context in (None, seen.start_method)
-        )
+        and (seen.num_workers == 0 or t.config.multiprocessing_context in (None, seen.start_method))
     ]
     baseline = max((t.samples_per_s or 0.0 for t in current), default=None)
     if not baseline:
