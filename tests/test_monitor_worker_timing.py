@@ -467,7 +467,8 @@ def test_the_doctor_measures_persistent_workers_against_restarts(tmp_path: Path)
     (finding,) = [f for f in report["findings"] if f["kind"] == "worker-startup"]
     assert finding["gain_source"] == "measured"
     assert "with persistent_workers=True" in finding["gain"]
-    assert finding["speedup_low"] > 1.0
+    assert finding["speedup"] > 1.0  # the run's factor, estimated from the measured start
+    assert finding["speedup_low"] is None  # its interval is the epoch start's, in the gain
     assert "persistent_workers=True" in finding["fix"]
     # Input-bound (a linear layer against samples waited for): the cache proof builds
     # the slowest sample the workers timed first.
