@@ -324,10 +324,10 @@ def _rebuilt(seen: LoaderSeen, *, persistent: bool, start_method: str | None = N
 
 def _fork_is_safe() -> bool:
     """``fork`` copies the process: unsafe once CUDA is initialised (its state does not
-    survive a fork), and available on POSIX only."""
-    import multiprocessing
+    survive a fork), and not where the calibration never advises it (macOS)."""
+    from trainperf.calibration.startmethod import available_start_methods
 
-    if "fork" not in multiprocessing.get_all_start_methods():
+    if "fork" not in available_start_methods():
         return False
     torch = sys.modules.get("torch")
     cuda = getattr(torch, "cuda", None)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from trainperf._json import as_object, objects, opt_int, req_float, req_int, req_str
+from trainperf._json import objects, opt_int, read_lines, req_float, req_int, req_str
 from trainperf.errors import RecordError
 from trainperf.monitoring.worker_timing import (
     BATCHES_FILE,
@@ -178,22 +178,7 @@ class WorkerPools:
 def read_worker_pools(folder: Path) -> tuple[WorkerPools, ...]:
     """The workers' reports in a run folder (none when no worker reported); a torn
     last line (a killed writer) is skipped. Raises :class:`RecordError` otherwise."""
-    path = folder / WORKERS_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return ()
-    except UnicodeDecodeError:
-        raise RecordError(f"{path} is not text; it is not a trainperf worker record") from None
-    found = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            found.append(WorkerPools.from_json(as_object(json.loads(line), "a worker")))
-        except (ValueError, RecordError) as exc:
-            if number == len(lines):
-                break
-            raise RecordError(f"{path}:{number}: not a trainperf worker record ({exc})") from None
-    return tuple(found)
+    return read_lines(folder / WORKERS_FILE, "worker", WorkerPools.from_json)
 
 
 # -- in the worker -------------------------------------------------------------------
@@ -430,13 +415,12 @@ class _ReportingLoop:
 
 def start_method(loader: Any) -> str:
     """How ``loader`` starts its workers: its ``multiprocessing_context``'s method, else
-    torch's default context's (``fork`` on Linux up to Python 3.13, ``forkserver``
-    from 3.14)."""
+    the default (read without fixing it, so the program may still set its own)."""
     context = getattr(loader, "multiprocessing_context", None)
     if context is None:
-        import torch.multiprocessing
+        from trainperf.calibration.startmethod import default_start_method
 
-        return str(torch.multiprocessing.get_start_method(allow_none=False))
+        return default_start_method()
     return str(context.get_start_method())
 
 
