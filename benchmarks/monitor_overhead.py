@@ -1,7 +1,7 @@
 """What watching a training loop costs: trainperf next to Lightning's own profilers.
 
     python benchmarks/monitor_overhead.py [--repeat 5] [--steps 400]
-                                          [--parts plain,lightning,anatomy]
+                                          [--parts plain,lightning,anatomy,workers,audit]
 
 1. A plain PyTorch loop (tiny model, in-memory batches through a DataLoader) bare and
    inside ``trainperf.monitor()``: overhead per step in microseconds.
@@ -19,6 +19,11 @@
    (each ``__getitem__``, the ``collate_fn``, the batch's record and its share of the
    flushes), in microseconds per batch and in % of the fetch; run in this process on
    torch's own fetcher, interleaved.
+5. The input audit (``trainperf.monitoring.sample_audit``): what recording one batch's
+   sample indices costs (the index list kept as it is dispatched, then its batch hash
+   and per-sample hashes into the pass's bottom-k sketch as the batch is returned), for
+   batches of 8, 64 and 256 from a shuffled dataset large enough that the sketch is
+   full and trimmed; against the sampler's own ``_next_index``, interleaved.
 
 Configurations run interleaved, ``--repeat`` times each; medians are reported.
 """
@@ -309,7 +314,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--parts", default="plain,lightning,anatomy,workers")
+    parser.add_argument("--parts", default="plain,lightning,anatomy,workers,audit")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     warnings.filterwarnings("ignore")
@@ -327,6 +332,8 @@ def main() -> int:
             anatomy_overhead(args.repeat)
         if "workers" in parts:
             workers_overhead(args.repeat, scratch)
+        if "audit" in parts:
+            audit_overhead(args.repeat)
     return 0
 
 
@@ -364,6 +371,43 @@ def workers_overhead(repeat: int, scratch: str) -> None:
         f"{(timed - bare) * 1e6:+.1f} us/batch ({(timed - bare) / bare:+.1%} of the fetch, "
         f"{(timed - bare) * 1e6 / 32:.2f} us a sample)"
     )
+
+
+def audit_batches(batch: int, batches: int, audited: bool) -> float:
+    """Seconds per batch of a shuffled sampler's ``_next_index``, bare or with the input
+    audit's recording of it (dispatched, then returned)."""
+    from torch.utils.data import DataLoader
+
+    from trainperf.monitoring.sample_audit import SampleRecorder
+
+    iterator = iter(DataLoader(range(batch * batches), batch_size=batch, shuffle=True))
+    recorder = SampleRecorder()
+    start = time.perf_counter()
+    if audited:
+        for _ in range(batches):
+            recorder.dispatched(iterator, iterator._next_index())
+            recorder.consumed(iterator, None)
+    else:
+        for _ in range(batches):
+            iterator._next_index()
+    return (time.perf_counter() - start) / batches
+
+
+def audit_overhead(repeat: int) -> None:
+    print(f"\n5. the input audit's recording of a batch's indices, median of {max(repeat, 5)}")
+    for batch in (8, 64, 256):
+        batches = 400_000 // batch  # 400,000 samples: the sketch fills and is trimmed
+        runs: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(max(repeat, 5)):
+            for audited in (False, True):
+                runs[audited].append(audit_batches(batch, batches, audited))
+        bare, audited_s = statistics.median(runs[False]), statistics.median(runs[True])
+        cost = audited_s - bare
+        print(
+            f"   batch {batch:>3}: sampler {bare * 1e6:6.1f} us/batch, audited "
+            f"{audited_s * 1e6:6.1f} us/batch: {cost * 1e6:+.1f} us/batch "
+            f"({cost * 1e9 / batch:.0f} ns a sample)"
+        )
 
 
 def plain_part(repeat: int, steps: int, scratch: str) -> None:

@@ -409,6 +409,17 @@ class Workshop:
         memory = write_device_memory({0: (2**20, 2**21)})
         (folder / DEVICE_MEMORY).write_text(json.dumps(memory))
         (folder / PROBE_FILE).write_text(json.dumps(Replay(steps=8, step_s=0.04).to_json()))
+        # Two epochs of a DistributedSampler in the same order (set_epoch never called):
+        # the input audit has an order finding to report.
+        audit = {
+            "loader": "training", "dataset": "Pages", "sampler": "DistributedSampler",
+            "shuffle": True, "epoch": 0, "num_replicas": 1, "rank": 0, "dataset_len": 48,
+            "sampler_len": 48, "in_order": True, "indexed": True, "dispatched": 12,
+            "batches": 12, "samples": 48, "first_batch": "00112233", "batch_hashes": [1, 2, 3],
+            "sketch": [4, 5], "sketch_exact": True,
+        }  # fmt: skip
+        lines = "".join(json.dumps({**audit, "pass": n}) + "\n" for n in range(2))
+        (folder / "sample_audit.jsonl").write_text(lines)
         (folder / "summary.json").write_text(json.dumps(self.summary.to_json()))
         (folder / "doctor.json").write_text(json.dumps(self.doctor_report.to_json()))
         return folder
@@ -499,6 +510,18 @@ class Workshop:
             stopped_at_step=60,
             notes=("a note",),
             set_aside=("start-up: nothing worth deferring",),
+            patches=(
+                {
+                    "finding": "input-bound",
+                    "fix": "loader",
+                    "files": ["train.py"],
+                    "verified": True,
+                    "summary": ["line 9: num_workers 0 -> 2"],
+                    "diff": "--- a/train.py\n+++ b/train.py\n",
+                    "failure": None,
+                    "command": "trainperf fix loader train.py --from RUN --write",
+                },
+            ),
         )
 
     def _profile(self, *args: object, **kwargs: object) -> object:
@@ -601,6 +624,92 @@ def _doctor(shop: Workshop) -> object:
     return json_output(shop.doctor_report, str(shop.scratch / "doctor.html"))
 
 
+def _fix_imports(shop: Workshop) -> object:
+    """``fix imports --json``: the plan made by the fixer's own code on a small entry
+    point, with a fixed timing (a real one imports it in turns: seconds)."""
+    from trainperf.calibration.speedup import speedup_interval
+    from trainperf.fix.imports import plan_file
+    from trainperf.fix.verify import ImportsFix, Timing
+    from trainperf.startup.probe import resolve_target
+
+    entry = shop.scratch / "fix_train.py"
+    entry.write_text(
+        "import numpy\nimport json\nimport zlib  # noqa: F401\n\n\ndef main():\n"
+        "    return numpy.zeros(1), json.dumps\n",
+        encoding="utf-8",
+    )
+    plan = plan_file(
+        entry,
+        loads=lambda _p, _l, module: ({module}, {module}),
+        heavy=lambda package: package in ("numpy", "zlib"),
+        later=lambda _p, _l, _m: None,
+    )
+    speed = speedup_interval([1.0, 1.1], [4.0, 4.2], paired=True)
+    result = ImportsFix(
+        resolve_target(str(entry), None),
+        plan,
+        timings=[Timing("import", 0.8, 0.2, speed, 2)],
+        savings_s={1: 0.6},
+        check="pytest -q",
+        notes=["a note"],
+    )
+    return result.to_json(shop.scratch)
+
+
+def _fix_loader(shop: Workshop) -> object:
+    """``fix loader --json`` on a script, with the calibration stored above."""
+    _ = shop.calibrated
+    train = shop.scratch / "fix_loader.py"
+    train.write_text(
+        "from torch.utils.data import DataLoader\n\n\ndef main(data):\n"
+        "    return DataLoader(data, batch_size=8, pin_memory=True)\n",
+        encoding="utf-8",
+    )
+    return shop.cli("fix", "loader", str(train), "--no-verify", "--json", TRAINPERF_CPUS="1")
+
+
+def _scaling(shop: Workshop) -> object:
+    """``doctor --scale``'s scaling.json, assembled from fixed runs (a real one starts
+    torchrun twice: seconds)."""
+    from trainperf.doctor.scale_report import ScaleRun, assemble
+    from trainperf.monitoring.ranks import RankRow
+
+    def run(ranks: int, wait: float) -> ScaleRun:
+        rows = tuple(
+            RankRow(r, 38, 0.01 + wait, wait, 0.004, 0.004 + wait, 0.006, 0.5, 800.0, 2 // ranks)
+            for r in range(ranks)
+        )
+        return ScaleRun(
+            ranks,
+            1,
+            str(shop.scratch / f"n{ranks}-r1"),
+            0,
+            None,
+            steps=40,
+            samples_per_s=800.0 * ranks / (1 + 100 * wait),
+            step_s=0.01 + wait,
+            data_wait_s=wait,
+            forward_s=0.004,
+            sync_s=0.006,
+            straggler_s=0.0 if ranks == 1 else 0.001,
+            threads_per_rank=2 // ranks,
+            rank_rows=rows,
+        )
+
+    report = assemble(
+        [run(1, 0.001), run(2, 0.04)],
+        command=("torchrun", "--nproc-per-node", "{n}", "train.py"),
+        counts=(1, 2),
+        rounds=1,
+        steps=40,
+        budget_s=None,
+        folder=str(shop.scratch / "scale"),
+        cpu_budget=2.0,
+        elapsed_s=20.0,
+    )
+    return report.to_json()
+
+
 def _resources(shop: Workshop) -> object:
     """``trainperf resources --json`` on this machine, given one GPU."""
     import trainperf.cli.resources as command
@@ -680,6 +789,12 @@ KINDS: tuple[Kind, ...] = (
             "worker_memory.jsonl",
         )
     ),
+    Kind(
+        "sample-audit",
+        _schema.RUN_RECORDS,
+        lambda s: _lines(s.monitored / "sample_audit.jsonl"),
+        stamp="folder",
+    ),
     Kind("device-memory", _schema.RUN_RECORDS, lambda s: _json(s.recorded / "device_memory.json")),
     Kind("probe", _schema.RUN_RECORDS, lambda s: _json(s.recorded / "probe.json")),
     Kind(
@@ -689,6 +804,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("run", _schema.SUMMARY, _run_output, _SUMMARY),
     Kind("proofs", _schema.PROOFS, lambda s: _json(s.monitored / "proofs.json")),
     Kind("doctor", _schema.DOCTOR, _doctor, _DOCTOR),
+    Kind("scaling", _schema.SCALING, _scaling),
+    Kind("fix-imports", _schema.FIX, _fix_imports),
+    Kind("fix-loader", _schema.FIX, _fix_loader, frozenset({"settings"})),
     # Command outputs.
     Kind(
         "report",

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from _cache_helpers import COUNT_FILE_VARIABLE, Pages, maps
@@ -310,6 +311,18 @@ KILLED = textwrap.dedent(
 )
 
 
+def _wait_until_dead(processes: list[psutil.Process], timeout_s: float = 30) -> None:
+    deadline = time.time() + timeout_s
+    for process in processes:
+        while time.time() < deadline:
+            try:
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.01)
+
+
 @pytest.mark.slow
 def test_a_killed_precompute_leaves_nothing_torn_and_resumes(tmp_path, counted) -> None:
     script = KILLED.format(tests=TESTS, cache=str(tmp_path / "c"))
@@ -319,8 +332,10 @@ def test_a_killed_precompute_leaves_nothing_torn_and_resumes(tmp_path, counted) 
     deadline = time.time() + 60
     while len(counted()) < 10 and time.time() < deadline:
         time.sleep(0.02)
+    workers = psutil.Process(proc.pid).children(recursive=True)
     os.killpg(proc.pid, signal.SIGKILL)  # the parent and its pool workers, mid-write
     proc.wait()
+    _wait_until_dead(workers)  # reparented, maybe never reaped: a zombie counts as dead
     report = verify_folder(tmp_path / "c")
     assert report.ok, report.bad
     done = report.entries
@@ -461,3 +476,18 @@ def test_many_openers_of_a_new_cache_at_once(tmp_path) -> None:
             "stats",
             "trainperf-cache.json",
         ]
+
+
+def test_a_killed_unreaped_writer_counts_as_gone(tmp_path) -> None:
+    from trainperf.cache.store import EntryStore
+
+    store = EntryStore.open(tmp_path / "c", create=True)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    _wait_until_dead([psutil.Process(child.pid)])  # exited, not yet reaped: a zombie
+    assert psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
+    temporary = store.temporary_for("ab" * 16)
+    temporary.write_bytes(b"torn")
+    zombie = temporary.with_name(temporary.name.replace(f"-{os.getpid()}-", f"-{child.pid}-"))
+    temporary.rename(zombie)
+    assert store.orphans() == [zombie]  # a zombie writes nothing more
+    child.wait()

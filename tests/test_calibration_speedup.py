@@ -101,3 +101,24 @@ def test_a_calibration_carries_its_speedup_through_json() -> None:
     for key in ("speedup", "speedup_low", "speedup_high"):
         del data[key]  # a record from before intervals were kept
     assert Calibration.from_json(data).speedup is None
+
+
+def test_a_throughput_ratio_is_not_inflated_by_bursts_of_prefetched_batches() -> None:
+    # Equal chunks of work: the workers' prefetched batches arrive in bursts (fast
+    # chunks) between chunks that wait on the workers (slow ones).
+    before = [100.0] * 8
+    after = [10_000.0, 10_000.0, 10_000.0, 10_000.0, 10_000.0, 500.0, 500.0, 500.0]
+    by_median = speedup_interval(before, after, paired=False)
+    by_throughput = speedup_interval(before, after, paired=False, throughput=True)
+    assert by_median.value == pytest.approx(100.0)  # what the bursts make it look like
+    # Total work over total time: 8 chunks in 5/10000 + 3/500 of the time one took.
+    assert by_throughput.value == pytest.approx(8 / (5 / 10_000 + 3 / 500) / 100.0)
+    assert by_throughput.value < 13
+    assert by_throughput.low <= by_throughput.value <= by_throughput.high
+
+
+def test_an_interval_reaching_past_100x_is_written_as_such() -> None:
+    from trainperf._stats import format_speedup
+
+    assert format_speedup(93.0, 43.6, 217.2) == "93x (44x to > 100x)"
+    assert format_speedup(3.1, 2.7, 3.6) == "3.1x (2.7x-3.6x)"

@@ -187,3 +187,14 @@ def test_an_a_a_pair_claims_no_gain() -> None:
     assert result.speedup_low < 1.1
     assert result.speedup_high > 1 / 1.1
     assert 0.9 < result.speedup < 1.1
+
+
+def test_a_turn_times_at_least_twice_what_the_workers_hold_in_flight() -> None:
+    from trainperf.calibration.verify import _timed
+
+    few = LoaderConfig(batch_size=4, num_workers=2, prefetch_factor=2)
+    many = LoaderConfig(batch_size=4, num_workers=16, prefetch_factor=2)
+    assert _timed(few, 16, 10_000) == 16  # 4 in flight: the asked 16 time past them
+    assert _timed(many, 16, 10_000) == 64  # 32 in flight: twice that
+    assert _timed(many, 16, 4 * (33 + 40)) == 40  # as far as the dataset reaches
+    assert _timed(LoaderConfig(batch_size=4), 16, 10_000) == 16  # no workers, no burst

@@ -210,3 +210,24 @@ def test_a_foreign_doctor_report_is_one_line(tmp_path, content, fragment) -> Non
     assert line.startswith(f"trainperf: error: {folder / 'doctor.json'} is not a trainperf doctor")
     assert fragment in line
     assert "run trainperf doctor again" in line
+
+
+def test_a_scale_folder_points_at_its_page_and_its_runs(tmp_path) -> None:
+    home = tmp_path / "home"
+    folder = home / "runs" / "20260101-000000-1-scale"
+    write_run(folder / "n1-r1", input_bound())
+    write_run(folder / "n2-r1", input_bound())
+    (folder / "scaling.json").write_text("{}")
+    (folder / "scaling.html").write_text("<html></html>")
+    env = {"TRAINPERF_HOME": str(home)}
+    for name in (str(folder), folder.name):  # a path, or a run id under the home
+        proc = run_cli("report", name, env=env)
+        assert proc.returncode == 2
+        assert proc.stdout == ""
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert "no run at" not in proc.stderr
+        assert "is a trainperf doctor --scale folder, not a run" in proc.stderr
+        assert f"its report is {folder / 'scaling.html'}" in proc.stderr
+        assert f"(n1-r1, n2-r1), e.g. trainperf report {folder / 'n1-r1'}" in proc.stderr
+    ran = run_cli("report", str(folder / "n2-r1"), env=env)
+    assert ran.returncode == 0, ran.stderr

@@ -269,10 +269,23 @@ def test_a_lightning_fit_stops_itself_and_is_calibrated_end_to_end(tmp_path: Pat
 def test_entry_points_are_found_in_python_commands() -> None:
     assert entry_point(["python", "-u", "train.py", "x=1"]) == ("train.py", None)
     assert entry_point(["python3.11", "-X", "importtime", "-m", "pkg.train"]) == ("pkg.train", None)
-    target, note = entry_point(["torchrun", "train.py"])
+    target, note = entry_point(["env", "train.py"])
     assert target is None
     assert note is not None
     assert "python" in note
+    # Under a launcher of ranks: the script or module it runs, not the launcher.
+    ranks = ["--standalone", "--nproc-per-node", "2", "--rdzv-endpoint=x:1"]
+    assert entry_point(["torchrun", *ranks, "train.py", "--lr", "1"]) == ("train.py", None)
+    assert entry_point(["python", "-m", "torch.distributed.run", *ranks, "t.py"]) == ("t.py", None)
+    assert entry_point(["torchrun", "--nproc-per-node", "2", "-m", "pkg.train"]) == (
+        "pkg.train",
+        None,
+    )
+    assert entry_point(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "t.py"]) == (
+        "t.py",
+        None,
+    )
+    assert entry_point(["torchrun", "--no-python", "./a.out"])[0] is None
     target, note = entry_point(["python", "-c", "pass"])
     assert target is None
     assert note is not None
@@ -729,3 +742,20 @@ def test_causes_set_aside_are_said_in_their_sections() -> None:
     assert "Not a finding: nothing worth deferring" in startup
     assert "contention" not in startup
     assert "Not a finding: input: the wait is contention" in findings
+
+
+def test_a_failed_rank_s_own_error_is_named_not_the_launcher_s_summary() -> None:
+    from trainperf.doctor.diagnose import _last_error
+
+    output = [
+        "[rank1]: Traceback (most recent call last):",
+        "[rank1]: ValueError: corrupt sample 87",
+        "[rank0]: RuntimeError: Connection closed by peer",
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
+        "============================================================",
+        "traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html",
+        "============================================================",
+    ]
+    assert _last_error(output) == "[rank1]: ValueError: corrupt sample 87"
+    assert _last_error(["KeyError: 'x'", "====="]) == "KeyError: 'x'"
+    assert _last_error(["it stopped", "-----"]) == "it stopped"

@@ -261,3 +261,104 @@ def test_a_loop_waiting_in_its_own_batch_function_is_not_told_about_dataloader_w
     assert "num_workers" not in inputs.title
     assert inputs.gain_source == "estimated"
     assert any("estimated from stack samples" in r for r in inputs.reasons)
+
+
+def test_the_page_gives_calibration_rates_to_one_decimal_and_each_start_method() -> None:
+    from trainperf.doctor.html import render_doctor_html
+    from trainperf.doctor.report import DoctorReport
+
+    def candidate(context: str | None, rate: float, status: str) -> dict:
+        return {
+            "batch_size": 64,
+            "num_workers": 4,
+            "persistent_workers": context == "spawn",
+            "prefetch_factor": 2,
+            "main_threads": 1,
+            "multiprocessing_context": context,
+            "samples_per_s": rate,
+            "status": status,
+        }
+
+    proof = _calibration_proof("loader", 3596.3269009953874 / 461.1051501279086, 2.0)
+    proof["baseline_samples_per_s"] = 461.1051501279086
+    proof["chosen_samples_per_s"] = 3596.3269009953874
+    proof["calibration"]["candidates"] = [
+        {**candidate(None, 461.1051501279086, "measured"), "num_workers": 0},
+        candidate("fork", 3596.3269009953874, "chosen"),
+        candidate("forkserver", 2100.04, "measured"),
+        candidate("spawn", 1900.96, "measured"),
+    ]
+    report = DoctorReport(
+        command=("python", "train.py"),
+        bundled=False,
+        run="/runs/r",
+        returncode=0,
+        finished=True,
+        elapsed_s=3.0,
+        resources={"cpu_budget": 2.0, "host_cpus": 2},
+        startup=startup(None),
+        summary=None,
+        proofs=(proof,),
+        findings=(),
+    )
+    page = render_doctor_html(report, summary=None, periods=[], samples=[])
+    assert "the loader's own settings 461.1 samples/s, chosen 3,596.3 samples/s (7.80x)" in page
+    assert "461.1051501279086" not in page
+    assert "<th>start method</th><th>persistent workers</th>" in page
+    assert "<td>-</td><td>-</td><td>461.1</td>" in page  # no worker processes
+    assert "<td>fork</td><td>no</td><td>3,596.3</td><td>chosen</td>" in page
+    assert "<td>forkserver</td><td>no</td><td>2,100.0</td>" in page
+    assert "<td>spawn</td><td>yes</td><td>1,901.0</td>" in page
+
+
+def test_the_rank_table_says_its_steps_are_the_steady_ones_and_stays_aligned() -> None:
+    from trainperf.monitoring.render import describe_ranks
+
+    def row(rank: int, steps: int) -> dict:
+        return {
+            "rank": rank,
+            "steps": steps,
+            "step_s": 0.0186,
+            "data_wait_s": 0.002,
+            "forward_s": 0.0086,
+            "arrival_s": 0.0106,
+            "sync_s": 0.008,
+            "slowest_share": 0.5,
+            "intra_op_threads": 1,
+        }
+
+    lines = describe_ranks({"rank_breakdown": {"rows": [row(0, 38), row(1, 123456)]}})
+    header, *rows = lines
+    assert header.split("  ")[:3] == ["rank", "steady", "step ms"]
+    ends = [header.index(name) + len(name) for name in ("rank", "steady", "step ms", "threads")]
+    for line in rows:
+        assert len(line) == len(header)
+        for end in ends:  # right-aligned under their names
+            assert line[end - 1] != " "
+            assert end == len(line) or line[end] == " "
+    assert rows[1].split()[:2] == ["1", "123456"]
+
+
+def test_a_doubtful_start_up_verdict_of_a_stopped_run_comes_after_the_sure_step() -> None:
+    periods = steps(40, 0.1, 0.06, start=10.0)
+    sure = summarize(periods, startup_s=10.0, cpus=2.0)
+    stopped = summarize(periods, startup_s=10.0, cpus=2.0, stopped_early=True)
+    assert sure.run.confidence == "high"
+    assert stopped.run.kind == "startup-bound"
+    assert stopped.run.confidence != "high"
+    assert stopped.step.confidence == "high"
+
+    def order(summary: object) -> list[str]:
+        found, _ = compose(
+            startup=startup(0.04, reads_config="argparse"),
+            periods=periods,
+            summary=summary,  # type: ignore[arg-type]
+            proofs=(),
+            loaders=(),
+            cpus=2.0,
+            bundled=False,
+        )
+        return [f.kind for f in found][:2]
+
+    assert order(sure) == ["startup-bound", "input-bound"]
+    assert order(stopped) == ["input-bound", "startup-bound"]

@@ -70,6 +70,35 @@ ALLOCATE_LOOP = SIGBUS_LOOP.replace(
     ' "No space left on device (28)")',
 )
 
+# The same death while iter(loader) is still prefetching: the workers die at start-up while
+# the sampler waits on a timer, so torch's SIGCHLD handler raises from the iterator's
+# construction, before the first batch is asked for.
+EARLY_LOOP = (
+    SIGBUS_LOOP.replace(
+        "        if get_worker_info() is not None:\n"
+        "            os.kill(os.getpid(), signal.SIGBUS)\n",
+        "",
+    )
+    .replace(
+        "prefetch_factor=3)",
+        "prefetch_factor=3, sampler=Slow(),\n"
+        "                    worker_init_fn=lambda _: os.kill(os.getpid(), signal.SIGBUS))",
+    )
+    .replace(
+        "model = ",
+        "class Slow(torch.utils.data.Sampler):\n"
+        "    def __len__(self):\n"
+        "        return 64\n"
+        "    def __iter__(self):\n"
+        "        import time\n"
+        "        for _ in range(50):\n"
+        "            time.sleep(0.1)  # the workers' deaths arrive meanwhile\n"
+        "        yield from range(64)\n"
+        "\n"
+        "model = ",
+    )
+)
+
 # A worker killed by something else (the OOM killer): no shm finding, and no guess that
 # the command used no DataLoader.
 KILLED_LOOP = SIGBUS_LOOP.replace("signal.SIGBUS", "signal.SIGKILL")
@@ -117,6 +146,15 @@ def test_a_worker_killed_by_a_bus_error_is_reported_as_shm_exhausted(tmp_path: P
     notes = " ".join(report["notes"])  # type: ignore[arg-type]
     assert "used no torch optimizer or DataLoader" not in notes
     assert "ran out of shared memory" in notes
+
+
+@pytest.mark.slow
+def test_workers_killed_before_the_first_batch_still_show_their_loader(tmp_path: Path) -> None:
+    code, report = _doctor(tmp_path, EARLY_LOOP)
+    assert code == 1
+    (finding,) = _findings(report, KIND)
+    assert "is killed by signal: Bus error" in finding["evidence"][0]  # type: ignore[index]
+    assert "num_workers=2 x prefetch_factor=3 = 6 batches" in finding["evidence"][2]  # type: ignore[index]
 
 
 @pytest.mark.slow

@@ -83,10 +83,27 @@ def test_doctor_names_the_tokenising_collator_in_the_trainers_terms(tmp_path) ->
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
     proofs = {p["kind"]: p for p in report["proofs"]}
+    step = report["verdict"]["step"]
+    if step["kind"] != "input-bound" and report["conditions"]["contended"]:
+        # Beside other processes the model's share of the step grows and the data wait
+        # can fall under the input-bound threshold: then no loader proof is asked for,
+        # and the doctor must say what it measured on.
+        said = ("the machine was busy", "measured while the machine was quiet")
+        assert any(s in r for r in step["reasons"] for s in said), step
+        return
     # The calibration ran through the Trainer's own training step.
     assert proofs["calibration"]["calibration"]["mode"] == "end-to-end"
     assert proofs["cache"]["collate_s"] > 0.5 * proofs["cache"]["uncached_s"]
-    finding = next(f for f in report["findings"] if f["kind"] == "input-bound")
+    found = [f for f in report["findings"] if f["kind"] == "input-bound"]
+    if not found and report["conditions"]["contended"]:
+        # Beside busy loops the model's threads are slowed more than the collator, and a
+        # replay of in-memory batches can be no faster than the step: the doctor then
+        # sets the loader advice aside and says why, naming the contention.
+        aside = [a for a in report["set_aside"] if a.startswith("input: ")]
+        assert aside, report["set_aside"]
+        assert "contention for the CPUs" in aside[0]
+        return
+    finding = found[0]
     assert "the data collator takes" in finding["fix"]
     assert "tokenises every batch" in finding["fix"]
     # The loader's advice is given in TrainingArguments' names, never the DataLoader's.

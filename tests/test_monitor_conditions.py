@@ -184,3 +184,33 @@ def test_a_run_beside_two_busy_loops_is_reported_contended(tmp_path) -> None:
     assert conditions["other_cpu"] >= 1.0
     assert report["verdict"]["step"]["kind"] == "input-bound"  # the sleep still dominates
     assert report["verdict"]["step"]["confidence"] != "high"
+
+
+def test_the_other_ranks_of_a_job_are_its_own_cpu_not_contention(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    import psutil
+
+    # This test process plays the launcher: its children running the same program are
+    # the other ranks of the job (one of them busy), another program is not.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    sampler = Sampler(clock=time.perf_counter, origin=0.0)
+    assert sampler._launcher is not None  # the test runner's parent, outside a launcher
+    sampler._launcher = psutil.Process()
+    rank = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        sampler._siblings_cpu()  # the first reading starts the measurement
+        time.sleep(1.0)
+        busy = sampler._siblings_cpu()
+        assert busy > 10  # a spinning rank: percent of one CPU, whatever the machine's load
+        assert set(sampler._siblings) == {rank.pid}  # `sleep` is another program
+    finally:
+        rank.kill()
+        other.kill()
+        rank.wait()
+        other.wait()
+    monkeypatch.delenv("WORLD_SIZE")
+    assert Sampler(clock=time.perf_counter, origin=0.0)._launcher is None

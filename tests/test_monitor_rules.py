@@ -9,7 +9,13 @@ import pytest
 from trainperf.monitoring.analyze import summarize
 from trainperf.monitoring.records import Period
 from trainperf.monitoring.rules import apply_rules, registered, rule
-from trainperf.monitoring.rules_steps import DRIFT_RATIO, trend
+from trainperf.monitoring.rules_steps import (
+    DRIFT_RATIO,
+    MIN_BLOCK_S,
+    MIN_DRIFT_BLOCKS,
+    MIN_RISE_S,
+    trend,
+)
 
 
 def run_of(walls: list[float], *, wait: float = 0.0) -> list[Period]:
@@ -91,3 +97,27 @@ def test_noise_and_a_one_off_slow_stretch_are_not_drift() -> None:
     assert "step-drift" not in [f.kind for f in summarize(run_of(settling)).findings]
     # A short run has too few blocks to call a trend.
     assert trend(run_of(flushing(20, growth=0.3))) is None
+
+
+def test_a_rise_within_a_run_too_short_for_the_machines_fluctuations_is_no_trend() -> None:
+    # The same rising shape, at 10 ms steps and at 0.2 ms steps (the whole run shorter
+    # than the blocks a trend needs): the first is drift, the second is not judged.
+    walls = flushing(300, growth=0.3)
+    assert trend(run_of(walls)) is not None
+    short = [w / 50 for w in walls]
+    assert sum(short) < MIN_DRIFT_BLOCKS * MIN_BLOCK_S
+    assert trend(run_of(short)) is None
+    assert "step-drift" not in [f.kind for f in summarize(run_of(short)).findings]
+
+
+def test_a_level_that_shifts_under_a_millisecond_is_not_drift() -> None:
+    # Steps of 0.5 ms that settle at 0.8 ms for the last third (the machine, not the
+    # loop): a fitted rise past 1.3x, but a fraction of a millisecond.
+    walls = [0.0005 if i < 2000 else 0.0008 for i in range(3000)]
+    found = trend(run_of(walls))
+    assert found is not None
+    assert found.ratio >= DRIFT_RATIO
+    assert found.last_s - found.first_s < MIN_RISE_S
+    assert not found.growing
+    # The same shift at 10 ms steps is a rise of 6 ms: drift.
+    assert trend(run_of([w * 20 for w in walls])).growing

@@ -375,3 +375,44 @@ def test_loaders_run_unrecorded_report_no_workers_and_no_threads(tmp_path) -> No
         train(loader)
     assert read_worker_pools(tmp_path / "run") == ()
     assert run.threads == before
+
+
+def test_a_script_lowering_its_threads_is_recorded_with_its_own_count(tmp_path) -> None:
+    # Injected at the interpreter's start, the monitor reads torch's threads before the
+    # script sets its own: the count its epochs ran with is the one recorded.
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\n"
+        "from torch.utils.data import DataLoader, TensorDataset\n"
+        "torch.set_num_threads(1)\n"
+        "loader = DataLoader(TensorDataset(torch.randn(64, 8), torch.zeros(64, 1)), batch_size=8)\n"
+        "model = torch.nn.Linear(8, 1)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for _ in range(3):\n"
+        "    for x, y in loader:\n"
+        "        opt.zero_grad()\n"
+        "        torch.nn.functional.mse_loss(model(x), y).backward()\n"
+        "        opt.step()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINPERF_")}
+    env["OMP_NUM_THREADS"] = "2"  # the start's count, above the script's own
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainperf",
+            "run",
+            "--out",
+            str(tmp_path / "run"),
+            "--",
+            sys.executable,
+            str(script),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert recorded(tmp_path / "run").intra_op_threads == 1

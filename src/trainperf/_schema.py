@@ -39,6 +39,7 @@ __all__ = [
     "COMPARE",
     "DOCTOR",
     "EXPORTERS",
+    "FIX",
     "IMPORTS",
     "IMPORT_COSTS",
     "LINT_IMPORTS",
@@ -46,6 +47,7 @@ __all__ = [
     "REPORT",
     "RESOURCES",
     "RUN_RECORDS",
+    "SCALING",
     "SCHEMA_KEY",
     "STARTUP",
     "SUMMARY",
@@ -141,9 +143,10 @@ class Schema:
 # A run folder: meta.json carries it for steps.jsonl, samples.jsonl, workers.jsonl and
 # the workers' own records; device_memory.json and probe.json carry it too. 2: steps
 # gained "tokens". 3: loader_starts, worker_starts, worker_batches, worker_memory.
+# 4: sample_audit (the samples each DataLoader pass read, hashed).
 RUN_RECORDS: Final = Schema(
     "run record",
-    3,
+    4,
     legacy=("schema", 1),
     fix="report that run with the trainperf version that recorded it",
 )
@@ -157,13 +160,15 @@ ANATOMY: Final = Schema(
 # exporters.json: what each exporter of a run got, dropped, and how it ended.
 EXPORTERS: Final = Schema("exporters record", 1)
 # summary.json, and `trainperf run --json` (the summary with run, finished, returncode).
-# 2: "workers" (starts, stages, memory).
-SUMMARY: Final = Schema("run summary", 2)
+# 2: "workers" (starts, stages, memory). 3: "rank_breakdown" (each rank's part of a
+# step, the straggler analysis), "sample_audit" (the samples each rank trained on).
+SUMMARY: Final = Schema("run summary", 3)
 # doctor.json and `trainperf doctor --json`. 2: the summary's tokens, training_arguments.
-# 3: the summary's "workers".
+# 3: the summary's "workers". 4: the summary's "rank_breakdown" and "sample_audit".
+# 5: "patches" (--fix).
 DOCTOR: Final = Schema(
     "doctor report",
-    3,
+    5,
     legacy=("schema", "trainperf.doctor/1"),
     fix="run trainperf doctor again, or remove that file to report the monitor's records alone",
 )
@@ -191,8 +196,8 @@ IMPORT_COSTS: Final = Schema(
 
 # -- command outputs (--json) ------------------------------------------------------------
 
-# 2: the summary's "workers".
-REPORT: Final = Schema("report", 2)
+# 2: the summary's "workers". 3: the summary's "rank_breakdown" and "sample_audit".
+REPORT: Final = Schema("report", 3)
 COMPARE: Final = Schema("comparison", 1)
 AB: Final = Schema("A/B result", 1)  # also ab.json
 IMPORTS: Final = Schema("import profile", 1, legacy=("schema", 1))
@@ -206,3 +211,7 @@ CACHE_INFO: Final = Schema("cache info", 1)
 CACHE_VERIFY: Final = Schema("cache verification", 1)
 CACHE_CLEAR: Final = Schema("cache clearing", 1)
 RESOURCES: Final = Schema("resource detection", 1)
+# scaling.json and `trainperf doctor --scale --json`.
+SCALING: Final = Schema("scaling report", 1)
+# `trainperf fix imports|loader --json`.
+FIX: Final = Schema("fix", 1)

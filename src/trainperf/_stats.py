@@ -38,7 +38,8 @@ def median_interval(values: Sequence[float], *, level: float = 0.95) -> tuple[fl
 
 def format_speedup(factor: float, low: float | None = None, high: float | None = None) -> str:
     """``1.55`` -> ``"1.6x"``, with its interval ``"1.6x (1.5x-1.7x)"``; at least 100 is
-    ``"> 100x"`` (beyond that the ratio says only that the other side was near free)."""
+    ``"> 100x"`` (beyond that the ratio says only that the other side was near free),
+    and an interval reaching it ``"93x (44x to > 100x)"``."""
 
     def one(value: float) -> str:
         if value >= 100:
@@ -49,5 +50,6 @@ def format_speedup(factor: float, low: float | None = None, high: float | None =
 
     text = one(factor)
     if low is not None and high is not None and factor < 100:
-        text += f" ({one(low)}-{one(high)})"
+        joined = " to " if high >= 100 else "-"  # "(44x to > 100x)", not "(44x-> 100x)"
+        text += f" ({one(low)}{joined}{one(high)})"
     return text

@@ -44,13 +44,15 @@ ORPHAN_AGE_S = 3600.0  # a temporary file this old is abandoned, whoever wrote i
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` can still write: a zombie (killed, not yet reaped) cannot."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 @dataclass

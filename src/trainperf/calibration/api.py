@@ -562,14 +562,16 @@ def _ranks() -> int:
 
 
 def _gain(baseline: Trial | None, chosen: Trial) -> Speedup | None:
-    """``chosen`` over ``baseline`` from their chunk rates (separate runs: unpaired)."""
+    """``chosen`` over ``baseline`` from their chunk rates (separate runs: unpaired), as
+    the ratio of their throughputs (the chunks' harmonic means: bursts of prefetched
+    batches do not count more than the time they took)."""
     if baseline is None:
         return None
     if baseline.config == chosen.config:
         return Speedup(1.0, 1.0, 1.0)
     if len(baseline.chunk_rates) < 2 or len(chosen.chunk_rates) < 2:
         return None
-    return speedup_interval(baseline.chunk_rates, chosen.chunk_rates, paired=False)
+    return speedup_interval(baseline.chunk_rates, chosen.chunk_rates, paired=False, throughput=True)
 
 
 def _index(

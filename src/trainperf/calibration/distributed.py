@@ -1,25 +1,41 @@
 """Calibration under ``torch.distributed``: rank 0 measures, every rank gets the result.
 
 The result travels as JSON in a byte tensor (no pickle), broadcast over the default
-process group; the other ranks block in the broadcast until rank 0 is done.
+process group; the other ranks block in the broadcast until rank 0 is done. Inside
+:func:`this_rank_only` (the doctor's proofs, run on rank 0 while the others wait
+elsewhere) a calibration measures on its own rank and broadcasts nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from trainperf.calibration.api import Calibration
 
-__all__ = ["on_rank_zero"]
+__all__ = ["on_rank_zero", "this_rank_only"]
+
+_ALONE = [False]
+
+
+@contextlib.contextmanager
+def this_rank_only() -> Iterator[None]:
+    """Calibrations inside the block run on the calling rank alone."""
+    before = _ALONE[0]
+    _ALONE[0] = True
+    try:
+        yield
+    finally:
+        _ALONE[0] = before
 
 
 def on_rank_zero(work: Callable[[], Calibration]) -> Calibration:
-    if "torch" not in sys.modules:
+    if "torch" not in sys.modules or _ALONE[0]:
         return work()  # without torch imported there is no process group
     import torch
     import torch.distributed as dist

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainperf.errors import UsageError
 
@@ -53,8 +53,15 @@ def speedup_interval(
     confidence: float = CONFIDENCE,
     resamples: int = RESAMPLES,
     seed: int = 0,
+    throughput: bool = False,
 ) -> Speedup:
     """median(after) / median(before), with a bootstrap interval (rates, e.g. samples/s).
+
+    ``throughput``: the rates are of equal amounts of work (chunks of as many samples),
+    and the ratio is of their harmonic means -- total work over total time -- instead of
+    medians. A loader with many workers delivers its prefetched batches in bursts: a
+    few chunks arrive almost at once, and the median of the chunks' rates overstates
+    what it sustains, while the harmonic mean weighs each chunk by the time it took.
 
     The interval always contains the estimate (with a handful of values the bootstrap
     percentiles of a median can miss it by a hair). Raises ``UsageError`` for fewer
@@ -88,8 +95,15 @@ def speedup_interval(
     rng = np.random.default_rng(seed)
     picks_old = rng.integers(0, old.size, size=(resamples, old.size))
     picks_new = picks_old if paired else rng.integers(0, new.size, size=(resamples, new.size))
-    ratios = np.median(new[picks_new], axis=1) / np.median(old[picks_old], axis=1)
+
+    def centre(values: np.ndarray, axis: int | None = None) -> Any:
+        if throughput:
+            count = values.shape[-1] if axis is not None else values.size
+            return count / np.sum(1.0 / values, axis=axis)
+        return np.median(values, axis=axis)
+
+    ratios = centre(new[picks_new], axis=1) / centre(old[picks_old], axis=1)
     tail = (1 - confidence) / 2 * 100
     low, high = (float(q) for q in np.percentile(ratios, [tail, 100 - tail]))
-    value = float(np.median(new) / np.median(old))
+    value = float(centre(new) / centre(old))
     return Speedup(value, min(low, value), max(high, value), confidence)

@@ -63,6 +63,11 @@ class CalibrationStore:
         """Raise :class:`RecordError` now if the file could not be read or written later."""
         self._read()
 
+    def entries(self) -> dict[str, JsonObject]:
+        """Every entry by its key (see :func:`store_key`), whatever its age; ``{}`` when
+        there is no file. Raises :class:`RecordError` for a file that is not a store."""
+        return self._read()
+
     def get(self, key: str, *, ttl_s: float, now: float | None = None) -> JsonObject | None:
         """The entry under ``key`` if it is younger than ``ttl_s``."""
         entry = self._read().get(key)

@@ -127,8 +127,10 @@ def measure_side_by_side(
     """Time ``original`` and ``advised`` in alternating turns (see the module).
 
     ``rounds``: turns per side (>= 2; 5 or more for an interval worth quoting);
-    ``batches``: batches timed per turn (>= 1); ``clock``: seconds. The dataset needs
-    ``(warmup_batches(config) + batches) * batch_size`` samples for either side.
+    ``batches``: batches timed per turn (>= 1; a side with workers times at least twice
+    the batches they hold in flight, where the dataset has them: :func:`_timed`);
+    ``clock``: seconds. The dataset needs ``(warmup_batches(config) + batches) *
+    batch_size`` samples for either side.
 
     Raises ``UsageError`` for a bad argument or a clock that does not advance.
     Whatever the dataset, ``collate_fn`` or ``train_step`` raise propagates, after
@@ -136,11 +138,13 @@ def measure_side_by_side(
     """
     _validate(dataset, original, advised, collate_fn, train_step, rounds, batches)
     sides = (original, advised)
+    length = len(dataset)  # type: ignore[arg-type]  # map-style: checked by _validate
+    counts = tuple(_timed(config, batches, length) for config in sides)
     rates: tuple[list[float], list[float]] = ([], [])
     for turn in range(rounds):
         for side in (0, 1) if turn % 2 == 0 else (1, 0):
-            seconds = _turn(dataset, sides[side], collate_fn, batches, train_step, clock)
-            rates[side].append(batches * sides[side].batch_size / seconds)
+            seconds = _turn(dataset, sides[side], collate_fn, counts[side], train_step, clock)
+            rates[side].append(counts[side] * sides[side].batch_size / seconds)
     found = speedup_interval(rates[0], rates[1], paired=True)
     return SideBySide(
         original=original,
@@ -153,6 +157,16 @@ def measure_side_by_side(
         speedup_high=found.high,
         confidence=found.confidence,
     )
+
+
+def _timed(config: LoaderConfig, batches: int, length: int) -> int:
+    """Batches a turn of ``config`` times: ``batches``, or twice what its workers hold in
+    flight (``num_workers`` x ``prefetch_factor``) when that is more, as far as the
+    dataset's ``length`` samples reach. After the warm-up the workers' queues are
+    full again: a turn shorter than that times their burst, not what they sustain."""
+    in_flight = config.num_workers * (config.prefetch_factor or 2)
+    room = length // config.batch_size - warmup_batches(config)
+    return max(batches, min(2 * in_flight, room))
 
 
 def _turn(

@@ -60,6 +60,11 @@ _COMMANDS: tuple[tuple[str, str, str], ...] = (
         "heavy module-level imports in entry points, found without running them",
     ),
     (
+        "fix",
+        "trainperf.cli.fix",
+        "write the fix the diagnosis proved (imports, loader settings) as a verified patch",
+    ),
+    (
         "startup",
         "trainperf.cli.startup",
         "time a command to its phase markers, first training step and exit",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from trainperf.monitoring.analyze import RunSummary
 
 DOCTOR_FILE = "doctor.json"  # written by trainperf doctor beside the run's records
+SCALING_FILE = "scaling.json"  # written by trainperf doctor --scale beside its runs
 _SOURCES: dict[str, GainSource] = {"measured": "measured", "estimated": "estimated", "none": "none"}
 
 
@@ -57,9 +58,25 @@ def find_run(name: str) -> Path:
         if is_run(candidate) or (candidate / DOCTOR_FILE).is_file():
             check_run_version(candidate)
             return candidate
+        if (candidate / SCALING_FILE).is_file():
+            raise UsageError(_scaling_folder(candidate))
     raise UsageError(
         f"no run at {name!r}: give a run folder (holding steps.jsonl), a run id under "
         f"{runs}, 'last' or 'previous'"
+    )
+
+
+def _scaling_folder(folder: Path) -> str:
+    """What to say for the folder of a ``doctor --scale`` run: not a run itself, but
+    one run folder per rank count and round beside its report."""
+    runs = sorted(p.name for p in folder.iterdir() if p.is_dir())  # n<count>-r<round>
+    page = folder / "scaling.html"
+    where = f"its report is {page}" if page.is_file() else f"its report is {folder / SCALING_FILE}"
+    if not runs:
+        return f"{folder} is a trainperf doctor --scale folder, not a run: {where}"
+    return (
+        f"{folder} is a trainperf doctor --scale folder, not a run: {where}; report one of "
+        f"its runs ({', '.join(runs)}), e.g. trainperf report {folder / runs[0]}"
     )
 
 
@@ -151,7 +168,12 @@ def run(args: argparse.Namespace) -> int:
     if is_run(folder):
         from trainperf.monitoring.analyze import summarize_folder
 
-        summary, finished = summarize_folder(folder)
+        cut = None
+        if doctor is not None:  # as the doctor summarised it: the steps before its stop
+            from trainperf.doctor.diagnose import proofs_cut
+
+            cut = proofs_cut(folder)
+        summary, finished = summarize_folder(folder, cut=cut)
         if args.html or args.trace:
             _write_views(folder, summary, html_to=args.html, trace_to=args.trace)
     elif args.html or args.trace:

@@ -51,11 +51,14 @@ __all__ = [
     "CACHE_BATCHES",
     "DOCTOR_VARIABLE",
     "PROOFS_FILE",
+    "PROOFS_VARIABLE",
     "STEPS_VARIABLE",
     "VALIDATION_SHARE",
     "arm",
     "cache_proof",
     "prove",
+    "prover",
+    "proving",
     "validation_time",
     "wants_validation_proof",
 ]
@@ -64,6 +67,8 @@ DOCTOR_VARIABLE = "TRAINPERF_DOCTOR"
 STEPS_VARIABLE = "TRAINPERF_DOCTOR_STEPS"
 BUDGET_VARIABLE = "TRAINPERF_DOCTOR_BUDGET_S"
 APPLY_VARIABLE = "TRAINPERF_DOCTOR_APPLY"
+# "0": the run is bounded and recorded, nothing is proved (``trainperf doctor --scale``).
+PROOFS_VARIABLE = "TRAINPERF_DOCTOR_PROOFS"
 PROOFS_FILE = "proofs.json"
 CACHE_BATCHES = 4  # batches built, profiled and cached per loader
 HOT_SHARE = 0.15  # a function taking this share of building a batch is named
@@ -87,20 +92,69 @@ def say(message: str) -> None:
 def arm(run: Run) -> None:
     """Make ``run`` (injected by ``trainperf run``'s bootstrap) the doctor's run.
 
-    Under torch.distributed with several ranks nothing is armed: each rank stopping or
-    calibrating on its own would leave the others blocked in a collective. Such a
-    command runs to its end (or the doctor's hard time limit) and is only monitored.
+    Under torch.distributed with several ranks the limit is agreed by all ranks
+    (:mod:`trainperf.monitoring.agreement`), so that every rank stops after the same
+    step; one rank then proves while the others wait at a barrier (:func:`_stop_ranks`).
     """
-    world = os.environ.get("WORLD_SIZE", "")
-    if world.isdecimal() and int(world) > 1:
-        return
-    run.keep_loaders = True
+    from trainperf.monitoring.agreement import agree, world_size
+
+    run.keep_loaders = True  # any rank may prove (see prover)
     steps = os.environ.get(STEPS_VARIABLE, "")
     budget = os.environ.get(BUDGET_VARIABLE, "")
     run.stop_steps = int(steps) if steps.isdecimal() and int(steps) > 0 else None
     with contextlib.suppress(ValueError):
         run.stop_after_s = float(budget) if budget else None
-    run.on_limit = lambda: _stop(run)
+    if world_size() > 1:
+        run.agree = agree
+        run.on_limit = lambda: _stop_ranks(run)
+    else:
+        run.on_limit = lambda: _stop(run)
+
+
+def _rank() -> int:
+    """This process's rank under torch.distributed (``RANK``), else 0."""
+    rank = os.environ.get("RANK", "")
+    return int(rank) if rank.isdecimal() else 0
+
+
+# The rank that proves: 0, or the rank the others wait for on data (agreed at the stop).
+_PROVER = [0]
+
+
+def proving() -> bool:
+    """Whether this process proves: the doctor asked for proofs (``doctor --scale``
+    asks for none) and this is the proving rank (rank 0 unless, at an agreed stop, one
+    rank waited for its data much longer than the others: :func:`prover`)."""
+    return os.environ.get(PROOFS_VARIABLE) != "0" and _rank() == _PROVER[0]
+
+
+def prover(ranks: Sequence[tuple[float, ...]]) -> int:
+    """The rank whose loader the proofs are about, from every rank's (median data wait,
+    median step) in seconds: the one that waits longest for its data when that wait is
+    a straggler's (:data:`~trainperf.monitoring.ranks.STRAGGLER_FACTOR` times the
+    others' median and :data:`~trainperf.monitoring.ranks.STRAGGLER_STEP_SHARE` of a
+    step longer), else rank 0."""
+    from trainperf.monitoring.ranks import STRAGGLER_FACTOR, STRAGGLER_STEP_SHARE
+
+    if len(ranks) < 2:
+        return 0
+    slow = max(range(len(ranks)), key=lambda r: ranks[r][0])
+    others = statistics.median(v[0] for r, v in enumerate(ranks) if r != slow)
+    wait, step = ranks[slow]
+    if wait > STRAGGLER_FACTOR * others and wait - others > STRAGGLER_STEP_SHARE * step:
+        return slow
+    return 0
+
+
+def _own_medians(run: Run) -> tuple[float, float]:
+    """This rank's median data wait and median step over its steady training steps."""
+    steady = [p for p in run.periods if p.kind == "train" and not p.first_of_epoch]
+    if not steady:
+        return 0.0, 0.0
+    return (
+        statistics.median(p.data_wait_s for p in steady),
+        statistics.median(p.wall_s for p in steady),
+    )
 
 
 def _stop(run: Run) -> None:
@@ -116,6 +170,46 @@ def _stop(run: Run) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _stop_ranks(run: Run) -> None:
+    """Every rank at the agreed limit: the ranks choose the one that proves (:func:`prover`:
+    rank 0, or a rank that keeps the others waiting for its data), each writes its
+    record, the prover proves while the others wait at the doctor's barrier, then every
+    rank ends (``os._exit(0)``)."""
+    try:
+        from trainperf.monitoring.agreement import gather
+
+        gathered = gather(_own_medians(run))  # every rank is here, at the same step
+        _PROVER[0] = prover(gathered) if gathered else 0
+        if _rank() == _PROVER[0]:
+            steps = sum(p.kind == "train" for p in run.periods)
+            who = (
+                ""
+                if _PROVER[0] == 0
+                else f"; rank {_PROVER[0]}, which waits longest for its data, proves"
+            )
+            say(f"stopping every rank at the limit they agreed on, after {steps} steps{who}")
+        run.__exit__(None, None, None)
+        prove(run, stopped=True)
+    except BaseException as exc:  # whatever happens, every rank ends here, as promised
+        say(f"proofs stopped: {type(exc).__name__}: {exc}")
+    finally:
+        _barrier()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _barrier() -> None:
+    """Wait for every rank (its proofs done, rank 0 comes last). A rank whose group is
+    gone, or whose wait times out, ends anyway: the others then end as they reach it."""
+    torch = sys.modules.get("torch")
+    dist = getattr(torch, "distributed", None)
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    with contextlib.suppress(Exception):
+        dist.barrier()
 
 
 def wants_validation_proof(share: float, val_s: float, val_wait_s: float) -> bool:
@@ -160,11 +254,14 @@ def prove(
     runs as the interpreter shuts down, when spawned workers can no longer import the
     main module: no proof starts them. Never raises: trainperf must not break the
     program it watches."""
-    if id(run) in _PROVED or not run.entered:
+    if id(run) in _PROVED or not run.entered or not proving():
         return
     _PROVED.add(id(run))
+    from trainperf.calibration.distributed import this_rank_only
+
     try:
-        _prove(run, train_step, stopped, framework, at_exit)
+        with this_rank_only():  # the other ranks are waiting, not calibrating with it
+            _prove(run, train_step, stopped, framework, at_exit)
     except BaseException as exc:
         say(f"proofs stopped: {type(exc).__name__}: {exc}")
         if not isinstance(exc, Exception):

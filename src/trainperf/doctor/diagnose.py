@@ -20,6 +20,7 @@ from trainperf.doctor.child import (
     BUDGET_VARIABLE,
     DOCTOR_VARIABLE,
     PROOFS_FILE,
+    PROOFS_VARIABLE,
     STEPS_VARIABLE,
 )
 from trainperf.doctor.report import DoctorReport
@@ -42,6 +43,7 @@ __all__ = [
     "bundled_command",
     "diagnose",
     "entry_point",
+    "proofs_cut",
 ]
 
 # The OCR example as it comes: the eager entry point, num_workers=0, the reference
@@ -68,10 +70,47 @@ def bundled_command() -> list[str]:
     return [sys.executable, *BUNDLED_ARGS]
 
 
+# Launchers of several ranks, as modules and as commands; what they run is profiled.
+_LAUNCH_MODULES = (
+    "torch.distributed.run",
+    "torch.distributed.launch",
+    "accelerate.commands.launch",
+)
+# Their options that take no value (every other option takes the next word, unless
+# that word is an option itself or a .py script).
+_LAUNCH_FLAGS = {
+    "--standalone",
+    "--no-python",
+    "--no_python",
+    "--run-path",
+    "--run_path",
+    "--use-env",
+    "--use_env",
+    "--virtual-local-rank",
+    "--multi_gpu",
+    "--cpu",
+    "--debug",
+    "--quiet",
+    "-q",
+    "--use_deepspeed",
+    "--use_fsdp",
+    "--use_megatron_lm",
+    "--use_xpu",
+    "--tpu",
+    "--same_network",
+}
+
+
 def entry_point(command: Sequence[str]) -> tuple[str | None, str | None]:
     """The module or script a Python command starts, for the import profile; else a
-    note saying why there is none."""
-    if not command or not _PYTHON.search(Path(command[0]).name):
+    note saying why there is none. Under a launcher (``torchrun``, ``python -m
+    torch.distributed.run``, ``accelerate launch``) the script or module it runs."""
+    name = Path(command[0]).name if command else ""
+    if name == "torchrun":
+        return _launched(command[1:])
+    if name == "accelerate" and command[1:2] == ["launch"]:
+        return _launched(command[2:])
+    if not command or not _PYTHON.search(name):
         return None, (
             "start-up imports not profiled: the command does not start with python (give "
             "python script.py or python -m module to have them profiled)"
@@ -84,10 +123,33 @@ def entry_point(command: Sequence[str]) -> tuple[str | None, str | None]:
         elif len(option) > 2 and option[1] != "-" and option[-1] in "mc":
             rest.insert(0, f"-{option[-1]}")  # -um mod: flags run together, then -m
     if len(rest) >= 2 and rest[0] == "-m":
+        if rest[1] in _LAUNCH_MODULES:
+            return _launched(rest[2:])
         return rest[1], None
     if rest and rest[0] not in ("-c", "-"):
         return rest[0], None
     return None, "start-up imports not profiled: the command runs code given inline"
+
+
+def _launched(arguments: Sequence[str]) -> tuple[str | None, str | None]:
+    """The script (or ``-m`` module) a launcher's arguments run."""
+    words = list(arguments)
+    module = False
+    while words:
+        word = words.pop(0)
+        if word in ("-m", "--module"):
+            module = True
+        elif word in ("--no-python", "--no_python"):
+            return None, "start-up imports not profiled: the launcher runs a program, not Python"
+        elif word.startswith("-"):
+            following = words[0] if words else ""
+            valued = not ("=" in word or word in _LAUNCH_FLAGS or following.startswith("-"))
+            if valued and words and not following.endswith(".py"):
+                words.pop(0)  # the option's value
+        else:
+            return word, None
+    kind = "module" if module else "script"
+    return None, f"start-up imports not profiled: no {kind} found after the launcher's options"
 
 
 def diagnose(
@@ -99,8 +161,10 @@ def diagnose(
     profile_startup: bool = True,
     progress: Callable[[str], None] | None = None,
     home: Path | None = None,
+    fix: bool = False,
 ) -> DoctorReport:
-    """All six phases on ``command`` (None: the bundled OCR example with its naive settings)."""
+    """All six phases on ``command`` (None: the bundled OCR example with its naive settings).
+    ``fix``: also each finding's verified patch (:mod:`trainperf.doctor.patches`)."""
     from trainperf.monitoring.session import new_run_id
     from trainperf.settings import Settings
 
@@ -165,7 +229,11 @@ def diagnose(
             "with the interpreter of the environment trainperf is installed in"
         )
     elif returncode != 0:
-        failure = f"the command exited with code {returncode}: {_last_error(tail)}"
+        # A launcher's report of its failed ranks ends the output: look further back.
+        failure = (
+            f"the command exited with code {returncode}: "
+            f"{_last_error(_tail(folder / 'output.log', lines=400))}"
+        )
     from trainperf.doctor.findings import compose
     from trainperf.doctor.shm import read_sign, shm_finding
 
@@ -233,6 +301,11 @@ def diagnose(
                 "HfArgumentParser.parse_json_file",
             ),
         )
+    if fix:
+        from trainperf.doctor.patches import offer_patches
+
+        patches = offer_patches(report.findings, entry=target, run=folder, say=say)
+        report = dataclasses.replace(report, patches=patches)
     if folder.is_dir():
         say("report: writing the page")
         (folder / "doctor.json").write_text(json.dumps(report.to_json(), indent=1), "utf-8")
@@ -245,14 +318,22 @@ def _write_page(
 ) -> None:
     """``doctor.html`` beside the run's records."""
     from trainperf.doctor.html import render_doctor_html
-    from trainperf.monitoring.records import rank_folders
     from trainperf.monitoring.sampler import read_samples
 
-    ranks = rank_folders(folder) if summary is not None else []
-    found = ranks[0] / "samples.jsonl" if ranks else None
+    found = _verdict_folder(folder, summary) / "samples.jsonl" if summary is not None else None
     samples = read_samples(found) if found is not None and found.is_file() else []
     page = render_doctor_html(report, summary=summary, periods=periods, samples=samples)
     (folder / PAGE_FILE).write_text(page, "utf-8")
+
+
+def _verdict_folder(folder: Path, summary: RunSummary) -> Path:
+    """The records the run's verdict was drawn from: rank 0's, or those of the rank the
+    others waited for (a fixed straggler)."""
+    from trainperf.monitoring.records import rank_folders
+
+    ranks = rank_folders(folder)
+    chosen = 0 if summary.rank_breakdown is None else summary.rank_breakdown.verdict_rank
+    return ranks[chosen] if chosen < len(ranks) else ranks[0]
 
 
 def _deadline(budget_s: float | None) -> float:
@@ -436,8 +517,11 @@ def _monitored_run(
     budget_s: float | None,
     apply: bool,
     say: Callable[[str], None],
+    *,
+    proofs: bool = True,
 ) -> tuple[int, bool]:
-    """Run the command with the monitor and the doctor's child part injected."""
+    """Run the command with the monitor and the doctor's child part injected;
+    ``proofs=False``: bounded and recorded only (``doctor --scale``)."""
     from trainperf.markers import MARKERS_VARIABLE
     from trainperf.startup.phases import bootstrap_env
 
@@ -455,6 +539,7 @@ def _monitored_run(
             STEPS_VARIABLE: str(steps or ""),
             BUDGET_VARIABLE: "" if budget_s is None else f"{budget_s:g}",
             APPLY_VARIABLE: "1" if apply else "",
+            PROOFS_VARIABLE: "" if proofs else "0",
             MARKERS_VARIABLE: str((folder / "markers.jsonl").resolve()),
         }
     )
@@ -551,12 +636,12 @@ def _analysis(
     """The run's summary (None: no records at all), whether it ended, its periods up to
     the cut the proofs were decided at, and those after it."""
     from trainperf.monitoring.analyze import summarize_folder
-    from trainperf.monitoring.records import is_run, rank_folders, read_periods
+    from trainperf.monitoring.records import is_run, read_periods
 
     if not is_run(folder):
         return None, False, [], []
     summary, finished = summarize_folder(folder, cut=cut)
-    periods = read_periods(rank_folders(folder)[0] / "steps.jsonl")
+    periods = read_periods(_verdict_folder(folder, summary) / "steps.jsonl")
     if cut is None:
         return summary, finished, periods, []
     return summary, finished, periods[:cut], periods[cut:]
@@ -596,6 +681,13 @@ def _no_step_note(*, failed: bool, loaders: Sequence[JsonObject], shm: str | Non
     )
 
 
+def proofs_cut(folder: Path) -> int | None:
+    """The periods the doctor's verdict and proofs were taken on (its stop), from the
+    proofs' record in a run folder the doctor made; None for another run."""
+    cut = _read_proofs(folder).get("cut_periods")
+    return cut if isinstance(cut, int) and not isinstance(cut, bool) else None
+
+
 def _read_proofs(folder: Path) -> JsonObject:
     path = folder / PROOFS_FILE
     if not path.is_file():
@@ -621,12 +713,24 @@ def _tail(path: Path, lines: int = 20) -> list[str]:
     return kept[-lines:]
 
 
+# What a launcher puts before a rank's own output (torchrun's --tee, log prefixes).
+_RANK_PREFIX = re.compile(r"^\[(?:default)?(?:rank)?\d+\]:\s*")
+
+
 def _last_error(tail: Sequence[str]) -> str:
-    """The line that says what went wrong: an exception's, else the last line."""
+    """The line that says what went wrong: the first rank's exception (behind its
+    ``[rank1]:`` prefix: the other ranks' errors follow from it), else the last
+    exception's, else the last line that is not a rule of ``=`` or ``-``."""
+    exception = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
+    ranked = [line.strip() for line in tail if _RANK_PREFIX.match(line.strip())]
+    for line in ranked:  # the first rank's error: the others' follow from it
+        if exception.match(_RANK_PREFIX.sub("", line)):
+            return line
     for line in reversed(tail):
         stripped = line.strip()
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b", stripped):
+        if exception.match(stripped) and "ChildFailedError" not in stripped:
             return stripped
         if stripped.startswith(("Error", "error:", "python: can't open file")):
             return stripped
-    return next((line.strip() for line in reversed(tail) if line.strip()), "no output")
+    said = (line.strip() for line in reversed(tail) if line.strip().strip("=-"))
+    return next(said, "no output")

@@ -28,6 +28,8 @@ verdict, and says where each gain comes from:
 * ``worker-memory``: copy-on-read measured (:mod:`.memory`): the workers' private
   memory gained reading the dataset's large Python lists against the same data in
   numpy arrays; else the monitor's estimate from the run's memory readings.
+* ``rank-data-overlap`` and ``epoch-order-repeats``: the input audit's
+  (:mod:`trainperf.monitoring.sample_audit`), titled by their fix.
 * ``shm-exhausted`` (a command that died of it: :mod:`.shm`), and the monitor's other
   findings (:mod:`trainperf.monitoring.rules`), as they state them.
 
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from trainperf._json import JsonObject, JsonScalar
-    from trainperf.monitoring.analyze import RunSummary
+    from trainperf.monitoring.analyze import Finding, RunSummary
     from trainperf.monitoring.records import Period
 
 __all__ = [
@@ -960,6 +962,12 @@ def compose(
         for finding in summary.findings:
             if finding.kind in covered:
                 continue
+            if finding.kind == "straggler-rank":
+                found.append(straggler_finding(finding, summary))
+                continue
+            if finding.kind in ("rank-data-overlap", "epoch-order-repeats"):
+                found.append(audit_finding(finding, summary))
+                continue
             measured = finding.gain.startswith("measured")
             fix = finding.fix
             evidence = [f"{k}={v:.3g}" for k, v in finding.evidence.items()]
@@ -987,6 +995,72 @@ def compose(
     return tuple(sorted(found, key=lambda f: _rank(f, summary))), tuple(aside)
 
 
+def audit_finding(finding: Finding, summary: RunSummary) -> DoctorFinding:
+    """The input audit's findings (:mod:`trainperf.monitoring.sample_audit`) in its own
+    sentences: a title that names the fix, what the ranks' samples showed. Overlapping
+    ranks waste ``wasted_share`` of their compute: an epoch on disjoint shards takes that
+    much less time (estimated: nothing was re-run)."""
+    audit = summary.sample_audit or {}
+    said = next((x for x in objects(audit.get("findings")) if x.get("kind") == finding.kind), {})
+    evidence = [str(line) for line in _list(said.get("evidence"))]
+    wasted = finding.evidence.get("wasted_share", 0.0)
+    return DoctorFinding(
+        kind=finding.kind,
+        title=str(said.get("title") or finding.kind.replace("-", " ")),
+        evidence=tuple(evidence or (f"{k}={v:.3g}" for k, v in finding.evidence.items())),
+        fix=finding.fix,
+        gain=finding.gain,
+        gain_source="estimated",
+        speedup=1 / (1 - wasted) if 0 < wasted < 1 else None,
+        confidence=finding.confidence,
+        reasons=finding.reasons,
+    )
+
+
+def straggler_finding(finding: Finding, summary: RunSummary) -> DoctorFinding:
+    """The monitor's ``straggler-rank`` in sentences: who arrives last at the gradient
+    all-reduce, in how many steps, by how much data wait and forward pass, and the
+    step time the others lose waiting (estimated: nothing here was re-run)."""
+    e = finding.evidence
+    rank = int(e.get("rank", 0))
+    wait = e.get("wait_s", 0.0)
+    rotating = e.get("rotating", 0.0) > 0
+    step = summary.step_median_s
+    title = (
+        "a different rank keeps the others waiting at each step: slow batches"
+        if rotating
+        else f"rank {rank} keeps the other ranks waiting at every step"
+    )
+    evidence = [
+        f"arrival at backward (data wait + forward): rank {rank} {e.get('own_s', 0) * 1e3:.1f} "
+        f"ms, the other ranks {e.get('other_ranks_own_s', 0) * 1e3:.1f} ms (medians)",
+        f"the slowest rank arrives later by {e.get('data_excess_s', 0) * 1e3:.1f} ms of data "
+        f"wait and {e.get('forward_excess_s', 0) * 1e3:.1f} ms of forward pass a step",
+        (
+            "the slowest rank changes from step to step"
+            if rotating
+            else f"rank {rank} is the slowest in {e.get('slowest_share', 0):.0%} of the steps"
+        ),
+    ]
+    speedup = step / (step - wait) if step and 0 < wait < step else None
+    return DoctorFinding(
+        kind=finding.kind,
+        title=title,
+        evidence=tuple(evidence),
+        fix=finding.fix,
+        gain=(
+            f"about {speedup:.2f}x if no rank waited ({wait * 1e3:.1f} ms of a "
+            f"{step * 1e3:.1f} ms step)"
+            if speedup and step
+            else finding.gain
+        ),
+        gain_source="estimated",
+        speedup=speedup,
+        confidence=finding.confidence,
+        reasons=finding.reasons,
+    )
+
+
 # The findings that speak for each verdict.
 _CAUSES = {
     "input-bound": ("input-bound",),
@@ -1001,13 +1075,17 @@ _CAUSES = {
 
 
 def _rank(finding: DoctorFinding, summary: RunSummary | None) -> tuple[int, float]:
-    """The run's verdict's cause first, then the step's, then by gain."""
+    """The run's verdict's cause first, then the step's, then by gain; the step's first
+    when only it is sure (a short run's start-up is a doubtful answer for the run)."""
     order = 2
     if summary is not None:
+        run, step = 0, 1
+        if summary.run.confidence != "high" and summary.step.confidence == "high":
+            run, step = 1, 0
         if finding.kind in _CAUSES.get(summary.run.kind, ()):
-            order = 0
+            order = run
         elif finding.kind in _CAUSES.get(summary.step.kind, ()):
-            order = 1
+            order = step
     return order, -(finding.speedup or 1.0)
 
 

@@ -22,7 +22,7 @@ from trainperf.monitoring.render import describe_verdict
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from trainperf._json import JsonObject
+    from trainperf._json import Json, JsonObject
     from trainperf.doctor.report import DoctorFinding, DoctorReport
     from trainperf.monitoring.analyze import RunSummary
     from trainperf.monitoring.records import Period
@@ -39,6 +39,8 @@ background:#fff} .finding h3{margin:4px 0 8px} .finding ul{margin:4px 0;padding-
 margin-left:6px} .measured{background:#cfe8cf} .estimated{background:#f3e3c3}
 .failed{border-left-color:#c44e52;background:#fdf0f0} pre{background:#f4f4f4;padding:8px;
 overflow-x:auto;font-size:12px} nav a{margin-right:14px} code{font-size:12px}
+.patch{border-left-color:#55a868} .diff span{display:block} .diff-add{background:#e6ffec}
+.diff-del{background:#ffebe9} .diff-meta{color:#777}
 """
 
 
@@ -88,6 +90,7 @@ def render_doctor_html(
 <section id="findings"><h2>Findings</h2>
 {"".join(_finding(n, f) for n, f in enumerate(report.findings, 1)) or "<p>No finding.</p>"}
 {_set_aside(report, "start-up", here=False)}
+{"".join(_patch(p) for p in report.patches)}
 </section>
 <section id="resources"><h2>Resources</h2>{_resources(report.resources)}</section>
 <section id="startup"><h2>Start-up</h2>
@@ -141,6 +144,36 @@ def _finding(number: int, finding: DoctorFinding) -> str:
 <p class="gain">Gain: {e(finding.gain)}
 <span class="tag {e(finding.gain_source)}">{e(finding.gain_source)}</span></p>{apply}</div>
 """
+
+
+def _patch(patch: JsonObject) -> str:
+    """One ``--fix`` patch: what it changes, how it was verified, and its diff, the
+    added and removed lines coloured."""
+    e = html.escape
+    verified = "verified" if patch.get("verified") else "not verified"
+    items = "".join(f"<li>{e(s)}</li>" for s in _texts(patch.get("summary")))
+    failure = patch.get("failure")
+    said = f"<p>Not offered: {e(str(failure))}</p>" if failure else ""
+    rows = []
+    diff = patch.get("diff")
+    for line in (diff if isinstance(diff, str) else "").splitlines():
+        kind = (
+            "meta"
+            if line.startswith(("---", "+++", "@@"))
+            else "add"
+            if line.startswith("+")
+            else "del"
+            if line.startswith("-")
+            else "same"
+        )
+        rows.append(f'<span class="diff-{kind}">{e(line)}</span>')
+    shown = f'<pre class="diff">{"".join(rows)}</pre>' if rows else ""  # spans are lines
+    command = patch.get("command")
+    apply = f"<p>Apply: <code>{e(str(command))}</code></p>" if rows and command else ""
+    return (
+        f'<div class="finding patch"><h3>Patch for {e(str(patch.get("finding")))} '
+        f"({e(str(patch.get('fix')))}, {verified})</h3><ul>{items}</ul>{said}{shown}{apply}</div>"
+    )
 
 
 def _set_aside(report: DoctorReport, section: str, *, here: bool) -> str:
@@ -318,30 +351,45 @@ def _calibration(proof: JsonObject) -> str:
             f"workers={candidate.get('num_workers')} prefetch={candidate.get('prefetch_factor')} "
             f"threads={candidate.get('main_threads')}"
         )
+        # Worker processes only: how they start and whether they outlive an epoch
+        # (fork, forkserver and spawn of one worker count differ only here).
+        workers = candidate.get("num_workers")
+        start = persistent = "-"
+        if isinstance(workers, int) and workers > 0:
+            start = str(candidate.get("multiprocessing_context") or "default")
+            persistent = "yes" if candidate.get("persistent_workers") is True else "no"
         rate = candidate.get("samples_per_s")
         status = str(candidate.get("status"))
         if isinstance(rate, int | float):
             colour = "#4c72b0" if status == "chosen" else "#8fb8de"
-            rows.append((f"{name} ({status})", float(rate), colour))
+            label = name if start == "-" else f"{name} {start}"
+            rows.append((f"{label} ({status})", float(rate), colour))
         table += (
-            f"<tr><td>{e(name)}</td><td>{rate if rate is None else f'{rate:,.1f}'}</td>"
+            f"<tr><td>{e(name)}</td><td>{e(start)}</td><td>{e(persistent)}</td>"
+            f"<td>{_rate(rate)}</td>"
             f"<td>{e(status)}</td><td>{e(str(candidate.get('reason') or ''))}</td></tr>"
         )
     gain = proof.get("gain")
     return (
         f"<p>Mode {e(str(calibration.get('mode')))}, {calibration.get('elapsed_s')} s; the "
-        f"loader's own settings {proof.get('baseline_samples_per_s')} samples/s, chosen "
-        f"{proof.get('chosen_samples_per_s')} samples/s"
+        f"loader's own settings {_rate(proof.get('baseline_samples_per_s'))} samples/s, "
+        f"chosen {_rate(proof.get('chosen_samples_per_s'))} samples/s"
         + (f" ({gain:.2f}x)" if isinstance(gain, int | float) else "")
         + ".</p>"
         + (bars(rows, unit="samples/s", label="throughput of each setting") if rows else "")
         + (
-            "<table><tr><th>settings</th><th>samples/s</th><th>status</th><th>reason</th></tr>"
+            "<table><tr><th>settings</th><th>start method</th><th>persistent workers</th>"
+            "<th>samples/s</th><th>status</th><th>reason</th></tr>"
             f"{table}</table>"
             if table
             else "<p>No candidate settings were recorded.</p>"
         )
     )
+
+
+def _rate(value: Json) -> str:
+    """A rate to one decimal, ``-`` when not measured."""
+    return f"{value:,.1f}" if isinstance(value, int | float) else "-"
 
 
 def _cache(proof: JsonObject) -> str:

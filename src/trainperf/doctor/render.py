@@ -182,7 +182,7 @@ def busy_warning(data: JsonObject) -> str | None:
 
 
 def render_text(report: DoctorReport, *, html_path: str | None = None) -> str:
-    from trainperf.monitoring.render import describe_verdict
+    from trainperf.monitoring.render import describe_ranks, describe_verdict
 
     data = report.to_json()
     lines = [f"trainperf doctor: {shlex.join(report.command)}"]
@@ -202,6 +202,7 @@ def render_text(report: DoctorReport, *, html_path: str | None = None) -> str:
     if isinstance(conditions, dict):
         state = "contended" if conditions.get("contended") else "quiet"
         rows.append(("conditions", f"{state}: {conditions.get('summary')}"))
+    rows += [("ranks" if i == 0 else "", line) for i, line in enumerate(describe_ranks(data))]
     rows += [("verdict" if i == 0 else "", line) for i, line in enumerate(describe_verdict(data))]
     for name, value in rows:
         lines.append(f"{name:<10} {value}")
@@ -222,6 +223,7 @@ def render_text(report: DoctorReport, *, html_path: str | None = None) -> str:
     if report.findings:
         lines.append("")
     lines += render_findings(report.findings)
+    lines += render_patches(report.patches)
     if not report.findings and not report.failure:
         lines.append("")
         lines.append("no finding: nothing in this run is slow enough to name")
@@ -251,6 +253,30 @@ def render_findings(findings: Sequence[DoctorFinding]) -> list[str]:
         if finding.training_arguments:
             fields = ", ".join(f"{k}={v}" for k, v in finding.training_arguments)
             lines += _wrapped("TrainingArguments: ", fields)
+    return lines
+
+
+def render_patches(patches: Sequence[JsonObject]) -> list[str]:
+    """``--fix``: each patch's finding, what it changes, how it was verified, its diff."""
+    lines: list[str] = []
+    for patch in patches:
+        lines.append("")
+        verified = "verified" if patch.get("verified") else "not verified"
+        lines.append(f"patch for {patch.get('finding')} ({patch.get('fix')}, {verified}):")
+        for item in _strings(patch.get("summary")):
+            lines += _wrapped("", item)
+        if patch.get("failure"):
+            lines += _wrapped("not offered: ", str(patch.get("failure")))
+        diff = patch.get("diff")
+        if isinstance(diff, str) and diff:
+            lines += [f"   {line}" for line in diff.splitlines()]
+            lines.append(f"   apply: {patch.get('command')}")  # one line: to copy whole
+    if sum(1 for p in patches if p.get("diff")) > 1:
+        lines.append("")
+        lines.append(
+            "the patches touch the same file: apply them one after the other with their "
+            "apply commands (each finds its lines again), not both diffs at once"
+        )
     return lines
 
 

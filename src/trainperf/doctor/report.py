@@ -74,6 +74,8 @@ class DoctorReport:
     # Causes looked into whose own proof did not confirm them: said in their section,
     # never in the numbered findings ("start-up: nothing worth deferring ...").
     set_aside: tuple[str, ...] = ()
+    # `--fix`: each finding's verified patch (trainperf.doctor.patches), never applied.
+    patches: tuple[JsonObject, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -115,5 +117,6 @@ class DoctorReport:
             training_arguments=self.training_arguments(),
             notes=list(self.notes),
             set_aside=list(self.set_aside),
+            patches=list(self.patches),
         )
         return DOCTOR.stamp(out)  # the doctor's version, not the summary's it holds

@@ -36,7 +36,8 @@ doubtful for another reason is ``inconclusive``.
 Further findings: ``slow-steps`` (the mean step far above the median: the tail the
 median hides), ``epoch-start-spike``, ``memory-creep``, ``thread-oversubscription``,
 ``cpu-throttled`` (the cgroup's CPU quota ran out in ``THROTTLED_SHARE`` of its
-periods) and, across ranks, ``straggler-rank``.
+periods) and, across ranks, ``straggler-rank``. The input audit (:mod:`.sample_audit`)
+adds ``rank-data-overlap`` and ``epoch-order-repeats``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from trainperf.monitoring.anatomy_record import AnatomyRecord
     from trainperf.monitoring.conditions import Conditions
     from trainperf.monitoring.probe import Replay
+    from trainperf.monitoring.ranks import RankBreakdown
     from trainperf.monitoring.records import Period, RunMeta
     from trainperf.monitoring.sampler import Sample
     from trainperf.monitoring.worker_timing import WorkerTiming
@@ -280,6 +282,10 @@ class RunSummary:
     tokens_per_s: float | None = None
     # The DataLoader workers' starts and batches' stages, timed in the workers.
     workers: WorkerTiming | None = None
+    # Several ranks: each rank's part of a step and the straggler analysis.
+    rank_breakdown: RankBreakdown | None = None
+    # The input audit: the samples each rank trained on (:mod:`.sample_audit`).
+    sample_audit: JsonObject | None = None
 
     @property
     def confidence(self) -> Confidence:
@@ -314,6 +320,10 @@ class RunSummary:
             "anatomy": None if self.anatomy is None else self.anatomy.to_json(),
             "data_wait_functions": list(self.data_wait_functions),
             "workers": None if self.workers is None else self.workers.to_json(),
+            "rank_breakdown": (
+                None if self.rank_breakdown is None else self.rank_breakdown.to_json()
+            ),
+            "sample_audit": self.sample_audit,
             "verdict": {
                 "primary": self.primary,
                 "confidence": self.confidence,
@@ -866,10 +876,10 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
     ``cut``: summarise only the first ``cut`` periods (``trainperf doctor`` stops a
     run there and decides its proofs on them; what ran after is reported apart).
 
-    A run of several ranks (``rank<N>`` folders) is summarised as rank 0, with the
-    throughput of all ranks and a straggler finding when one rank's own share of a
-    step (data wait and forward pass, before the gradients are synchronised) is
-    ``STRAGGLER_FACTOR`` times the others'. Raises
+    A run of several ranks (``rank<N>`` folders) is summarised as rank 0 -- or as the
+    rank that keeps the others waiting, when one does (``rank_breakdown.verdict_rank``)
+    -- with the throughput of all ranks, each rank's part of a step and a straggler
+    finding (:mod:`trainperf.monitoring.ranks`). Raises
     :class:`~trainperf.errors.RecordError` for records that are not trainperf's.
     """
     import dataclasses
@@ -892,7 +902,7 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
     folders = rank_folders(folder)
     if not folders:
         raise RecordError(f"no run records in {folder}")
-    summaries, own, finished = [], [], True
+    summaries, ranked, finished = [], [], True
     for path in folders:
         try:
             periods = read_periods(path / "steps.jsonl")
@@ -926,23 +936,41 @@ def summarize_folder(folder: Path, *, cut: int | None = None) -> tuple[RunSummar
                 workers=timing,
             )
         )
-        own.append(_own_time(periods))
+        ranked.append(periods[:cut] if cut is not None else periods)
         finished = finished and (path / "summary.json").is_file()
     first = summaries[0]
+    # The input audit, read across the rank folders (trainperf.monitoring.sample_audit).
+    from trainperf.monitoring.sample_audit import with_audit
+
     if len(summaries) == 1:
-        return first, finished
+        return with_audit(first, folders), finished
     rates = [s.samples_per_s for s in summaries if s.samples_per_s is not None]
     token_rates = [s.tokens_per_s for s in summaries if s.tokens_per_s is not None]
+    from trainperf.monitoring.ranks import rank_breakdown, straggler_finding
+
+    breakdown = rank_breakdown(
+        ranked,
+        rates=[s.samples_per_s for s in summaries],
+        threads=[_threads(path) for path in folders],
+    )
+    straggler = straggler_finding(breakdown, first.step_median_s)
+    slowest = breakdown.slowest
+    if straggler is not None and breakdown.pattern == "fixed" and slowest is not None:
+        # The others' steps wait for this rank inside backward: its own records say why.
+        breakdown = dataclasses.replace(breakdown, verdict_rank=slowest)
+        first = summaries[slowest]
     findings = list(first.findings)
-    _straggler(own, first.step_median_s, findings)
+    if straggler is not None:
+        findings.append(straggler)
     merged = dataclasses.replace(
         first,
         samples_per_s=sum(rates) if rates else None,
         tokens_per_s=sum(token_rates) if token_rates else None,
         ranks=len(summaries),
         findings=tuple(findings),
+        rank_breakdown=breakdown,
     )
-    return merged, finished
+    return with_audit(merged, folders), finished
 
 
 def recorded_cpu_budget(meta: RunMeta | None) -> float | None:
@@ -958,31 +986,14 @@ def recorded_cpu_budget(meta: RunMeta | None) -> float | None:
     return float(budget) / per
 
 
-STRAGGLER_FACTOR = 1.2
+def _threads(folder: Path) -> int | None:
+    """The intra-op threads a rank's run ended with (its ``meta.json``)."""
+    import json
 
+    from trainperf.monitoring.records import RunMeta
 
-def _own_time(periods: Sequence[Period]) -> float | None:
-    values = [
-        p.before_backward_s if p.before_backward_s is not None else p.data_wait_s
-        for p in periods
-        if p.kind == "train" and not p.first_of_epoch
-    ]
-    return statistics.median(values) if values else None
-
-
-def _straggler(own: list[float | None], step_s: float | None, findings: list[Finding]) -> None:
-    known = [(rank, t) for rank, t in enumerate(own) if t is not None]
-    if len(known) < 2 or step_s is None:
-        return
-    rank, slowest = max(known, key=lambda rt: rt[1])
-    others = statistics.median(t for r, t in known if r != rank)
-    if slowest > STRAGGLER_FACTOR * others and slowest - others > 0.05 * step_s:
-        findings.append(
-            Finding(
-                "straggler-rank",
-                {"rank": rank, "own_s": slowest, "other_ranks_own_s": others},
-                f"rank {rank} spends longer on its own part of each step (data and forward "
-                f"pass) than the others: check its data shard, its host and its device",
-                f"the other ranks wait about {slowest - others:.3f} s per step for it",
-            )
-        )
+    try:
+        meta = RunMeta.from_json(json.loads((folder / "meta.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+    return meta.intra_op_threads

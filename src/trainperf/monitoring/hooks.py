@@ -2,6 +2,8 @@
 
 * every DataLoader iterator's ``__next__`` (one class attribute, so all loaders,
   any worker count) -- timed, and the batch's size inferred;
+* with an ``audit``, its ``_next_index`` too: every index list the sampler yields, for
+  the input audit (:mod:`.sample_audit`);
 * torch's global optimizer post-step hook (every optimizer, no reference needed);
 * ``Tensor.backward``, for loops that update weights without an optimizer;
 * ``torch.no_grad`` and ``torch.inference_mode`` (entering and leaving), for
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from trainperf.monitoring.capture import StepRecorder
+    from trainperf.monitoring.sample_audit import SampleRecorder
 
 __all__ = ["CudaTimer", "LoaderSeen", "batch_size", "batch_tokens", "instrument"]
 
@@ -155,14 +158,18 @@ def _new_pass(iterator: object) -> None:
 
 
 @contextlib.contextmanager
-def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[None]:
+def instrument(
+    recorder: StepRecorder, clock: Callable[[], float], audit: SampleRecorder | None = None
+) -> Iterator[None]:
     import torch
     from torch.optim.optimizer import register_optimizer_step_post_hook
-    from torch.utils.data.dataloader import _BaseDataLoaderIter
+    from torch.utils.data.dataloader import _BaseDataLoaderIter, _MultiProcessingDataLoaderIter
 
     from trainperf.monitoring.regions import watch_grad_regions
 
     original_next = _BaseDataLoaderIter.__next__
+    original_workers_init = _MultiProcessingDataLoaderIter.__init__
+    original_next_index = _BaseDataLoaderIter._next_index
     serials = itertools.count(1)
 
     def serial(iterator: _BaseDataLoaderIter) -> int:
@@ -200,14 +207,34 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
             raise
         except Exception:
             serial(self)  # a loader whose first fetch fails (a worker killed) is still seen
+            if audit is not None:
+                audit.failed(self)  # the batch it was building is not the next one's
             raise
         ended = clock()
+        if audit is not None:
+            audit.consumed(self, batch, recorder.train_loader)  # not counted as data wait
         recorder.fetched(
             id(self._dataset), serial(self), started, ended, batch_size(batch), batch_tokens(batch)
         )
         if timer is not None and recorder.epoch != epoch[0]:
             epoch_memory()
         return batch
+
+    def seen_workers_init(self: _MultiProcessingDataLoaderIter, loader: Any) -> None:
+        # Workers that die while iter(loader) still prefetches (a worker killed by SIGBUS
+        # when /dev/shm is full) raise from here, before any fetch: the loader is seen now.
+        try:
+            original_workers_init(self, loader)
+        finally:
+            seen = recorder.loaders
+            if seen is not None and not recorder.suspended and hasattr(self, "_dataset"):
+                seen.setdefault(id(self._dataset), LoaderSeen.of(self))
+
+    def audited_next_index(self: _BaseDataLoaderIter) -> Any:
+        index = original_next_index(self)  # type: ignore[no-untyped-call]  # unannotated in torch
+        if audit is not None and not recorder.suspended:
+            audit.dispatched(self, index)
+        return index
 
     def counted_backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         if recorder.suspended:
@@ -223,6 +250,9 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
 
     restore_regions = watch_grad_regions(recorder)  # first: it may fail, nothing to undo
     _BaseDataLoaderIter.__next__ = timed_next  # type: ignore[method-assign]
+    _MultiProcessingDataLoaderIter.__init__ = seen_workers_init  # type: ignore[method-assign]
+    if audit is not None:
+        _BaseDataLoaderIter._next_index = audited_next_index  # type: ignore[method-assign]
     torch.Tensor.backward = counted_backward  # type: ignore[method-assign]
     handle = register_optimizer_step_post_hook(after_step)
     try:
@@ -233,3 +263,5 @@ def instrument(recorder: StepRecorder, clock: Callable[[], float]) -> Iterator[N
         restore_regions()
         torch.Tensor.backward = original_backward  # type: ignore[method-assign]
         _BaseDataLoaderIter.__next__ = original_next  # type: ignore[method-assign]
+        _MultiProcessingDataLoaderIter.__init__ = original_workers_init  # type: ignore[method-assign]
+        _BaseDataLoaderIter._next_index = original_next_index  # type: ignore[method-assign]

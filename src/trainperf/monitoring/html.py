@@ -19,7 +19,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from trainperf.monitoring.analyze import RunSummary
     from trainperf.monitoring.records import Period
@@ -30,9 +30,12 @@ __all__ = [
     "STYLE",
     "Axis",
     "amount",
+    "audit_section",
     "bars",
+    "ranks_section",
     "render_run_html",
     "run_sections",
+    "stacked_bars",
     "workers_section",
 ]
 
@@ -400,7 +403,7 @@ epoch's first batch, which includes worker start-up, is left out); median {e(med
     }
 <h3>Peak memory per epoch</h3>{_epoch_memory(summary)}{gpu_section}
 <h3>Training and validation</h3>{split}
-{workers_section(summary)}"""
+{workers_section(summary)}{ranks_section(summary)}{audit_section(summary)}"""
 
 
 _PHASE_COLOURS = {
@@ -414,43 +417,54 @@ _PHASE_COLOURS = {
 _MAX_STARTS = 16  # rows of the start-up waterfall
 
 
-def _waterfall(costs: Sequence[StartCost]) -> str:
-    """One row per worker start: its slowest worker's way to the first batch, phase by
-    phase (a stacked bar chart)."""
-    shown = costs[:_MAX_STARTS]
-    x = Axis(max(c.total_s for c in shown), "s")
-    height = 30 * len(shown) + TOP + BOTTOM
+def stacked_bars(
+    rows: Sequence[tuple[str, Sequence[tuple[str, float]]]],
+    colours: Mapping[str, str],
+    *,
+    kind: str,
+    x_title: str,
+) -> str:
+    """Horizontal stacked bars, one row each: (label, [(part, seconds), ...]), each part
+    coloured by ``colours`` (a legend follows); ``kind`` says what the chart shows and
+    ``x_title`` what its axis measures (its unit is added)."""
+    e = html.escape
+    x = Axis(max((sum(v for _, v in parts) for _, parts in rows), default=0.0) or 1e-6, "s")
+    height = 30 * len(rows) + TOP + BOTTOM
     width, _ = _inner(height)
     body = ""
-    for row, cost in enumerate(shown):
-        y0, at = TOP + 4 + 30 * row, 0.0
+    for line, (label, parts) in enumerate(rows):
+        y0, at = TOP + 4 + 30 * line, 0.0
         body += (
-            f'<text class="tick" x="{LEFT - 6}" y="{y0 + 15}" text-anchor="end">'
-            f"start {cost.start.start}</text>"
+            f'<text class="tick" x="{LEFT - 6}" y="{y0 + 15}" text-anchor="end">{e(label)}</text>'
         )
-        for name, seconds in cost.phases:
+        for name, seconds in parts:
             left = LEFT + width * max(x.fraction(at), 0.0)
             length = width * max(x.fraction(seconds), 0.0)
             body += (
                 f'<rect x="{left:.1f}" y="{y0}" width="{length:.1f}" height="22" '
-                f'fill="{_PHASE_COLOURS.get(name, "#999")}"><title>{html.escape(name)}: '
-                f"{html.escape(amount(seconds, 's'))}</title></rect>"
+                f'fill="{colours.get(name, "#999")}"><title>{e(name)}: '
+                f"{e(amount(seconds, 's'))}</title></rect>"
             )
             at += seconds
     legend = '<div class="legend">' + "".join(
-        f'<span style="background:{colour}"></span>{html.escape(name.replace("_", " "))}'
-        for name, colour in _PHASE_COLOURS.items()
+        f'<span style="background:{colour}"></span>{e(name.replace("_", " "))}'
+        for name, colour in colours.items()
     )
     chart = _frame(
-        body,
-        kind="stacked bar chart: each worker start's time to its first batch, by phase",
-        x=x,
-        y=None,
-        x_title=f"time from iter(loader) to the first batch ({x.unit})",
-        y_title="",
-        height=height,
+        body, kind=kind, x=x, y=None, x_title=f"{x_title} ({x.unit})", y_title="", height=height
     )
     return chart + legend + "</div>"
+
+
+def _waterfall(costs: Sequence[StartCost]) -> str:
+    """One row per worker start: its slowest worker's way to the first batch, phase by
+    phase (a stacked bar chart)."""
+    return stacked_bars(
+        [(f"start {c.start.start}", c.phases) for c in costs[:_MAX_STARTS]],
+        _PHASE_COLOURS,
+        kind="stacked bar chart: each worker start's time to its first batch, by phase",
+        x_title="time from iter(loader) to the first batch",
+    )
 
 
 def workers_section(summary: RunSummary) -> str:
@@ -510,6 +524,72 @@ def workers_section(summary: RunSummary) -> str:
             )
         )
     return out
+
+
+_RANK_COLOURS = {"data wait": "#c44e52", "forward": "#4c72b0", "sync": "#9aa5b1"}
+
+
+def audit_section(summary: RunSummary) -> str:
+    """The input audit: what was checked of the samples each rank trained on, what was
+    found, what could not be checked; empty when nothing was checked."""
+    from trainperf.monitoring.render import describe_audit
+
+    lines = describe_audit(summary.to_json())
+    if not lines:
+        return ""
+    first = lines[0].removeprefix("input audit: ")
+    lines[0] = first[:1].upper() + first[1:]
+    said = "<br>".join(html.escape(line.strip()) for line in lines)
+    return f"<h3>Input audit: the samples each rank trained on</h3><p>{said}</p>"
+
+
+def ranks_section(summary: RunSummary) -> str:
+    """Several ranks: each rank's step in parts (data wait, forward, then backward with
+    its all-reduce and the optimizer), a stacked bar per rank, and the table; empty
+    for one process."""
+    breakdown = summary.rank_breakdown
+    if breakdown is None or len(breakdown.rows) < 2:
+        return ""
+    from trainperf.monitoring.render import describe_ranks
+
+    e = html.escape
+    rows = breakdown.rows
+    chart = stacked_bars(
+        [
+            (
+                f"rank {r.rank}",
+                [
+                    ("data wait", r.data_wait_s or 0.0),
+                    ("forward", r.forward_s or 0.0),
+                    ("sync", r.sync_s or 0.0),
+                ],
+            )
+            for r in rows
+        ],
+        _RANK_COLOURS,
+        kind="stacked bar chart: each rank's median step, by part",
+        x_title="median step",
+    )
+    table = "".join(
+        f"<tr><td>{r.rank}</td><td>{r.steps}</td><td>{e(amount(r.step_s or 0.0, 's'))}</td>"
+        f"<td>{e(amount(r.data_wait_s or 0.0, 's'))}</td>"
+        f"<td>{e(amount(r.forward_s or 0.0, 's'))}</td>"
+        f"<td>{e(amount(r.arrival_s or 0.0, 's'))}</td>"
+        f"<td>{e(amount(r.sync_s or 0.0, 's'))}</td><td>{r.slowest_share:.0%}</td></tr>"
+        for r in rows
+    )
+    said = describe_ranks(summary.to_json())[len(rows) + 1 :]
+    return (
+        "<h3>Ranks</h3><p>Each rank's median steady step. A rank's arrival (data wait and "
+        "forward pass) is what the others wait for in backward's gradient all-reduce, so "
+        "the step times are alike and the arrivals are not.</p>"
+        + chart
+        + "<table><tr><th>rank</th><th>steady steps</th><th>step</th><th>data wait</th>"
+        "<th>forward</th><th>arrival</th><th>sync</th><th>slowest in</th></tr>"
+        + table
+        + "</table>"
+        + "".join(f"<p>{e(line.strip())}</p>" for line in said)
+    )
 
 
 def _epoch_memory(summary: RunSummary) -> str:

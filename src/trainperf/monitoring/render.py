@@ -8,7 +8,14 @@ if TYPE_CHECKING:
     from trainperf._json import JsonObject
     from trainperf.monitoring.analyze import RunSummary
 
-__all__ = ["confidence_words", "describe_verdict", "describe_workers", "render_summary"]
+__all__ = [
+    "confidence_words",
+    "describe_audit",
+    "describe_ranks",
+    "describe_verdict",
+    "describe_workers",
+    "render_summary",
+]
 
 
 def render_summary(summary: RunSummary, *, title: str, finished: bool = True) -> str:
@@ -55,6 +62,8 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
         )
     data = summary.to_json()
     out += describe_workers(data)
+    out += describe_ranks(data)
+    out += describe_audit(data)
     verdict = describe_verdict(data)
     out.append(f"verdict: {verdict[0]}")
     out += [f"  {line}" if not line.startswith(" ") else line for line in verdict[1:]]
@@ -65,6 +74,80 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
         out.append(f"    fix: {finding.fix}")
         out.append(f"    gain: {finding.gain}")
     return "\n".join(out)
+
+
+def describe_ranks(data: JsonObject) -> list[str]:
+    """Each rank's part of a step (medians) and who keeps the others waiting, from a
+    summary's ``rank_breakdown``; nothing for a single process."""
+    breakdown = data.get("rank_breakdown")
+    if not isinstance(breakdown, dict):
+        return []
+    listed = breakdown.get("rows")
+    rows = [r for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
+    if len(rows) < 2:
+        return []
+
+    def ms(row: JsonObject, key: str) -> str:
+        value = row.get(key)
+        return f"{value * 1e3:.1f}" if isinstance(value, int | float) else "-"
+
+    # "steady": each rank's steps less each epoch's first (the run line counts them all).
+    out = ["rank  steady  step ms  data wait ms  forward ms  arrival ms  sync ms  slowest  threads"]
+    for row in rows:
+        threads = row.get("intra_op_threads")
+        share = row.get("slowest_share")
+        out.append(
+            f"{row.get('rank'):>4}  {row.get('steps'):>6}  {ms(row, 'step_s'):>7}  "
+            f"{ms(row, 'data_wait_s'):>12}  {ms(row, 'forward_s'):>10}  "
+            f"{ms(row, 'arrival_s'):>10}  {ms(row, 'sync_s'):>7}  "
+            f"{share if not isinstance(share, float) else f'{share:.0%}':>7}  "
+            f"{threads if threads is not None else '-':>7}"
+        )
+    wait = breakdown.get("wait_s")
+    pattern = breakdown.get("pattern")
+    if isinstance(wait, int | float) and pattern:
+        slowest = breakdown.get("slowest")
+        who = f"mostly rank {slowest}" if pattern == "fixed" else "a different rank in turn"
+        data_x, forward_x = breakdown.get("data_excess_s"), breakdown.get("forward_excess_s")
+        excess = (
+            f"; it arrives later by {data_x * 1e3:.1f} ms of data wait and "
+            f"{forward_x * 1e3:.1f} ms of forward pass a step"
+            if isinstance(data_x, int | float) and isinstance(forward_x, int | float)
+            else ""
+        )
+        out.append(
+            f"  arrival: data wait + forward, before backward's all-reduce; the slowest is "
+            f"{who}, the others wait {wait * 1e3:.1f} ms a step for it{excess}"
+        )
+    return out
+
+
+def describe_audit(data: JsonObject) -> list[str]:
+    """The input audit (the samples each rank trained on), from a summary's
+    ``sample_audit``: what was checked, what was found, what could not be checked;
+    nothing when nothing was checked."""
+    audit = data.get("sample_audit")
+    if not isinstance(audit, dict):
+        return []
+    checked = _strings(audit.get("checked"))
+    listed = audit.get("findings")
+    found = [f for f in listed if isinstance(f, dict)] if isinstance(listed, list) else []
+    if not checked and not found:
+        return []
+    out = ["input audit: checked " + ("; ".join(checked) or "nothing")]
+    for finding in found:
+        out.append(f"  found: {finding.get('title')}")
+        out += [f"    {line}" for line in _strings(finding.get("evidence"))]
+    if not found:
+        out.append("  found: nothing wrong in what was checked")
+    unchecked = _strings(audit.get("not_checked"))
+    if unchecked:
+        out.append("  not checked: " + "; ".join(unchecked))
+    return out
+
+
+def _strings(value: object) -> list[str]:
+    return [x for x in value if isinstance(x, str)] if isinstance(value, list) else []
 
 
 def confidence_words(confidence: str) -> str:
@@ -175,10 +258,10 @@ def describe_workers(data: JsonObject) -> list[str]:
             f"{_s(stages.get('p99_s'))}" + (f"; slowest samples {named}" if named else "")
         )
     memory = workers.get("memory")
-    if isinstance(memory, dict):
+    each = memory.get("workers") if isinstance(memory, dict) else None
+    listed = [w for w in each if isinstance(w, dict)] if isinstance(each, list) else []
+    if isinstance(memory, dict) and listed:  # no worker process: nothing to say of them
         kinds = memory.get("kinds")
-        each = memory.get("workers")
-        listed = [w for w in each if isinstance(w, dict)] if isinstance(each, list) else []
         growing = [w for w in listed if w.get("kind")]
         said = (
             f"{', '.join(str(k) for k in kinds)} in {len(growing)} of {len(listed)} "

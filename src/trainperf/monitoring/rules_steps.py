@@ -34,6 +34,8 @@ __all__ = [
     "EPOCH_START_SPIKE",
     "GC_SHARE",
     "LOOP_SHARE",
+    "MIN_BLOCK_S",
+    "MIN_RISE_S",
     "Drift",
     "checkpoint_stall",
     "epoch_start_spike",
@@ -51,10 +53,19 @@ EPOCH_SPIKE_SHARE = 0.05  # ... and those waits' excess is this share of trainin
 # them ends DRIFT_RATIO times higher than it starts.
 DRIFT_BLOCKS = 20
 MIN_BLOCK = 3  # steps per block at least: fewer blocks for a short run
+# Seconds a block spans at least. The machine's own fluctuations (clock frequency, the
+# scheduler, other processes) move sub-millisecond steps by a third over tens of
+# milliseconds; blocks shorter than this took them for a trend in a run of 0.6 s (one
+# run in twenty of 800 steps of 0.7 ms, quiet machine). Fewer blocks for a short run.
+MIN_BLOCK_S = 0.1
 MIN_DRIFT_BLOCKS = 8
 DRIFT_TAU = 0.5
 DRIFT_P = 0.01
 DRIFT_RATIO = 1.3
+# Seconds the fitted line rises at least. The same loop's median step moved between
+# 0.5 and 0.8 ms from epoch to epoch on a quiet machine, and a level that shifted late
+# in the run fitted a 1.7x rise: under a millisecond a rise is the machine's, not a cost.
+MIN_RISE_S = 0.001
 MIN_GROWTH = 0.02  # a line named as growing gained at least this share of a step
 # Loop overhead: the loop's own work takes LOOP_SHARE of the steps; fewer than
 # CONFIDENT_SAMPLES stack samples in the steps make it a low-confidence finding.
@@ -177,16 +188,23 @@ class Drift:
 
     @property
     def growing(self) -> bool:
-        return self.tau >= DRIFT_TAU and self.p_value < DRIFT_P and self.ratio >= DRIFT_RATIO
+        return (
+            self.tau >= DRIFT_TAU
+            and self.p_value < DRIFT_P
+            and self.ratio >= DRIFT_RATIO
+            and self.last_s - self.first_s >= MIN_RISE_S
+        )
 
 
 def trend(steps: Sequence[Period]) -> Drift | None:
     """The trend of the mean step time over ``steps`` (in run order), by blocks of
     consecutive steps, so that a cost paid every N steps (a flush) counts in full;
-    ``None`` for fewer than ``MIN_DRIFT_BLOCKS * MIN_BLOCK`` steps."""
+    ``None`` for fewer than ``MIN_DRIFT_BLOCKS`` blocks of ``MIN_BLOCK`` steps and
+    ``MIN_BLOCK_S`` seconds each."""
     from scipy import stats
 
-    blocks = min(DRIFT_BLOCKS, len(steps) // MIN_BLOCK)
+    spanned = sum(p.wall_s for p in steps)
+    blocks = min(DRIFT_BLOCKS, len(steps) // MIN_BLOCK, int(spanned / MIN_BLOCK_S))
     if blocks < MIN_DRIFT_BLOCKS:
         return None
     size = len(steps) // blocks
@@ -207,7 +225,13 @@ def trend(steps: Sequence[Period]) -> Drift | None:
 @rule(
     "step-drift",
     reads=("steps", "anatomy", "conditions"),
-    thresholds={"tau": DRIFT_TAU, "p_value": DRIFT_P, "ratio": DRIFT_RATIO},
+    thresholds={
+        "tau": DRIFT_TAU,
+        "p_value": DRIFT_P,
+        "ratio": DRIFT_RATIO,
+        "rise_s": MIN_RISE_S,
+        "block_s": MIN_BLOCK_S,
+    },
 )
 def step_drift(records: RunRecords) -> list[Finding]:
     """Steps that take longer and longer as the run goes (a cost that grows with the run:

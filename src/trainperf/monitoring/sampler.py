@@ -9,7 +9,10 @@ and used memory of this process's GPU (the ``LOCAL_RANK``-th visible one). With 
 :class:`SystemCounters`,
 also the measurement conditions of the interval (other processes' CPU use, CPU
 pressure, steal, cgroup throttling; see :mod:`trainperf.monitoring.conditions`) and
-the process tree's involuntary context switches. The sampler holds at most
+the process tree's involuntary context switches. Under a launcher of several ranks
+(``WORLD_SIZE``), the other ranks it started on this node and their workers are the
+job's own processes: their CPU counts as the run's in the conditions, not as another
+program's contention. The sampler holds at most
 ``MAX_SAMPLES`` in memory (a day at 1 Hz); samples are written with the run's steps.
 Given the run's ``folder``, each sample also appends the workers' private and shared
 memory, ``/dev/shm`` and the cgroup's memory to ``worker_memory.jsonl`` as it goes
@@ -18,6 +21,7 @@ memory, ``/dev/shm`` and the cgroup's memory to ``worker_memory.jsonl`` as it go
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -179,6 +183,10 @@ class Sampler:
             self._exe = ""
         self._children: dict[int, psutil.Process] = {}
         self._helpers: dict[int, bool] = {}
+        # Under a multi-rank launcher: the other ranks it started (and their workers), the
+        # job's own processes, whose CPU is not another program's contention.
+        self._launcher = _launcher(self._process)
+        self._siblings: dict[int, psutil.Process] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trainperf-sampler", daemon=True)
         self._process.cpu_percent(None)  # the first reading only starts the measurement
@@ -244,7 +252,7 @@ class Sampler:
         now = self.clock()
         if self.memory is not None:
             self.memory.record(now - self.origin, main=self._process.pid, workers=sorted(current))
-        conditions = self._conditions(now, (cpu + children_cpu) / 100)
+        conditions = self._conditions(now, (cpu + children_cpu + self._siblings_cpu()) / 100)
         switches = self._involuntary({self._process.pid: self._process, **self._children})
         gained = sum(max(0, n - self._switches.get(pid, 0)) for pid, n in switches.items())
         conditions["involuntary_switches"] = gained / max(now - self._previous_t, 1e-9)
@@ -263,6 +271,32 @@ class Sampler:
                     **conditions,
                 )
             )
+
+    def _siblings_cpu(self) -> float:
+        """CPU percent of the other ranks of this job on this node and their workers
+        (children of the same launcher running the same program); 0 outside one."""
+        import psutil
+
+        if self._launcher is None:
+            return 0.0
+        try:
+            family = self._launcher.children(recursive=True)
+        except psutil.Error:
+            return 0.0
+        mine = {self._process.pid, *self._children}
+        current = {c.pid: c for c in family if c.pid not in mine and self._counts(c)}
+        total = 0.0
+        for pid, sibling in current.items():
+            known = self._siblings.get(pid)
+            if known is None:  # the first reading only starts its measurement
+                self._siblings[pid] = sibling
+                with contextlib.suppress(psutil.Error):
+                    sibling.cpu_percent(None)
+                continue
+            with contextlib.suppress(psutil.Error):
+                total += known.cpu_percent(None)
+        self._siblings = {pid: self._siblings[pid] for pid in current}
+        return total
 
     def _conditions(self, now: float, process_cpu: float) -> dict[str, float | None]:
         """The system counters since the last sample, as this interval's conditions."""
@@ -289,6 +323,22 @@ class Sampler:
             except psutil.Error:
                 continue
         return out
+
+
+def _launcher(process: psutil.Process) -> psutil.Process | None:
+    """The launcher (torchrun's agent, ``accelerate launch``) that started this rank and
+    its siblings, when ``WORLD_SIZE`` says there are several; else None."""
+    import os
+
+    import psutil
+
+    world = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or ""
+    if not world.isdecimal() or int(world) < 2:
+        return None
+    try:
+        return process.parent()
+    except psutil.Error:
+        return None
 
 
 def read_samples(path: Path) -> list[Sample]:

@@ -85,6 +85,9 @@ class Run:
         self.stop_after_s: float | None = None
         self.on_limit: Callable[[], None] | None = None
         self.limit_reached = False
+        # Under torch.distributed: the ranks' agreement on the limit (every rank stops
+        # after the same step), called at the steps :func:`.agreement.due` names.
+        self.agree: Callable[[bool], bool] | None = None
         self.keep_loaders = False  # keep the loaders seen (``loaders``) for later use
         self._train_steps = 0
         self._unrecorded: list[tuple[float, float]] = []  # (start, end) since the origin
@@ -191,9 +194,14 @@ class Run:
         )
 
     def _threads_seen(self) -> int | None:
-        """Torch's intra-op threads: the most seen so far (at the start, each epoch's)."""
+        """Torch's intra-op threads: the most seen so far (at the start, each epoch's).
+        Injected at the interpreter's start, the monitor reads them before the program
+        sets its own (``torch.set_num_threads``): once an epoch began, its count wins."""
         watch = getattr(self, "_thread_watch", None)
         seen = None if watch is None else watch.max_intra_op_threads
+        epochs: int | None = None if watch is None else watch.epoch_intra_op_threads
+        if self.measure_startup and epochs:
+            return epochs
         return max(self.threads or 0, seen or 0) or None
 
     def begin_validation(self) -> None:
@@ -213,12 +221,23 @@ class Run:
         now = self.clock()
         if period.kind == "train":
             self._train_steps += 1
-            if not self.limit_reached and self._over_limit(now):
+            if not self.limit_reached and self._limit_agreed(now):
                 self.limit_reached = True
                 if self.on_limit is not None and self._recorder is not None:
                     self._recorder.at_fetch = self._fire_limit
         if now - self._last_flush >= FLUSH_EVERY_S:
             self._flush(now)
+
+    def _limit_agreed(self, now: float) -> bool:
+        """This rank is over its limit, or, under torch.distributed, some rank is (asked
+        at the same steps on every rank)."""
+        if self.agree is None:
+            return self._over_limit(now)
+        from trainperf.monitoring.agreement import due
+
+        if not due(self._train_steps, self.stop_steps):
+            return False
+        return self.agree(self._over_limit(now))
 
     def _over_limit(self, now: float) -> bool:
         if self.stop_steps is not None and self._train_steps >= self.stop_steps:
@@ -259,6 +278,7 @@ class Run:
     def _discard(self) -> None:
         from trainperf.monitoring import worker_timing
         from trainperf.monitoring.anatomy import ANATOMY
+        from trainperf.monitoring.sample_audit import SAMPLE_AUDIT_FILE
         from trainperf.monitoring.worker_memory import WORKER_MEMORY_FILE
         from trainperf.monitoring.workers import WORKERS_FILE
 
@@ -270,7 +290,7 @@ class Run:
             worker_timing.WORKER_STARTS_FILE,
             worker_timing.BATCHES_FILE,
         )
-        for name in (*names, *workers, ANATOMY):
+        for name in (*names, *workers, ANATOMY, SAMPLE_AUDIT_FILE):
             (self.path / name).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.path.rmdir()
@@ -310,7 +330,10 @@ class Run:
         if self._origin is not None:
             self._recorder.origin = self._origin
         self._last_flush = self.clock()
-        self._hooks = instrument(self._recorder, self.clock)
+        from trainperf.monitoring.sample_audit import SampleRecorder
+
+        self._audit = SampleRecorder()  # the samples each pass read (sample_audit.jsonl)
+        self._hooks = instrument(self._recorder, self.clock, audit=self._audit)
         self._hooks.__enter__()
         import torch
 
@@ -386,6 +409,9 @@ class Run:
             return  # __enter__ failed: nothing was recorded, nothing may be written
         if _ACTIVE is self:
             _ACTIVE = None
+        # The last step, written as the run ends, is no point to agree at: the other
+        # ranks may be ending too, or their group gone.
+        self.agree = None
         self._thread_watch.__exit__(None, None, None)
         self._anatomy.stop()
         if self._recorder is not None:
@@ -413,15 +439,20 @@ class Run:
             (self.path / DEVICE_MEMORY).write_text(
                 json.dumps(write_device_memory(device_memory)), encoding="utf-8"
             )
+        self._audit.write(self.path, train_loader=self.train_loader)
         if self.measure_startup and not self._periods:
             # Injected into a process that never trained (a launcher such as torchrun,
             # a helper script): leave no record behind.
             self._discard()
             return
-        seen = self._thread_watch.max_intra_op_threads  # the most any epoch began with
-        self.threads = max(self.threads or 0, seen or 0) or None
+        self.threads = self._threads_seen()  # the most any epoch began with
         self._record_threads()
         self.summary = self.summarize(samples, device_memory=device_memory)
+        world = os.environ.get("WORLD_SIZE", "")
+        if not (world.isdecimal() and int(world) > 1):  # ranks: audited together, on report
+            from trainperf.monitoring.sample_audit import with_audit
+
+            self.summary = with_audit(self.summary, [self.path])
         summary = json.dumps(self.summary.to_json(), indent=1)
         (self.path / "summary.json").write_text(summary, encoding="utf-8")
         if self._meta is not None:

@@ -554,6 +554,8 @@ class ThreadWatch:
         self.records = records
         self.origin = time.time() if origin is None else origin
         self.max_intra_op_threads: int | None = None
+        # The most an epoch began with (the reading at the watch's start left out).
+        self.epoch_intra_op_threads: int | None = None
         self._restore: Callable[[], None] | None = None
         self._starts = 0
         self._loaders: dict[int, tuple[int, Any]] = {}  # id -> (serial, weak reference)
@@ -577,7 +579,9 @@ class ThreadWatch:
 
         @functools.wraps(start)
         def iterate(loader: DataLoader[object]) -> object:
-            self.read(threads())  # a few hundred ns, once per epoch
+            now = threads()  # a few hundred ns, once per epoch
+            self.read(now)
+            self.epoch_intra_op_threads = max(self.epoch_intra_op_threads or 0, now)
             if loader.num_workers == 0 or (
                 loader.persistent_workers and getattr(loader, "_iterator", None) is not None
             ):
