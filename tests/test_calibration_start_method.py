@@ -446,3 +446,102 @@ def test_the_start_methods_tried_can_be_restricted(tmp_path) -> None:
             home=tmp_path,
             start_methods=("nope",),
         )
+
+
+GUARDED = """\
+import logging, torch
+logging.basicConfig()
+torch.manual_seed(0)
+with open(__file__) as own:
+    own.read()
+
+def main():
+    for _ in range(3):
+        pass
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "run", "expected"),
+    [
+        ("import time\nfor _ in range(3):\n    time.sleep(0)\n", "script", "a loop at s.py line 2"),
+        ("def main():\n    pass\n\nmain()\n", "script", "a call at s.py line 4"),
+        (
+            "x = 1\nwith open(__file__) as f:\n    f.read()\n",
+            "script",
+            "a with block at s.py line 2",
+        ),
+        (GUARDED, "script", "None"),
+        ("def main():\n    pass\n\nmain()\n", "module", "a call at s.py line 4"),
+        ("for _ in range(3):\n    pass\n", "package", "None"),  # a package's __main__
+        ("for _ in range(3):\n    pass\n", "inline", "None"),  # python -c
+    ],
+    ids=["loop", "bare-call", "with", "guarded", "dash-m", "package-main", "dash-c"],
+)
+def test_the_main_modules_work_a_spawned_worker_would_run_again(
+    tmp_path, source, run, expected
+) -> None:
+    import subprocess
+    import sys
+
+    ask = "\nfrom trainperf.calibration.startmethod import main_module_work as w\nprint(w())\n"
+    (tmp_path / "s.py").write_text(source + ask, encoding="utf-8")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / "pkg" / "__main__.py").write_text(source + ask, encoding="utf-8")
+    command = {
+        "script": [sys.executable, "s.py"],
+        "module": [sys.executable, "-m", "s"],
+        "package": [sys.executable, "-m", "pkg"],
+        "inline": [sys.executable, "-c", source + ask],
+    }[run]
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == expected
+
+
+UNGUARDED_CALIBRATION = """\
+import sys
+from _datasets import Waits
+from trainperf.calibration.api import calibrate
+
+found = calibrate(Waits(64, 0.002), batch_size=8, force=True, persist=False,
+                  home=sys.argv[1], epochs=2, max_workers=2)
+for t in found.candidates:
+    if t.config.multiprocessing_context in ("spawn", "forkserver"):
+        print(t.config.multiprocessing_context, t.status, t.elapsed_s, t.reason)
+"""
+
+
+@pytest.mark.slow
+def test_an_unguarded_script_is_not_run_again_in_spawned_workers(tmp_path) -> None:
+    """A script calibrating at its top level: a spawn worker would import it and
+    calibrate again in itself; the calibration says so instead of starting one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "calibrate_here.py").write_text(UNGUARDED_CALIBRATION, encoding="utf-8")
+    tests = str(Path(__file__).resolve().parent)
+    done = subprocess.run(
+        [sys.executable, "calibrate_here.py", str(tmp_path / "home")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": tests},
+        check=True,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert {line.split()[0] for line in lines} == {"spawn", "forkserver"} & set(
+        available_start_methods()
+    )
+    for line in lines:
+        method, status, elapsed, reason = line.split(" ", 3)
+        assert (status, float(elapsed)) == ("dropped", 0.0)
+        assert reason.startswith(f"not started: a {method} worker imports the main module again")
+        assert "(a loop at calibrate_here.py line 7)" in reason

@@ -93,6 +93,19 @@ def test_a_plain_loop_is_stopped_at_its_limit_and_its_loader_proved(
     calibration = proofs["calibration"]["calibration"]
     assert calibration["mode"] == "loader"  # a plain loop gives no step to measure through
     assert any(c["num_workers"] == 0 and c["samples_per_s"] for c in calibration["candidates"])
+    # The loop trains at its top level: a spawn or forkserver worker would import it and
+    # train again in itself, so neither is started, and the reason names the loop.
+    spawned = [
+        c
+        for c in calibration["candidates"]
+        if c["multiprocessing_context"] in ("spawn", "forkserver")
+    ]
+    assert spawned
+    for candidate in spawned:
+        assert candidate["status"] == "dropped"
+        assert "(a loop at loop.py line 15)" in candidate["reason"]
+    evidence = [e for f in report["findings"] for e in f["evidence"]]  # type: ignore[attr-defined]
+    assert any("spawn not started: their workers import the main module" in e for e in evidence)
     assert proofs["calibration"]["baseline_samples_per_s"] > 0
     # --apply: the calibration is kept, for calibrated_loader to find.
     assert proofs["calibration"]["applied"] is True

@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING
 from trainperf.calibration.config import LoaderConfig
 from trainperf.calibration.dataset import batch_nbytes
 from trainperf.calibration.epochs import measure_restart, run_samples_per_s, time_epochs
+from trainperf.calibration.startmethod import main_module_work
 from trainperf.calibration.trials import Trial, TrialPlan, run_trial
 
 if TYPE_CHECKING:
@@ -461,6 +462,7 @@ def _try_start_methods(
             return
         base = max(lost, key=lambda t: t.samples_per_s or 0.0).config
     plan = result.epochs
+    rerun = main_module_work() if any(m != "fork" for m in methods) else None
     for method in methods:
         rate = result.score(best)
         fastest: str = best.config.multiprocessing_context or "default start"
@@ -478,6 +480,20 @@ def _try_start_methods(
                 f"the {span} of the fastest ({fastest}, {run_s / per:.2f} s; {plan.describe()})",
             )
         config = base.replace(multiprocessing_context=method)
+        if method != "fork" and rerun is not None:
+            result.trials.append(
+                Trial(
+                    config,
+                    "dropped",
+                    reason=(
+                        f"not started: a {method} worker imports the main module again, "
+                        f'and its top level works outside `if __name__ == "__main__":` '
+                        f"({rerun}), which would run in the worker too; put that under the "
+                        f"guard to have {method} measured"
+                    ),
+                )
+            )
+            continue
         if limit is not None and method != "fork":
             floor = _pickled_start_s(config, sent)
             if floor is not None and floor > limit[0]:

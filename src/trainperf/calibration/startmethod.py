@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "available_start_methods",
     "default_start_method",
+    "main_module_work",
     "pickling_s",
     "unpicklable",
     "why_it_failed",
@@ -63,6 +64,83 @@ def default_start_method() -> StartMethod:
         found = multiprocessing.get_all_start_methods()[0]  # documented: the default first
     known: dict[str, StartMethod] = {method: method for method in START_METHODS}
     return known.get(str(found), "spawn")  # an unknown name: the strictest assumption
+
+
+def main_module_work() -> str | None:
+    """What a ``spawn`` or ``forkserver`` worker would run again on importing this
+    process's main module, as ``"a loop at train.py line 12"``; ``None`` when the main
+    module's top level only defines (imports, functions, classes, assignments) and keeps
+    its work under ``if __name__ == "__main__":``, or when no main module is imported in
+    a worker (``python -c``, an interactive session, ``python -m pkg`` of a package's
+    ``__main__``).
+
+    Such a worker runs the main module's top level again, as ``__mp_main__`` (a spawn
+    worker each, the forkserver once, Python's ``multiprocessing.spawn``): a script that
+    trains outside the guard trains again in it, for as long as the training lasts
+    (Python's programming guidelines for multiprocessing, "Safe importing of main
+    module"). Judged from the source, statically (``ast``): a top-level loop is work;
+    so are a ``with`` block and a bare call statement where the script has no guard at
+    all (``main()``, ``trainer.fit()``), while beside a guard they are taken as set-up
+    (``seed(0)``, ``logging.basicConfig()``). Reading the start method here would
+    fix it, so ``multiprocessing``'s own preparation is not called."""
+    import ast
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    main = sys.modules.get("__main__")
+    if main is None:
+        return None
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    path: str | None
+    if isinstance(name, str):
+        if name == "__main__" or name.endswith(".__main__"):
+            return None  # multiprocessing leaves such a main module alone
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return None
+        path = None if spec is None else spec.origin
+    else:
+        path = getattr(main, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return None
+    try:
+        tree = ast.parse(Path(path).read_bytes(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    guarded = any(_is_main_guard(node) for node in tree.body)
+    for node in tree.body:
+        what = _work(node, guarded=guarded)
+        if what is not None:
+            return f"{what} at {Path(path).name} line {node.lineno}"
+    return None
+
+
+def _is_main_guard(node: object) -> bool:
+    import ast
+
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    return any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides) and any(
+        isinstance(s, ast.Constant) and s.value == "__main__" for s in sides
+    )
+
+
+def _work(node: object, *, guarded: bool) -> str | None:
+    """What a top-level statement runs, when it is work rather than a definition."""
+    import ast
+
+    if isinstance(node, ast.For | ast.AsyncFor | ast.While):
+        return "a loop"
+    if guarded:
+        return None  # beside a guard, a with block or a call is taken as set-up
+    if isinstance(node, ast.With | ast.AsyncWith):
+        return "a with block"
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call | ast.Await):
+        return "a call"
+    return None
 
 
 class _Sink:

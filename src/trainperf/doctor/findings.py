@@ -604,7 +604,28 @@ def _calibration_text(proof: JsonObject) -> tuple[str, float | None, str | None]
         f"{_float(calibration, 'elapsed_s') or 0.0:.1f} s): the loader's own settings "
         f"{base or 0.0:.1f} samples/s, chosen {described} {best or 0.0:.1f} samples/s"
     )
-    return text, gain, described
+    return text + _not_started(candidates), gain, described
+
+
+def _not_started(candidates: list[JsonObject]) -> str:
+    """The start methods the calibration did not start because their workers would run
+    the main module's top-level work again (``main_module_work``), and where it is."""
+    import re
+
+    methods: list[str] = []
+    where = ""
+    for candidate in candidates:
+        reason = str(candidate.get("reason") or "")
+        found = re.search(r"imports the main module again.*?\((a [a-z ]+ at [^)]+)\)", reason)
+        if found is not None:
+            methods.append(str(candidate.get("multiprocessing_context")))
+            where = found.group(1)
+    if not methods:
+        return ""
+    return (
+        f"; {' and '.join(methods)} not started: their workers import the main module, "
+        f'which works outside `if __name__ == "__main__":` ({where}) and would run it again'
+    )
 
 
 def _cache_text(proof: JsonObject, evidence: list[str]) -> tuple[float, float] | None:
