@@ -77,7 +77,12 @@ def calibrated(config: LoaderConfig = CHOSEN, **changes: object) -> Calibrated:
     return Calibrated(**{**found.__dict__, **changes})  # type: ignore[arg-type]
 
 
-def plant_store(home: Path, *entries: tuple[str, str, LoaderConfig]) -> None:
+PLANTED_SPEEDUP = Speedup(2.5, 2.1, 2.9)
+
+
+def plant_store(
+    home: Path, *entries: tuple[str, str, LoaderConfig], speedup: Speedup = PLANTED_SPEEDUP
+) -> None:
     """Calibrations of this environment in ``home``: (digest, dataset class, choice)."""
     from trainperf.fingerprint import environment_fingerprint
 
@@ -93,7 +98,7 @@ def plant_store(home: Path, *entries: tuple[str, str, LoaderConfig]) -> None:
             "planted",
             created_at=MEASURED_AT,
             dataset={"class": kind, "length": 64, "sample": None, "code": "0" * 16},
-            speedup=Speedup(2.5, 2.1, 2.9),
+            speedup=speedup,
         )
         key = store_key(environment, digest, chosen.batch_size, "loader")
         store.put(key, {"created_at": MEASURED_AT, "ttl_s": 1e9, "result": result.to_json()})
@@ -460,6 +465,66 @@ def test_settings_re_measured_slower_are_not_written(
     sys.modules.pop("factory", None)
 
 
+def test_a_calibration_not_shown_faster_is_not_written(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = home.parent / "train.py"
+    script.write_text(SCRIPT)
+    # The doctor timed the advice as written: no faster than the loader's own settings.
+    proof = calibration_proof()
+    proof["verified"] = {"speedup": 1.01, "speedup_low": 0.96, "speedup_high": 1.07, "rounds": 5}
+    run = plant_run(home.parent / "run", proof)
+    assert main(["fix", "loader", str(script), "--from", str(run), "--no-verify", "--write"]) == 1
+    err = capsys.readouterr().out
+    assert "not offered: the new settings were not shown faster than the original" in err
+    assert "the calibration's gain, 1.01x measured (0.96x-1.07x), reaches 1x" in err
+    assert script.read_text() == SCRIPT
+    assert not (home.parent / "train.py.orig").exists()
+    # A stored calibration whose choice was no faster than loading in the training
+    # process (threads only, say): the same.
+    plant_store(home, ("a" * 16, "train.Slow", CHOSEN), speedup=Speedup(1.0, 0.97, 1.03))
+    assert main(["fix", "loader", str(script), "--no-verify", "--write"]) == 1
+    assert "reaches 1x: not shown faster" in capsys.readouterr().out
+    assert script.read_text() == SCRIPT
+    # An estimate under 1.03x, no interval: the same; one above is offered.
+    proof = calibration_proof(verified=False)
+    proof["gain"] = 1.01
+    low = plant_run(home.parent / "low", proof)
+    assert main(["fix", "loader", str(script), "--from", str(low), "--no-verify"]) == 1
+    assert "is under 1.03x: not shown faster" in capsys.readouterr().err
+    proof["gain"] = 1.5
+    high = plant_run(home.parent / "high", proof)
+    assert main(["fix", "loader", str(script), "--from", str(high), "--no-verify"]) == 0
+
+
+def test_a_re_measure_reaching_1x_is_not_written(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trainperf.fix.loader
+
+    script = home.parent / "train.py"
+    script.write_text(SCRIPT)
+    (home.parent / "factory.py").write_text("def make():\n    return list(range(512))\n")
+    plant_store(home, ("a" * 16, "train.Slow", CHOSEN))
+
+    def level(fix: object, dataset: object, **options: object) -> Remeasured:
+        found = SideBySide(
+            LoaderConfig(batch_size=32), CHOSEN, (10.0,) * 3, (10.5,) * 3, 4, 1.05, 0.9, 1.2
+        )
+        return Remeasured(found, agrees=False)
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(trainperf.fix.loader, "remeasure", level)
+    code = main(["fix", "loader", str(script), "--calibration", "Slow", "--dataset",
+                 f"{home.parent / 'factory.py'}:make", "--write"])  # fmt: skip
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "re-measured 1.05x (0.90x-1.2x): its interval reaches 1x" in out
+    assert "not offered: the new settings were not shown faster than the original" in out
+    assert script.read_text() == SCRIPT
+    sys.modules.pop("factory", None)
+
+
 def test_the_store_picks_the_dataset_of_the_call_or_asks(tmp_path: Path) -> None:
     from trainperf.fingerprint import environment_fingerprint
 
@@ -624,3 +689,31 @@ def test_a_calibration_of_another_dataset_is_not_written_in(
     err = capsys.readouterr().err
     assert "reads a TensorDataset, the calibration measured a slowds.SlowPages" in err
     assert script.read_text() == text
+
+
+def test_the_doctor_offers_no_loader_patch_not_shown_faster(home: Path) -> None:
+    from types import SimpleNamespace
+
+    from trainperf.doctor.patches import offer_patches
+
+    script = home.parent / "train.py"
+    script.write_text(SCRIPT)
+    findings = [SimpleNamespace(kind="input-bound")]
+    proof = calibration_proof()
+    shown = offer_patches(
+        findings,  # type: ignore[arg-type]  # only the kind is read
+        entry=str(script),
+        run=plant_run(home.parent / "faster", proof),
+        say=lambda _: None,
+    )
+    assert [(p["fix"], p["failure"]) for p in shown] == [("loader", None)]
+    assert "num_workers=2" in str(shown[0]["diff"])
+    proof["verified"] = {"speedup": 1.01, "speedup_low": 0.96, "speedup_high": 1.07, "rounds": 5}
+    (unproven,) = offer_patches(
+        findings,  # type: ignore[arg-type]
+        entry=str(script),
+        run=plant_run(home.parent / "level", proof),
+        say=lambda _: None,
+    )
+    assert (unproven["diff"], unproven["command"]) == ("", None)
+    assert str(unproven["failure"]).startswith("not offered: the calibration's gain, 1.01x")

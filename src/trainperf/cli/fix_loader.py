@@ -3,8 +3,9 @@ that builds the training loader (or where its values are configured), re-measure
 
 The diff goes to stdout, what was found and measured to stderr; ``--write`` applies it
 and keeps each original beside its file (``FILE.orig``). Exit 0 when the patch is
-offered or nothing needs to change; 1 when the re-measure finds the new settings
-slower (nothing is written); 2 for a usage error.
+offered or nothing needs to change; 1 when the new settings are not shown faster (the
+re-measure, else the calibration's gain: slower, or an interval reaching 1x; nothing is
+written); 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainperf.fix.loader import locate, plan, write_fix
+    from trainperf.fix.loader import locate, not_shown_faster, plan, write_fix
 
     if args.source and args.calibration:
         raise UsageError("--from and --calibration both choose the settings; give one of them")
@@ -130,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         remeasured = _remeasure(fix, target, args)
     slower = remeasured is not None and remeasured.side_by_side.speedup_high < 1.0
+    unproven = None if slower else not_shown_faster(fix, remeasured)
+    if unproven is not None:
+        slower = True
+        notes.append(unproven)
     written: tuple[tuple[Path, Path], ...] = ()
     if args.write and fix.changed and not slower:
         written = write_fix(fix)
@@ -236,8 +241,10 @@ def _summary(
         lines.append("  checked: the rewritten file parses and compiles")
     if remeasured is not None:
         lines.append(f"  {remeasured.describe(gain)}")
-    if slower:
+    if slower and remeasured is not None and remeasured.side_by_side.speedup_high < 1.0:
         lines.append("not offered: the new settings measured slower than the original here")
+    elif slower:
+        lines.append("not offered: the new settings were not shown faster than the original")
     elif written:
         for path, backup in written:
             lines.append(

@@ -139,6 +139,9 @@ def _loader(entry: str, run: Path, finding: str) -> JsonObject | None:
         fixed = loader.plan(located, calibrated)
     except TrainperfError as exc:
         return _failed(finding, "loader", str(exc))
+    unproven = loader.not_shown_faster(fixed, None)
+    if unproven is not None:
+        return _failed(finding, "loader", f"not offered: {unproven}")
     files_changed: list[Json] = [*sorted({shown_path(e.path, cwd) for e in fixed.edits})]
     summary: list[Json] = [
         f"{shown_path(located.path, cwd)}:{fixed.line}: {calibrated.comment()[2:]}"

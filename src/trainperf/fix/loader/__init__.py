@@ -5,6 +5,7 @@ builds the training loader, as a checked patch.
     calibrated = from_run(folder)              # or from_store(path, environment=...)
     fix = plan(located, calibrated)            # the edits and the diff; nothing written
     checked = remeasure(fix, dataset)          # as written against the original, in turns
+    why = not_shown_faster(fix, checked)       # None: shown faster (or never measured)
     write_fix(fix)                             # FILE.orig keeps the original
 
 The call is the training loader: of several ``DataLoader(...)`` (or Hugging Face
@@ -46,7 +47,13 @@ from trainperf.fix.loader.values import (
     Pointer,
     Remeasured,
 )
-from trainperf.fix.loader.verify import VERIFY_BATCHES, VERIFY_ROUNDS, remeasure, write_fix
+from trainperf.fix.loader.verify import (
+    VERIFY_BATCHES,
+    VERIFY_ROUNDS,
+    not_shown_faster,
+    remeasure,
+    write_fix,
+)
 
 __all__ = [
     "VERIFY_BATCHES",
@@ -62,6 +69,7 @@ __all__ = [
     "from_run",
     "from_store",
     "locate",
+    "not_shown_faster",
     "plan",
     "remeasure",
     "write_fix",

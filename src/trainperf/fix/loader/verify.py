@@ -76,6 +76,34 @@ def remeasure(
     return Remeasured(found, agrees)
 
 
+def not_shown_faster(fix: LoaderFix, remeasured: Remeasured | None) -> str | None:
+    """Why ``fix`` is not to be offered: the latest measurement of it (``remeasured``,
+    else the calibration's gain) does not show it faster, its interval reaching 1x or
+    lying below (a gain estimated without an interval: under ``1 + TIE``). None when it
+    is shown faster, changes nothing, or was never measured."""
+    from trainperf._stats import format_speedup
+    from trainperf.calibration.search import TIE
+
+    if not fix.changed:
+        return None
+    if remeasured is not None:
+        found = remeasured.side_by_side
+        if found.speedup_low > 1.0:
+            return None
+        shown = format_speedup(found.speedup, found.speedup_low, found.speedup_high)
+        return f"re-measured {shown}: its interval reaches 1x, the change is not shown faster"
+    gain = fix.calibrated.gain
+    if gain is None:
+        return None
+    if gain.low is not None and gain.high is not None:
+        if gain.low > 1.0:
+            return None
+        return f"the calibration's gain, {gain.short()}, reaches 1x: not shown faster"
+    if gain.value >= 1.0 + TIE:
+        return None
+    return f"the calibration's gain, {gain.short()}, is under {1 + TIE:.2f}x: not shown faster"
+
+
 def write_fix(fix: LoaderFix) -> tuple[tuple[Path, Path], ...]:
     """Write each edited file, its original kept beside it as ``FILE.orig`` (``.orig.1``,
     ... when that exists). Returns (file, copy of the original) pairs.
