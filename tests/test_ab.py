@@ -13,7 +13,7 @@ import pytest
 from _support import run_cli
 from trainperf.cli.ab import split_commands
 from trainperf.errors import UsageError
-from trainperf.monitoring.ab import MIN_STEPS, compare_rounds, segment_steps
+from trainperf.monitoring.ab import MIN_STEPS, compare_rounds, job_samples, segment_steps
 from trainperf.monitoring.interleave import order
 from trainperf.monitoring.records import Period
 
@@ -138,6 +138,23 @@ def test_split_commands() -> None:
 
 # -- the command line, with real processes -------------------------------------------
 
+
+def test_the_job_s_samples_are_summed_over_ranks_step_by_step() -> None:
+    def steps(samples: list[int | None], first: tuple[int, ...] = ()) -> list[Period]:
+        return [
+            Period("train", i, 0, float(i), 0.1, 0.0, n, first_of_epoch=i in first)
+            for i, n in enumerate(samples)
+        ]
+
+    one, other = steps([8] * 6, first=(4,)), steps([8, 8, 8, 8, 8, 3])
+    assert job_samples([one], steps=6, warmup=2) == [8, 8, 8]  # step 4 starts an epoch
+    assert job_samples([one, other], steps=6, warmup=2) == [16, 16, 11]
+    assert job_samples([one, other], steps=4, warmup=2) == [16, 16]
+    # A rank that did not record the step, or a batch of unknown size: not known.
+    assert job_samples([one, steps([8] * 4)], steps=6, warmup=2) is None
+    assert job_samples([one, steps([8, 8, 8, None, 8, 8])], steps=6, warmup=2) is None
+
+
 TRAIN = textwrap.dedent(
     """
     import sys, time
@@ -155,7 +172,8 @@ TRAIN = textwrap.dedent(
 
     model = torch.nn.Linear(8, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    for x, y in DataLoader(Slow(), batch_size=1):
+    BATCH = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    for x, y in DataLoader(Slow(), batch_size=BATCH):
         opt.zero_grad()
         torch.nn.functional.mse_loss(model(x), y).backward()
         opt.step()
@@ -211,9 +229,98 @@ def test_the_same_command_on_both_sides_is_no_faster(tmp_path: Path, train: Path
     headline, *rest = out.splitlines()
     assert headline.startswith(("no difference: ", "inconclusive: ")), out
     assert "2 rounds of 15 steps" in headline
-    assert rest[0].split() == ["round", "A", "median", "B", "median", "B/A"]
+    # Both sides know their samples: compared by throughput, per round in samples/s.
+    assert rest[0].split() == ["round", "A", "samples/s", "B", "samples/s", "B/A", "(time)"]
     assert rest[1].split()[0] == "1"
     assert rest[2].split()[0] == "2"
+
+
+@pytest.mark.slow
+def test_a_larger_batch_is_compared_by_its_throughput(tmp_path: Path, train: Path) -> None:
+    """B's step takes twice A's (4 samples of 10 ms against 1 of 20 ms) and trains
+    twice the samples a second: B is faster, not slower."""
+    py, script = sys.executable, str(train)
+    code, out, err = ab(
+        tmp_path, "--rounds", "2", "--steps", "15",
+        "--", py, script, "0.02", "1", "--", py, script, "0.01", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    headline = out.splitlines()[0]
+    assert headline.startswith("B is "), out
+    assert " faster than A in samples/s (95% interval " in headline
+    assert "the sides differ (A 1 rank, 1 sample a step; B 1 rank, 4 samples a step)" in out
+    code, out, err = ab(
+        tmp_path, "--rounds", "2", "--steps", "15", "--json",
+        "--", py, script, "0.02", "1", "--", py, script, "0.01", "4",
+    )  # fmt: skip
+    data = json.loads(out)
+    assert (data["unit"], data["verdict"]) == ("sample", "faster")
+    assert data["interval"][1] < 0.8  # B takes at most 0.8 of A's time a sample
+    segments = [s for r in data["rounds"] for s in r["segments"]]
+    per_step = {s["side"]: s["samples_per_step"] for s in segments}
+    assert per_step == {"A": 1, "B": 4}
+    # Its step itself is slower: what a comparison of step times would have called it.
+    a_step = [s["median_s"] for s in segments if s["side"] == "A"]
+    b_step = [s["median_s"] for s in segments if s["side"] == "B"]
+    assert min(b_step) > max(a_step)
+
+
+DDP_TRAIN = textwrap.dedent(
+    """
+    import time
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader, Dataset
+    from torch.utils.data.distributed import DistributedSampler
+
+    class Slow(Dataset):
+        def __len__(self):
+            return 4096
+        def __getitem__(self, i):
+            time.sleep(0.005)  # a timer: every rank waits on its own
+            return torch.ones(8), torch.zeros(1)
+
+    def main():
+        dist.init_process_group("gloo")
+        data = Slow()
+        sampler = DistributedSampler(data)
+        model = DistributedDataParallel(torch.nn.Linear(8, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        for x, y in DataLoader(data, batch_size=4, sampler=sampler):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+        dist.destroy_process_group()
+
+    if __name__ == "__main__":
+        main()
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_ranks_are_compared_with_one_by_the_whole_job_s_throughput(tmp_path: Path) -> None:
+    """Two gloo ranks each wait on their own loader as long as one rank does: the
+    step takes as long, the job trains twice the samples a second."""
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_TRAIN)
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    code, out, err = ab(
+        tmp_path, "--rounds", "2", "--steps", "20", "--json",
+        "--", *run, "--nproc-per-node=1", str(script),
+        "--", *run, "--nproc-per-node=2", str(script),
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    segments = [s for r in data["rounds"] for s in r["segments"]]
+    assert {(s["side"], s["ranks"], s["samples_per_step"]) for s in segments} == {
+        ("A", 1, 4),
+        ("B", 2, 8),
+    }
+    assert (data["unit"], data["verdict"]) == ("sample", "faster"), data
+    assert data["interval"][1] < 0.8
 
 
 @pytest.mark.parametrize(

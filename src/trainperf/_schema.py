@@ -199,7 +199,7 @@ IMPORT_COSTS: Final = Schema(
 # 2: the summary's "workers". 3: the summary's "rank_breakdown" and "sample_audit".
 REPORT: Final = Schema("report", 3)
 COMPARE: Final = Schema("comparison", 1)
-AB: Final = Schema("A/B result", 1)  # also ab.json
+AB: Final = Schema("A/B result", 2)  # also ab.json
 IMPORTS: Final = Schema("import profile", 1, legacy=("schema", 1))
 LINT_IMPORTS: Final = Schema("import lint", 1)
 STARTUP: Final = Schema("start-up timing", 1)

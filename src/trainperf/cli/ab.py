@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from trainperf._json import Json, JsonObject
-    from trainperf.monitoring.ab import AbResult
+    from trainperf.monitoring.ab import AbResult, Unit
     from trainperf.monitoring.interleave import Segment
 
 ROUNDS, MAX_ROUNDS = 4, 100
@@ -114,17 +114,72 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         status.done()
-    by_round = {(s.round, s.side): s for s in segments}
-    result = compare_rounds(
-        [(by_round[n, "A"].steady, by_round[n, "B"].steady) for n in range(1, args.rounds + 1)]
-    )
+    timed, unit = _timed(segments, args.rounds)
+    result = compare_rounds(timed, unit=unit)
     record = _record(result, segments, a=a, b=b, steps=args.steps, folder=folder)
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
     if args.json:
         emit_json(record)
     else:
-        print(render_text(result, rounds=args.rounds, steps=args.steps, folder=folder))
+        text = render_text(result, rounds=args.rounds, steps=args.steps, folder=folder)
+        shape = _shapes(segments)
+        print(text if shape is None else f"{text}\n  {shape}")
     return EXIT_OK
+
+
+def _timed(
+    segments: list[Segment], rounds: int
+) -> tuple[list[tuple[tuple[float, ...], tuple[float, ...]]], Unit]:
+    """Each round's (A, B) times, per sample of the job where every segment knows its
+    samples (a side with another batch size or rank count is then compared by
+    throughput), else per step."""
+    by_round = {(s.round, s.side): s for s in segments}
+    per_sample = {key: s.per_sample() for key, s in by_round.items()}
+    if all(times is not None for times in per_sample.values()):
+        return [
+            (per_sample[n, "A"] or (), per_sample[n, "B"] or ()) for n in range(1, rounds + 1)
+        ], "sample"
+    return [(by_round[n, "A"].steady, by_round[n, "B"].steady) for n in range(1, rounds + 1)], (
+        "step"
+    )
+
+
+def _shapes(segments: list[Segment]) -> str | None:
+    """A line saying the sides differ in ranks or samples a step, and how their step
+    times compare, when they do (their throughputs are what the verdict compares)."""
+    import statistics
+
+    def shape(side: str) -> tuple[int, float] | None:
+        mine = [s for s in segments if s.side == side]
+        counts = [n for s in mine if s.samples for n in s.samples]
+        if not counts:
+            return None
+        return max(s.ranks for s in mine), statistics.median(counts)
+
+    a, b = shape("A"), shape("B")
+    if a is None or b is None or a == b:
+        return None
+
+    def said(found: tuple[int, float]) -> str:
+        ranks, samples = found
+        return (
+            f"{ranks} rank{'' if ranks == 1 else 's'}, {samples:g} "
+            f"sample{'' if samples == 1 else 's'} a step"
+        )
+
+    steps = {
+        side: [statistics.median(s.steady) for s in segments if s.side == side and s.steady]
+        for side in ("A", "B")
+    }
+    step_ratio = (
+        f"; B's step takes {statistics.median(steps['B']) / statistics.median(steps['A']):.2f}x A's"
+        if steps["A"] and steps["B"]
+        else ""
+    )
+    return (
+        f"the sides differ (A {said(a)}; B {said(b)}): compared by the whole job's "
+        f"samples/s{step_ratio}"
+    )
 
 
 def _record(
@@ -158,12 +213,18 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
+def _rate(seconds: float | None) -> str:
+    """Seconds per sample as samples/s."""
+    return "-" if not seconds else f"{1 / seconds:,.1f}/s"
+
+
 def headline(result: AbResult, *, rounds: int, steps: int) -> str:
     """The verdict in one line, e.g. ``B is 1.52x faster than A (95% interval
     1.44x-1.61x), 4 rounds of 30 steps``."""
     from trainperf.monitoring.ab import MAX_EFFECT, MIN_ROUNDS, MIN_STEPS
 
     size = f"{rounds} rounds of {steps} steps"
+    by = " in samples/s" if result.unit == "sample" else ""
     if result.ratio is None or result.interval is None:
         used = result.used
         return (
@@ -176,15 +237,17 @@ def headline(result: AbResult, *, rounds: int, steps: int) -> str:
     effect = f"the smallest effect reported ({result.threshold:.1%})"
     if result.verdict == "faster":
         return (
-            f"B is {1 / result.ratio:.2f}x faster than A (95% interval {1 / high:.2f}x-"
+            f"B is {1 / result.ratio:.2f}x faster than A{by} (95% interval {1 / high:.2f}x-"
             f"{1 / low:.2f}x), {size}"
         )
     if result.verdict == "slower":
         return (
-            f"B is {result.ratio:.2f}x slower than A (95% interval {low:.2f}x-{high:.2f}x), {size}"
+            f"B is {result.ratio:.2f}x slower than A{by} (95% interval {low:.2f}x-{high:.2f}x), "
+            f"{size}"
         )
+    what = "time per sample" if result.unit == "sample" else "step time"
     measured = (
-        f"B's step time is {result.ratio:.3f}x A's (95% interval {low:.3f}x-{high:.3f}x), {size}"
+        f"B's {what} is {result.ratio:.3f}x A's (95% interval {low:.3f}x-{high:.3f}x), {size}"
     )
     if result.reason == "within-effect":
         return f"no difference: {measured}; any difference is below {effect}"
@@ -205,20 +268,33 @@ def render_text(result: AbResult, *, rounds: int, steps: int, folder: Path) -> s
     from trainperf.monitoring.ab import WARMUP_STEPS
 
     lines = [headline(result, rounds=rounds, steps=steps)]
-    lines.append("  round  A median    B median    B/A")
+    rates = result.unit == "sample"
+    shown = _rate if rates else _ms
+    lines.append(
+        "  round  A samples/s  B samples/s  B/A (time)"
+        if rates
+        else "  round  A median    B median    B/A"
+    )
+    width = 11 if rates else 10
     for number, stat in enumerate(result.rounds, start=1):
         ratio = "-" if stat.ratio is None else f"{stat.ratio:.3f}x"
         lines.append(
-            f"  {number:5d}  {_ms(stat.a_median_s):>10}  {_ms(stat.b_median_s):>10}  {ratio}"
+            f"  {number:5d}  {shown(stat.a_median_s):>{width}}  {shown(stat.b_median_s):>{width}}"
+            f"  {ratio}"
         )
     if result.noise_floor is not None:
         lines.append(
             f"  noise floor (A/A, odd against even rounds) {result.noise_floor:.1%}; smallest "
             f"effect reported {result.threshold:.1%}"
         )
+    per = (
+        "samples/s (the samples every rank trained in a step, over rank 0's step time)"
+        if rates
+        else "step times"
+    )
     lines.append(
-        f"  medians of each segment's steps after its first {WARMUP_STEPS} (and each epoch's "
-        f"first); records in {folder}"
+        f"  medians of each segment's {per}, steps after its first {WARMUP_STEPS} (and each "
+        f"epoch's first); records in {folder}"
     )
     return "\n".join(lines)
 

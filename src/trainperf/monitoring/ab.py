@@ -7,8 +7,12 @@ Everything here is a pure function of the segments' step times (seconds):
 * steady steps: a segment's first ``steps`` training steps, less the first
   ``WARMUP_STEPS`` (start-up, caches filling) and each epoch's first step (worker
   start-up), as :func:`trainperf.monitoring.compare.steady_steps` leaves out;
-* effect: the ratio of B's median step time to A's, per round, and over the rounds
-  their geometric mean (below 1: B is faster);
+* what is timed: seconds per sample of the whole job (rank 0's step time over the
+  samples every rank trained in that step, :func:`job_samples`), so that a side with
+  another batch size or another number of ranks is compared by its throughput; the
+  step time itself where either side's samples are not known (``unit``);
+* effect: the ratio of B's median time to A's, per round, and over the rounds their
+  geometric mean (below 1: B is faster);
 * uncertainty: a 95% bootstrap interval of that ratio that keeps the pairing: each
   resample draws rounds with replacement, then each drawn round's steps (``RESAMPLES``
   resamples, seeded, so the same inputs give the same answer). The spread between
@@ -54,7 +58,9 @@ __all__ = [
     "WARMUP_STEPS",
     "AbResult",
     "RoundStat",
+    "Unit",
     "compare_rounds",
+    "job_samples",
     "segment_steps",
 ]
 
@@ -67,6 +73,7 @@ RESAMPLES = 2000
 MAX_EFFECT = 0.25
 Verdict = Literal["faster", "slower", "no-difference"]
 Reason = Literal["interval", "within-effect", "too-wide", "too-little-data"]
+Unit = Literal["sample", "step"]  # what the compared seconds are per
 
 
 def segment_steps(
@@ -80,9 +87,37 @@ def segment_steps(
     return [p.wall_s for p in train[warmup:] if not p.first_of_epoch]
 
 
+def job_samples(
+    ranks: Sequence[Sequence[Period]], *, steps: int, warmup: int = WARMUP_STEPS
+) -> list[int] | None:
+    """The samples the whole job trained in each of the steps :func:`segment_steps`
+    keeps of ``ranks[0]``: the sum over ranks of their training step of the same index
+    (every rank stops at the same step, :mod:`trainperf.monitoring.agreement`). None
+    when a rank did not record that step or its samples (a batch of unknown size).
+
+    >>> step = lambda i, n: Period("train", i, 0, float(i), 0.1, 0.0, n)
+    >>> job_samples([[step(i, 8) for i in range(4)], [step(i, 8) for i in range(4)]],
+    ...             steps=4, warmup=2)
+    [16, 16]
+    """
+    trains = [[p for p in periods if p.kind == "train"][:steps] for periods in ranks]
+    if not trains:
+        return None
+    totals: list[int] = []
+    for index, period in enumerate(trains[0]):
+        if index < warmup or period.first_of_epoch:
+            continue
+        counts = [t[index].samples if index < len(t) else None for t in trains]
+        if any(n is None or n <= 0 for n in counts):
+            return None
+        totals.append(sum(n for n in counts if n is not None))
+    return totals
+
+
 @dataclass(frozen=True)
 class RoundStat:
-    """One round: the median steady step time (seconds) of A's and B's segment."""
+    """One round: the median steady time (seconds per step, or per sample of the job)
+    of A's and B's segment."""
 
     a_median_s: float | None
     b_median_s: float | None
@@ -116,7 +151,8 @@ class RoundStat:
 
 @dataclass(frozen=True)
 class AbResult:
-    """The verdict; ``ratio`` and ``interval`` are B's step time over A's."""
+    """The verdict; ``ratio`` and ``interval`` are B's time over A's, per ``unit``
+    (a sample of the job: B's throughput is A's over ``ratio``; or a step)."""
 
     verdict: Verdict
     reason: Reason
@@ -125,6 +161,7 @@ class AbResult:
     noise_floor: float | None
     threshold: float
     rounds: tuple[RoundStat, ...]
+    unit: Unit = "step"
 
     @property
     def inconclusive(self) -> bool:
@@ -139,6 +176,7 @@ class AbResult:
         return {
             "verdict": self.verdict,
             "reason": self.reason,
+            "unit": self.unit,
             "inconclusive": self.inconclusive,
             "ratio": self.ratio,
             "interval": list(self.interval) if self.interval else None,
@@ -166,10 +204,14 @@ def _aa_noise(medians: Sequence[float]) -> float:
 
 
 def compare_rounds(
-    rounds: Sequence[tuple[Sequence[float], Sequence[float]]], *, seed: int = 0
+    rounds: Sequence[tuple[Sequence[float], Sequence[float]]],
+    *,
+    seed: int = 0,
+    unit: Unit = "step",
 ) -> AbResult:
-    """Compare B with A from each round's steady step times, ``(a_steps, b_steps)``
-    in seconds (see :func:`segment_steps`); deterministic for a given ``seed``.
+    """Compare B with A from each round's steady times, ``(a_times, b_times)`` in
+    seconds per ``unit`` (see :func:`segment_steps`, :func:`job_samples`);
+    deterministic for a given ``seed``.
 
     >>> compare_rounds([([0.02] * 25, [0.01] * 25)] * 4).verdict
     'faster'
@@ -179,7 +221,9 @@ def compare_rounds(
     a_total = sum(len(a) for a, _ in used)
     b_total = sum(len(b) for _, b in used)
     if len(used) < MIN_ROUNDS or min(a_total, b_total) < MIN_STEPS:
-        return AbResult("no-difference", "too-little-data", None, None, None, MIN_EFFECT, stats)
+        return AbResult(
+            "no-difference", "too-little-data", None, None, None, MIN_EFFECT, stats, unit
+        )
     ratios = [r.ratio for r in stats if r.ratio is not None]
     ratio = _geometric_mean(ratios)
     interval = _interval(used, seed=seed)
@@ -201,7 +245,7 @@ def compare_rounds(
         reason = "within-effect"
     else:
         reason = "too-wide"
-    return AbResult(verdict, reason, ratio, interval, noise, threshold, stats)
+    return AbResult(verdict, reason, ratio, interval, noise, threshold, stats, unit)
 
 
 def _interval(

@@ -32,13 +32,22 @@ Side = Literal["A", "B"]
 
 @dataclass(frozen=True)
 class Segment:
-    """One segment: its steady step times (seconds, see ``segment_steps``) and record."""
+    """One segment: its steady step times (seconds, see ``segment_steps``), the samples
+    the whole job trained in each (``job_samples``; None when not known), and record."""
 
     side: Side
     round: int  # from 1
     folder: Path  # the run folder (rank 0's, under torch.distributed)
     steady: tuple[float, ...]
     recorded_steps: int  # training steps in the record, warm-up included
+    samples: tuple[int, ...] | None = None
+    ranks: int = 1
+
+    def per_sample(self) -> tuple[float, ...] | None:
+        """Seconds per sample of the job, step by step; None when samples are unknown."""
+        if self.samples is None:
+            return None
+        return tuple(s / n for s, n in zip(self.steady, self.samples, strict=True))
 
     def to_json(self) -> JsonObject:
         import statistics
@@ -47,9 +56,11 @@ class Segment:
             "side": self.side,
             "round": self.round,
             "run": str(self.folder),
+            "ranks": self.ranks,
             "recorded_steps": self.recorded_steps,
             "steady_steps": len(self.steady),
             "median_s": statistics.median(self.steady) if self.steady else None,
+            "samples_per_step": statistics.median(self.samples) if self.samples else None,
         }
 
 
@@ -82,7 +93,7 @@ def run_segments(
     code, or records no training step: one line naming the command, the round, the
     exit code and its last output line.
     """
-    from trainperf.monitoring.ab import segment_steps
+    from trainperf.monitoring.ab import job_samples, segment_steps
     from trainperf.monitoring.records import rank_folders, read_periods
 
     for side, command in commands.items():
@@ -104,7 +115,9 @@ def run_segments(
                 f"torch optimizer or DataLoader, or its Python cannot import trainperf); "
                 f"its output is in {where / LOG_FILE}"
             )
-        periods = read_periods(ranks[0] / "steps.jsonl")
+        every = [read_periods(rank / "steps.jsonl") for rank in ranks]
+        periods = every[0]
+        samples = job_samples(every, steps=steps)
         segments.append(
             Segment(
                 side=side,
@@ -112,6 +125,8 @@ def run_segments(
                 folder=ranks[0],
                 steady=tuple(segment_steps(periods, steps=steps)),
                 recorded_steps=sum(p.kind == "train" for p in periods),
+                samples=None if samples is None else tuple(samples),
+                ranks=len(ranks),
             )
         )
     return segments
