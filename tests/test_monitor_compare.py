@@ -219,3 +219,18 @@ def test_doctor_run_folders_are_compared_like_any_run(tmp_path) -> None:
     assert f"{long} against" not in few.stdout
     assert f"{short} against {long}: insufficient-data" in few.stdout
     assert f"compare needs at least {MIN_STEPS} steady steps per run" in few.stdout
+
+
+def test_a_run_that_recorded_no_step_is_one_line(tmp_path) -> None:
+    """A doctor run whose command failed before training holds only the doctor's
+    report: compare names it, rather than failing on its missing steps."""
+    write_run(tmp_path / "base", noisy(100, 0.1, seed=1))
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "doctor.json").write_text(json.dumps({"schema_version": 5, "findings": []}))
+    for args in ((failed, tmp_path / "base"), (tmp_path / "base", failed)):
+        proc = run_cli("compare", *map(str, args))
+        assert proc.returncode == 2
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert f"the run {failed} recorded no training step" in proc.stderr

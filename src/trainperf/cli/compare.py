@@ -44,13 +44,29 @@ def too_few(base_steps: int, new_steps: int) -> str:
     )
 
 
+def _steps_folder(folder: Path, name: str) -> Path:
+    """The folder of ``folder``'s training steps (rank 0's under several ranks).
+    Raises :class:`UsageError` for a run that recorded none (a doctor run whose command
+    failed before training holds only its report)."""
+    from trainperf.monitoring.records import rank_folders
+
+    ranks = rank_folders(folder)
+    if not ranks:
+        raise UsageError(
+            f"the run {name} recorded no training step (its folder {folder} holds only the "
+            "doctor's report: the command ended before training); compare two runs that "
+            "trained, e.g. trainperf compare previous last"
+        )
+    return ranks[0]
+
+
 def run(args: argparse.Namespace) -> int:
     from trainperf.cli.report import find_run
     from trainperf.monitoring.compare import compare_steps, steady_steps
-    from trainperf.monitoring.records import rank_folders, read_periods
+    from trainperf.monitoring.records import read_periods
 
     # Runs of several ranks are compared on rank 0: ranks step in lockstep.
-    base, new = (rank_folders(find_run(name))[0] for name in (args.base, args.new))
+    base, new = (_steps_folder(find_run(name), name) for name in (args.base, args.new))
     if not args.force:
         before, after = _fingerprint(base), _fingerprint(new)
         changed = [
