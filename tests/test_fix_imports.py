@@ -692,3 +692,36 @@ def test_an_executable_script_stays_executable(tmp_path: Path) -> None:
     backup = write_keeping_original(entry, "import torch\n", "pass\n")
     assert entry.stat().st_mode & 0o777 == 0o755
     assert backup.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_heavy_submodule_of_a_light_package_is_moved(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``import lightpkg.heavy`` costs its submodule's 0.3 s though ``lightpkg`` alone is
+    light: the statement is judged by what it imports (measured in a fresh interpreter),
+    and a light package's line is named in a note, not passed over in silence."""
+    from trainperf.fix import verify
+    from trainperf.startup.costs import PackageCostStore
+    from trainperf.startup.probe import resolve_target
+
+    site = tmp_path / "site"
+    (site / "lightpkg").mkdir(parents=True)
+    (site / "lightpkg" / "__init__.py").write_text("", encoding="utf-8")
+    (site / "lightpkg" / "heavy.py").write_text("import time\ntime.sleep(0.3)\n")
+    (site / "otherlight.py").write_text("VALUE = 1\n", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.syspath_prepend(str(site))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(
+        "import lightpkg.heavy\nimport otherlight\n\n\ndef main():\n"
+        "    return lightpkg.heavy, otherlight.VALUE\n",
+        encoding="utf-8",
+    )
+    store = PackageCostStore(tmp_path / "import_costs.json", "fp")
+    target = resolve_target(str(project / "train.py"), None, cwd=project)
+    result = verify.fix_imports(target, cost_of=store.get, threshold_s=0.1, verify=False)
+    assert [(c.line, c.action, c.into) for c in result.plan.changes] == [(1, "moved", ("main",))]
+    assert store.get("lightpkg").cost_s < 0.1 <= store.get("lightpkg.heavy").cost_s
+    assert any(
+        "each importing in under 0.1 s alone: line 2 (import otherlight)" in note
+        for note in result.notes
+    ), result.notes

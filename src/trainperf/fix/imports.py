@@ -79,6 +79,8 @@ class FilePlan:
     fixed: str
     changes: list[ImportChange] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
+    # Module-level imports of third-party packages none of which is heavy: (line, code).
+    light: list[tuple[int, str]] = field(default_factory=list)
 
     def without(self, lines: Iterable[int]) -> str:
         """The file rewritten with every change but those on ``lines`` (to measure what
@@ -144,12 +146,13 @@ def plan_file(
 
     ``loads(path, line, module)``: the top-level packages the statement on ``line``
     imports by importing ``module`` (absolute, dotted) -- itself or through the user's
-    modules -- and all those it loads; ``heavy(package)``: whether a package is heavy
-    (asked of the first set only). A statement is rewritten only for heavy packages that nothing
-    left at import time loads anyway. ``later(path, line, module)``: where the program
-    imports ``module`` again after start-up (``"file:line"``), or None. ``style``:
-    ``move`` (into the
-    functions that use it, or removed), ``lazy`` (bound in place through
+    modules -- and all those it loads; ``heavy(module)``: whether importing a package of
+    the first set alone is heavy, or (for a light package) the dotted module the
+    statement names (``scipy.linalg``, ``PIL.Image``). A statement is rewritten only for
+    heavy packages that nothing left at import time loads anyway. ``later(path, line,
+    module)``: where the program imports ``module`` again after start-up
+    (``"file:line"``), or None. ``style``: ``move`` (into the functions that use it, or
+    removed), ``lazy`` (bound in place through
     :func:`trainperf.lazy_import`, for ``import x`` forms; the others moved),
     ``pep810`` (``lazy import`` statements: Python 3.15), ``lazy-modules`` (listed in
     ``__lazy_modules__``, which Python 3.15 reads and older versions ignore).
@@ -177,6 +180,7 @@ def plan_file(
     decisions: dict[int, _Decision] = {}
     loaded: dict[int, set[str]] = {}  # line -> packages its statement loads
     wanted: dict[int, set[str]] = {}  # line -> the heavy ones
+    light: list[tuple[int, str]] = []
     for statement, guard in _module_level_imports(module):
         if guard == "type-checking":
             continue  # never imported at run time
@@ -184,13 +188,20 @@ def plan_file(
         imports = [s for s in statement.body if isinstance(s, cst.Import | cst.ImportFrom)]
         absolute = [name for node in imports for name in _absolute(node, path)]
         direct: set[str] = set()
+        heavier: set[str] = set()  # light packages whose submodule named here is heavy
         loaded[line] = set()
         for name in [*absolute, *(n for node in imports for n in _submodules(node, path))]:
             imported, everything = loads(path, line, name)
             direct |= imported
             loaded[line] |= everything
-        wanted[line] = {p for p in direct if heavy(p)}
+            top = name.partition(".")[0]
+            if "." in name and top in imported and not heavy(top) and heavy(name):
+                heavier.add(top)  # `import scipy.linalg` costs more than `import scipy`
+        wanted[line] = {p for p in direct if heavy(p)} | heavier
         if not wanted[line]:
+            if direct:
+                code = module.code_for_node(statement.with_changes(leading_lines=())).strip()
+                light.append((line, code))
             continue
         if style == "lazy-modules" and set(absolute) <= context.lazy_modules:
             continue  # listed already
@@ -234,6 +245,7 @@ def plan_file(
     keep = {line for line, d in decisions.items() if d.action is not None}
     plan = FilePlan(path, source, _rewrite(source, path, decisions, keep) if keep else source)
     plan._decisions = decisions
+    plan.light = light
     for d in sorted(decisions.values(), key=lambda d: d.line):
         if d.action is None:
             plan.refusals.append(Refusal(d.line, d.statement, d.module, d.why))

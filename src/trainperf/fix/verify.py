@@ -227,6 +227,12 @@ def fix_imports(
 
     plan = plan_file(entry, loads=loads, heavy=heavy, later=later, style=style)
     result = ImportsFix(target, plan)
+    if plan.light:
+        lines = ", ".join(f"line {line} ({code})" for line, code in plan.light)
+        result.notes.append(
+            f"left as they are, each importing in under {threshold_s:g} s alone: {lines}; "
+            "a smaller --threshold weighs them too"
+        )
     if style == "lazy-modules" and plan.changes and sys.version_info < (3, 15):
         result.notes.append(
             "__lazy_modules__ is read from Python 3.15 on: on this Python the listed imports "

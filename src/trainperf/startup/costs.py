@@ -92,7 +92,9 @@ class PackageCostStore:
             return {}, False
 
     def get(self, package: str) -> PackageInfo:
-        key = f"{package}=={_version(package)}"
+        """What importing ``package`` alone costs: a top-level package, or a dotted module
+        (``scipy.linalg``: its package included), measured once per version."""
+        key = f"{package}=={_version(package.partition('.')[0])}"
         cached = self._data.get(key)
         if isinstance(cached, dict) and isinstance(cached.get("cost_s"), int | float):
             loads = cached.get("loads")
