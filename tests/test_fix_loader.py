@@ -140,12 +140,13 @@ def test_a_plain_script_gets_the_settings_runs_and_a_second_fix_changes_nothing(
     assert (tmp_path / "train.py.orig").read_text() == SCRIPT
     text = script.read_text()
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "DataLoader(dataset" in t)
+    # pin_memory=False is DataLoader's default, and prefetch_factor=2 its default with
+    # workers: neither is written.
     assert call_keywords(script, line) == {
         "batch_size": 32,
         "num_workers": 2,
         "persistent_workers": True,
-        "prefetch_factor": 2,
-    }  # pin_memory=False is DataLoader's default: not written
+    }
     assert text.splitlines()[line - 1].endswith(
         f"# trainperf fix loader {DATE}: 2.5x measured (2.1x-2.9x)"
     )
@@ -269,9 +270,8 @@ def test_training_arguments_get_their_dataloader_fields(tmp_path: Path) -> None:
         "output_dir": "out",
         "dataloader_num_workers": 2,
         "dataloader_persistent_workers": True,
-        "dataloader_prefetch_factor": 2,
         "dataloader_pin_memory": False,  # the Trainer pins by default
-    }
+    }  # prefetch_factor=2 is what the Trainer's DataLoader takes with workers: not written
 
 
 def _written(folder: Path, text: str) -> Path:
@@ -303,7 +303,9 @@ ARGPARSE = textwrap.dedent(
 def test_an_argparse_default_is_rewritten_and_the_call_keeps_reading_it(tmp_path: Path) -> None:
     path = tmp_path / "train.py"
     path.write_text(ARGPARSE)
-    fix = plan(locate(path), calibrated())
+    deeper = calibrated(CHOSEN.replace(prefetch_factor=4))
+    assert "prefetch_factor" not in plan(locate(path), calibrated()).edits[0].after  # 2: default
+    fix = plan(locate(path), deeper)
     after = fix.edits[0].after.splitlines()
     assert after[7] == (
         '    parser.add_argument("--num-workers", type=int, default=2, help="loader processes")'
@@ -313,12 +315,12 @@ def test_an_argparse_default_is_rewritten_and_the_call_keeps_reading_it(tmp_path
     assert "num_workers=args.num_workers" in call
     # What needs workers holds for any value given on the command line, 0 included.
     assert "persistent_workers=args.num_workers > 0" in call
-    assert "prefetch_factor=2 if args.num_workers > 0 else None" in call
+    assert "prefetch_factor=4 if args.num_workers > 0 else None" in call
     assert (fix.changes[0].line, fix.changes[0].argument) == (8, "default of --num-workers")
     assert fix.original.num_workers == 0
     assert fix.written.num_workers == 2
     path.write_text(fix.edits[0].after)
-    assert not plan(locate(path), calibrated()).changed
+    assert not plan(locate(path), deeper).changed
 
 
 def digits_copy(tmp_path: Path) -> Path:
@@ -360,7 +362,7 @@ def test_a_hydra_value_is_pointed_at_and_edited_on_its_yaml_line(
 
     assert OmegaConf.load(memory).num_workers == 2
     compile(data.read_text(), str(data), "exec")
-    assert "prefetch_factor=2 if config.num_workers > 0 else None" in data.read_text()
+    assert "prefetch_factor=2" not in data.read_text()  # its default with workers
     assert main(["fix", "loader", str(data), "--no-verify"]) == 0
     assert "nothing to change" in capsys.readouterr().out
 

@@ -13,8 +13,9 @@ The call is the training loader: of several ``DataLoader(...)`` (or Hugging Face
 function says *train*, else the first, unless ``line`` picks one. Its ``num_workers``,
 ``persistent_workers``, ``prefetch_factor`` and ``pin_memory`` (the ``dataloader_*``
 fields of ``TrainingArguments``) are written as literals: a literal is replaced, a
-missing argument added, ``prefetch_factor`` and ``persistent_workers=True`` only with
-workers (DataLoader raises otherwise). A value read from a configuration is not
+missing argument added unless its default is the value (``prefetch_factor=2`` with
+workers), ``prefetch_factor`` and ``persistent_workers=True`` only with workers
+(DataLoader raises otherwise). A value read from a configuration is not
 overwritten but traced to where it is set: an ``argparse`` default or a constant of the
 same file is rewritten, a key of a Hydra/OmegaConf YAML file near it is edited on its
 line (and its override printed), a function parameter is pointed at. Each changed line

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 
 _SETTINGS = ("num_workers", "persistent_workers", "prefetch_factor", "pin_memory")
+DEFAULT_PREFETCH = 2  # DataLoader's prefetch_factor when it has workers and none is given
 # DataLoader's positional parameters among the settings (its signature's order).
 _POSITIONAL = {"num_workers": 5, "pin_memory": 7, "multiprocessing_context": 11}
 _NAMES: dict[Kind, dict[str, str]] = {
@@ -89,7 +90,7 @@ def plan(located: Located, calibrated: Calibrated) -> LoaderFix:
     # Workers read from a configuration may be 0 there, where DataLoader raises on a
     # prefetch_factor or persistent workers: what needs workers is added guarded.
     guard = None if workers_code is None else f"{workers_code} > 0"
-    prefetch = (config.prefetch_factor or 2) if workers else None
+    prefetch = (config.prefetch_factor or DEFAULT_PREFETCH) if workers else None
     planner.setting(
         "persistent_workers",
         config.persistent_workers,
@@ -100,7 +101,7 @@ def plan(located: Located, calibrated: Calibrated) -> LoaderFix:
     planner.setting(
         "prefetch_factor",
         prefetch,
-        add=workers > 0,
+        add=workers > 0 and prefetch != DEFAULT_PREFETCH,  # what a missing one is then
         guarded=None if guard is None else f"{prefetch} if {guard} else None",
     )
     planner.setting("pin_memory", config.pin_memory)
