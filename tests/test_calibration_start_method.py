@@ -417,6 +417,10 @@ def test_a_loader_only_calibration_shows_its_budget_and_the_optimum_beyond_it(
     assert "CPU budget: 2 CPUs: 1 kept for the training step (no step given" in text
     assert "loader-only optimum (no CPU kept for a training step): " in text
     assert "paste: DataLoader(dataset, batch_size=16, num_workers=" in text
+    # The run's epochs were not given: said once, with the flag and the argument.
+    assert text.count("assumed") >= 1
+    assert text.count("--epochs N (epochs=N in Python)") == 1
+    assert f"  epochs: {DEFAULT_EPOCHS} assumed, the run's count not given" in text
     again = Calibration.from_json(json.loads(json.dumps(result.to_json())))
     assert again.to_json() == result.to_json()
 

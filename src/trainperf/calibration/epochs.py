@@ -96,7 +96,7 @@ class EpochPlan:
         return cls(epochs, batches, count_given=True, persistent=persistent)
 
     def describe(self) -> str:
-        assumed = "" if self.count_given else " (assumed; say how many with epochs=N)"
+        assumed = "" if self.count_given else " (assumed)"  # the calibration's text says how
         return f"{self.count} epochs{assumed} of {self.batches} batches"
 
     def to_json(self) -> JsonObject:

@@ -62,6 +62,12 @@ def render_calibration(result: Calibration) -> str:
             out.append(line)
     for note in result.skipped:
         out.append(f"  not measured: {note}")
+    plan = result.epochs
+    if plan is not None and not plan.count_given:
+        out.append(
+            f"  epochs: {plan.count} assumed, the run's count not given: worker start-ups "
+            "are weighed over the real run with --epochs N (epochs=N in Python)"
+        )
     out.append(f"  took {result.elapsed_s:.1f} s")
     return "\n".join(out)
 
