@@ -54,7 +54,7 @@ def test_monitors_a_script_and_passes_its_output_and_exit_code_through(tmp_path)
     assert step["kind"] == "input-bound"
     assert step["share_low"] > 0.5
     assert "\nverdict: step input-bound (" in proc.stderr
-    finding = r"\n  input-bound( \[\w+ confidence\])?: data_wait_share_of_step="
+    finding = r"\n  input-bound( \[\w+ confidence\])?: data wait share of step \d+%"
     assert re.search(finding, proc.stderr)
     periods = read_periods(out / "steps.jsonl")
     assert [p.kind for p in periods] == ["train"] * 200

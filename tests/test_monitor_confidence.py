@@ -124,6 +124,25 @@ def test_the_tail_the_median_hides_is_a_finding() -> None:
     assert summary.to_json()["verdict"]["tail"]["every"] == 10
 
 
+def test_a_warm_up_is_not_a_slow_steps_finding_but_a_slow_stretch_is() -> None:
+    # The first 12 of 60 steps take four times the rest: lazy initialisation, caches
+    # filling. A stopped or short run over-weighs them; a longer one amortises them.
+    warm = [(0.2 if i < 12 else 0.05, 0.0) for i in range(60)]
+    summary = summarize(loop(warm), cpus=2.0)
+    assert summary.tail is not None
+    assert summary.tail.slow_share > 0.3  # the tail is there...
+    assert all(f.kind != "slow-steps" for f in summary.findings)  # ...and is no finding
+    # The same 12 slow steps in the middle of the run: a slow stretch, named, and not
+    # as a period of one step.
+    middle = [(0.2 if 30 <= i < 42 else 0.05, 0.0) for i in range(60)]
+    summary = summarize(loop(middle), cpus=2.0)
+    assert summary.tail is not None
+    assert summary.tail.every is None
+    (finding,) = [f for f in summary.findings if f.kind == "slow-steps"]
+    assert "at irregular steps" in finding.fix
+    assert "every 1 steps" not in finding.fix
+
+
 def test_an_even_run_has_no_slow_steps_finding() -> None:
     summary = summarize(loop([(0.05, 0.0)] * 60), cpus=2.0)
     assert all(f.kind != "slow-steps" for f in summary.findings)

@@ -54,6 +54,7 @@ from trainperf.doctor.child import (
 )
 from trainperf.doctor.report import DoctorFinding, GainSource
 from trainperf.monitoring.analyze import INPUT_SHARE, NOT_CONFIRMED
+from trainperf.monitoring.render import describe_evidence
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -451,7 +452,7 @@ def thread_finding(summary: RunSummary, proofs: Sequence[JsonObject]) -> DoctorF
     proof = next(iter(_proofs(proofs, "calibration", "training")), None)
     if found is None or proof is None or "error" in proof or "skipped" in proof:
         return None
-    evidence = [f"{k}={v:.3g}" for k, v in found.evidence.items()]
+    evidence = describe_evidence(found.evidence)
     text, _, chosen = _calibration_text(proof)
     evidence.append(text)
     checked = proof.get("verified")
@@ -798,7 +799,7 @@ def worker_startup_finding(
     finding = next((f for f in summary.findings if f.kind == "worker-startup"), None)
     if finding is None:
         return None, ""
-    evidence = [f"{k}={v:.3g}" for k, v in finding.evidence.items()]
+    evidence = describe_evidence(finding.evidence)
     made = DoctorFinding(
         kind=finding.kind,
         title="DataLoader workers start again every epoch or pass",
@@ -991,7 +992,7 @@ def compose(
                 continue
             measured = finding.gain.startswith("measured")
             fix = finding.fix
-            evidence = [f"{k}={v:.3g}" for k, v in finding.evidence.items()]
+            evidence = describe_evidence(finding.evidence)
             if finding.kind == "worker-memory" and memory_note:
                 evidence.append(f"the doctor's shorter replay: {memory_note}")
             if finding.kind == "startup-bound":
@@ -1028,7 +1029,7 @@ def audit_finding(finding: Finding, summary: RunSummary) -> DoctorFinding:
     return DoctorFinding(
         kind=finding.kind,
         title=str(said.get("title") or finding.kind.replace("-", " ")),
-        evidence=tuple(evidence or (f"{k}={v:.3g}" for k, v in finding.evidence.items())),
+        evidence=tuple(evidence or describe_evidence(finding.evidence)),
         fix=finding.fix,
         gain=finding.gain,
         gain_source="estimated",

@@ -839,7 +839,12 @@ def _tail(steady: Sequence[Period]) -> Tail | None:
         slow_share=slow_s / total if total else 0.0,
         slow_data_wait_share=sum(p.data_wait_s for p in slow) / slow_s if slow_s else 0.0,
         # Most slow steps this many steps apart: a periodic cost (a flush, a log line).
-        every=gap if len(slow) >= 3 and count >= PERIODIC_SHARE * sum(gaps.values()) else None,
+        # (Consecutive slow steps are a slow stretch, not a period of one step.)
+        every=(
+            gap
+            if gap >= 2 and len(slow) >= 3 and count >= PERIODIC_SHARE * sum(gaps.values())
+            else None
+        ),
         excess_share=(slow_s - len(slow) * median) / total if total else 0.0,
     )
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from trainperf._json import JsonObject
     from trainperf.monitoring.analyze import RunSummary
 
 __all__ = [
     "confidence_words",
     "describe_audit",
+    "describe_evidence",
     "describe_ranks",
     "describe_verdict",
     "describe_workers",
@@ -68,12 +71,46 @@ def render_summary(summary: RunSummary, *, title: str, finished: bool = True) ->
     out.append(f"verdict: {verdict[0]}")
     out += [f"  {line}" if not line.startswith(" ") else line for line in verdict[1:]]
     for finding in summary.findings:
-        evidence = ", ".join(f"{k}={v:.3g}" for k, v in finding.evidence.items())
+        evidence = ", ".join(describe_evidence(finding.evidence))
         sure = "" if finding.confidence == "high" else f" [{finding.confidence} confidence]"
         out.append(f"  {finding.kind}{sure}: {evidence}")
         out.append(f"    fix: {finding.fix}")
         out.append(f"    gain: {finding.gain}")
     return "\n".join(out)
+
+
+def describe_evidence(evidence: Mapping[str, float]) -> list[str]:
+    """A finding's evidence in words, one phrase a key, by the keys' conventions:
+    ``mean_step_s=1.42`` -> ``mean step 1.42 s``, ``slow_share_of_training=0.803`` ->
+    ``slow share of training 80%``, ``*_bytes`` in MiB or GiB, counts as integers.
+
+    >>> describe_evidence({"mean_step_s": 0.0042, "slow_steps": 22.0, "slow_share": 0.8})
+    ['mean step 4.2 ms', 'slow steps 22', 'slow share 80%']
+    """
+    said = []
+    for key, value in evidence.items():
+        words = key.replace("_", " ")
+        if key.endswith("_s"):
+            said.append(f"{words[:-2]} {_duration(value)}")
+        elif key.endswith("_bytes"):
+            gib = value / 2**30
+            size = f"{gib:.2f} GiB" if gib >= 1 else f"{value / 2**20:.1f} MiB"
+            said.append(f"{words[:-6]} {size}")
+        elif "share" in key or key.endswith("_percent"):
+            said.append(f"{words} {value:.0%}" if "share" in key else f"{words[:-8]} {value:.0f}%")
+        elif float(value).is_integer():
+            said.append(f"{words} {int(value)}")
+        else:
+            said.append(f"{words} {value:.3g}")
+    return said
+
+
+def _duration(seconds: float) -> str:
+    if abs(seconds) < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if abs(seconds) < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
 
 
 def describe_ranks(data: JsonObject) -> list[str]:

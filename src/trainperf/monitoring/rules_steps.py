@@ -36,6 +36,8 @@ __all__ = [
     "LOOP_SHARE",
     "MIN_BLOCK_S",
     "MIN_RISE_S",
+    "WARM_UP_SHARE",
+    "WARM_UP_SPAN",
     "Drift",
     "checkpoint_stall",
     "epoch_start_spike",
@@ -67,6 +69,9 @@ DRIFT_RATIO = 1.3
 # in the run fitted a 1.7x rise: under a millisecond a rise is the machine's, not a cost.
 MIN_RISE_S = 0.001
 MIN_GROWTH = 0.02  # a line named as growing gained at least this share of a step
+# Slow steps that are a warm-up: this share of them in the first WARM_UP_SPAN of the steps.
+WARM_UP_SHARE = 0.8
+WARM_UP_SPAN = 1 / 3
 # Loop overhead: the loop's own work takes LOOP_SHARE of the steps; fewer than
 # CONFIDENT_SAMPLES stack samples in the steps make it a low-confidence finding.
 LOOP_SHARE = 0.10
@@ -84,10 +89,14 @@ CHECKPOINT_SHARE = 0.05  # of the run
 def slow_steps(records: RunRecords) -> list[Finding]:
     """A run whose mean step is far above its median: name the slow steps, whatever the
     median step's verdict (steps ``SLOW_STEP`` times the median, when the mean is
-    ``TAIL_RATIO`` times the median and they take ``SLOW_SHARE`` of training)."""
+    ``TAIL_RATIO`` times the median and they take ``SLOW_SHARE`` of training). Slow
+    steps that are the run's warm-up (:func:`_warming_up`) and do not wait for data are
+    not named: a longer run amortises them."""
     tail, step, conditions = records.tail, records.step, records.conditions
     if tail is None or tail.slow_share < SLOW_SHARE or tail.mean_s < TAIL_RATIO * tail.median_s:
         return []
+    if tail.slow_data_wait_share < INPUT_SHARE and _warming_up(records.decided, tail.median_s):
+        return []  # the run's first steps: a warm-up a longer run amortises, nothing to fix
     when = f"mostly every {tail.every} steps" if tail.every else "at irregular steps"
     if tail.slow_data_wait_share >= INPUT_SHARE and step.kind == "input-bound":
         return []  # the steps wait for data, slow or not: the input-bound finding says it
@@ -129,6 +138,16 @@ def slow_steps(records: RunRecords) -> list[Finding]:
             step.reasons,
         )
     ]
+
+
+def _warming_up(steps: Sequence[Period], median_s: float) -> bool:
+    """Whether the slow steps (over ``SLOW_STEP`` x ``median_s``) are the run's first:
+    at least ``WARM_UP_SHARE`` of them within its first ``WARM_UP_SPAN`` of steps, the
+    lazy initialisation, allocator and caches that a short (or stopped) run over-weighs.
+    """
+    slow = [i for i, p in enumerate(steps) if p.wall_s > SLOW_STEP * median_s]
+    early = sum(i < WARM_UP_SPAN * len(steps) for i in slow)
+    return bool(slow) and early >= WARM_UP_SHARE * len(slow)
 
 
 @rule(
