@@ -38,6 +38,7 @@ def test_a_deferral_its_re_timing_did_not_confirm_is_set_aside() -> None:
     assert finding is None
     assert said.startswith("nothing worth deferring")
     assert "0.04 s faster (2.04 s predicted)" in said
+    assert "names each line it cannot move, and why" in said  # where to find the cause
 
 
 def test_imports_a_script_needs_before_its_first_step_are_not_advised() -> None:
