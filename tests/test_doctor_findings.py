@@ -161,7 +161,7 @@ def test_thread_oversubscription_takes_the_gain_its_end_to_end_calibration_measu
     found = thread_finding(summary, [_calibration_proof("end-to-end", 1.5, 1.3)])
     assert found is not None
     assert found.gain_source == "measured"
-    assert found.fix.startswith("set num_workers=0 main_threads=2 (calibrated)")
+    assert found.fix.startswith("set num_workers=0 and torch.set_num_threads(2) (calibrated)")
     assert found.speedup == 1.5
     (listed,) = [
         f

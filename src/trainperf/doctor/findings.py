@@ -580,20 +580,34 @@ def _workers_override(proof: JsonObject) -> str:
     return f"data.num_workers={workers}"
 
 
+_THREAD_CALLS = {
+    "main_threads": "torch.set_num_threads({})",
+    "interop_threads": "torch.set_num_interop_threads({})",
+    "worker_threads": "{} thread(s) in each worker",
+}
+
+
+def _settings_words(chosen: JsonObject) -> str:
+    """A calibrated configuration as the user sets it: the DataLoader's arguments, then
+    the thread settings as the calls that make them (``num_workers=2
+    persistent_workers=True and torch.set_num_threads(1)``)."""
+    loader = " ".join(
+        f"{k}={v}"
+        for k, v in chosen.items()
+        if v is not None and v is not False and k != "batch_size" and k not in _THREAD_CALLS
+    )
+    threads = [
+        call.format(chosen[k]) for k, call in _THREAD_CALLS.items() if chosen.get(k) is not None
+    ]
+    return " and ".join([loader, *threads] if loader else threads) or "?"
+
+
 def _calibration_text(proof: JsonObject) -> tuple[str, float | None, str | None]:
     calibration = proof.get("calibration")
     if not isinstance(calibration, dict):
         return "calibration gave no result", None, None
     chosen = calibration.get("chosen")
-    described = (
-        " ".join(
-            f"{k}={v}"
-            for k, v in chosen.items()
-            if v is not None and v is not False and k != "batch_size"
-        )
-        if isinstance(chosen, dict)
-        else "?"
-    )
+    described = _settings_words(chosen) if isinstance(chosen, dict) else "?"
     candidates = objects(calibration.get("candidates"))
     measured = [c for c in candidates if isinstance(c.get("samples_per_s"), int | float)]
     base = _float(proof, "baseline_samples_per_s")
