@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -705,3 +706,14 @@ def test_the_doctor_offers_no_loader_patch_not_shown_faster(home: Path) -> None:
     )
     assert (unproven["diff"], unproven["command"]) == ("", None)
     assert str(unproven["failure"]).startswith("not offered: the calibration's gain, 1.01x")
+
+
+def test_more_workers_than_cpus_are_said_to_make_dataloader_warn(tmp_path: Path) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT)
+    cpus = len(os.sched_getaffinity(0))
+    many = plan(locate(path), calibrated(CHOSEN.replace(num_workers=cpus + 2)))
+    (note,) = [n for n in many.notes if "it will warn" in n]
+    assert note.startswith(f"num_workers={cpus + 2} is more than the {cpus} CPUs DataLoader")
+    few = plan(locate(path), calibrated(CHOSEN.replace(num_workers=1)))
+    assert not any("it will warn" in n for n in few.notes)

@@ -109,6 +109,14 @@ def plan(located: Located, calibrated: Calibrated) -> LoaderFix:
     planner.threads()
     planner.unwritten()
     site = located.site
+    cpus = _cpus_torch_counts()
+    if workers > cpus:
+        edits.notes.append(
+            f"num_workers={workers} is more than the {cpus} CPUs DataLoader counts here, so "
+            "it will warn that it creates more workers than suggested: the calibration "
+            "measured this many faster (workers that wait on storage or a network share "
+            "CPUs well)"
+        )
     if site.batch_size is not None and site.batch_size != config.batch_size:
         edits.notes.append(
             f"the call has batch_size={site.batch_size}, the calibration measured "
@@ -543,6 +551,17 @@ def _configs(config: LoaderConfig, edits: _Edits) -> tuple[LoaderConfig, LoaderC
         )
 
     return build(edits.original), build(edits.written)
+
+
+def _cpus_torch_counts() -> int:
+    """The CPUs DataLoader weighs ``num_workers`` against before it warns: those this
+    process may run on (torch's ``_check_worker_number_rationality``)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform: torch counts all CPUs
+        return os.cpu_count() or 1
 
 
 def _positive(value: object) -> int | None:
