@@ -197,7 +197,9 @@ def render_text(report: DoctorReport, *, html_path: str | None = None) -> str:
     rows.append(("run", describe_run(data)))
     shares = data.get("shares")
     if isinstance(shares, dict):
-        rows.append(("time", ", ".join(f"{k} {v:.0%}" for k, v in shares.items())))
+        # Shares of the run's wall time; the verdict's shares are of the median step.
+        said = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in shares.items())
+        rows.append(("time", f"of the whole run: {said}"))
     conditions = data.get("conditions")
     if isinstance(conditions, dict):
         state = "contended" if conditions.get("contended") else "quiet"

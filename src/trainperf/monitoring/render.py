@@ -327,7 +327,7 @@ def describe_anatomy(data: JsonObject) -> list[str]:
         for name, value in shares.items()
         if isinstance(value, int | float) and value >= 0.005
     ]
-    out = [f"step time: {', '.join(parts)} ({anatomy.get('samples')} stack samples)"]
+    out = [f"step time, by {anatomy.get('samples')} stack samples: {', '.join(parts)}"]
     lines = anatomy.get("lines")
     loop = (
         [x for x in lines if isinstance(x, dict) and x.get("phase") == "loop"]
