@@ -258,3 +258,40 @@ def test_datasets_it_cannot_sample(tmp_path) -> None:
         calibrate(Stream(), batch_size=2, home=tmp_path)
     with pytest.raises(UsageError, match="the dataset is empty"):
         calibrate(TensorDataset(torch.ones(0, 2)), batch_size=2, home=tmp_path)
+
+
+def _abort_on_exit(worker_id: int) -> None:
+    """A worker that aborts on its way out (SIGABRT as it exits, once told to stop)."""
+    import multiprocessing.util
+    import os
+    import signal
+
+    multiprocessing.util.Finalize(None, os.kill, (os.getpid(), signal.SIGABRT), exitpriority=10)
+
+
+def test_a_worker_that_dies_as_it_is_stopped_ends_the_trial_quietly() -> None:
+    """torch's SIGCHLD handler raises for such a worker inside the iterator's __del__,
+    where nothing can catch it; the trials stop their workers themselves first."""
+    import sys
+
+    from torch.utils.data import DataLoader
+
+    from trainperf.calibration.trials import shut_down
+
+    caught: list[object] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = caught.append
+    try:
+        loader = DataLoader(
+            list(range(64)), batch_size=4, num_workers=2, worker_init_fn=_abort_on_exit
+        )
+        iterator = iter(loader)
+        assert next(iterator).tolist() == [0, 1, 2, 3]
+        shut_down(iterator)  # the workers abort on their way out: taken as the end
+        del iterator
+        import gc
+
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert caught == []

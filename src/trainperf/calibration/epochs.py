@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from trainperf._json import as_object, opt_float, req_int
-from trainperf.calibration.trials import _TOO_MANY, stop_workers, warmup_batches
+from trainperf.calibration.trials import _TOO_MANY, shut_down, stop_workers, warmup_batches
 from trainperf.errors import RecordError, UsageError
 
 if TYPE_CHECKING:
@@ -243,7 +243,8 @@ def measure_restart(
                 firsts.append(first or 0.0)
                 whole.append(clock() - began)
         finally:
-            del iterator, loader  # the persistent workers stop here
+            shut_down(iterator)  # the persistent workers stop here
+            del iterator, loader
     steady = count * config.batch_size / samples_per_s
     return Restart(
         first_batch_s=firsts[0],
@@ -305,4 +306,5 @@ def time_epochs(
                 return math.inf
             raise
         finally:
-            del iterator, loader  # persistent workers stop here, untimed
+            shut_down(iterator)  # persistent workers stop here, untimed
+            del iterator, loader

@@ -26,6 +26,7 @@ the advice gets.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import statistics
 import warnings
@@ -46,10 +47,13 @@ __all__ = [
     "Trial",
     "TrialPlan",
     "run_trial",
+    "shut_down",
     "stop_workers",
     "warmup_batches",
     "window",
 ]
+
+logger = logging.getLogger("trainperf.calibrate")
 
 MAX_EXTEND = 64
 # torch's warning when a DataLoader has more workers than CPUs.
@@ -269,7 +273,8 @@ def run_trial(
             first_batch_s=first_batch_s,
         )
     finally:
-        del iterator  # shuts the workers down
+        shut_down(iterator)
+        del iterator
     share = fetch_cpu / fetch_wall if config.num_workers == 0 and fetch_wall > 0 else None
     return Trial(
         config,
@@ -285,6 +290,23 @@ def run_trial(
         first_batch_s=first_batch_s,
         warmup_s=warmup_s,
     )
+
+
+def shut_down(iterator: object) -> None:
+    """Stop a loader iterator's workers now, as dropping it would, and take a worker
+    that dies as it is told to stop for what it is: the trial's batches were all in.
+    Left to the iterator's ``__del__``, such a death (seen on a busy machine: a worker
+    aborting as it exits, ``terminate called without an active exception``) makes
+    torch's SIGCHLD handler raise inside ``__del__``, where nothing can catch it. Torch
+    forgets the workers whatever happens in its shutdown, so nothing raises later.
+    Never raises."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is None:
+        return  # no workers (num_workers=0), or another torch: dropping it will do
+    try:
+        shutdown()
+    except Exception as exc:  # a worker that died on its way out: nothing is lost
+        logger.debug("a DataLoader worker died as it was stopped: %s", exc)
 
 
 def stop_workers(iterator: object) -> None:

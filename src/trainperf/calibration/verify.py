@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from trainperf._json import as_object, req_float, req_int, req_list
 from trainperf.calibration.config import LoaderConfig
 from trainperf.calibration.speedup import CONFIDENCE, speedup_interval
-from trainperf.calibration.trials import _TOO_MANY, warmup_batches
+from trainperf.calibration.trials import _TOO_MANY, shut_down, warmup_batches
 from trainperf.errors import RecordError, UsageError
 
 if TYPE_CHECKING:
@@ -199,7 +199,8 @@ def _turn(
                     step(batch)
             seconds = clock() - started
         finally:
-            del iterator, loader  # the workers stop here, persistent ones too, untimed
+            shut_down(iterator)  # the workers stop here, persistent ones too, untimed
+            del iterator, loader
     if not seconds > 0:
         raise UsageError(
             f"the clock did not advance over {batches} batches ({seconds!r} s); pass a "
