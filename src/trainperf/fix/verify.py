@@ -49,6 +49,9 @@ _TIMED_OUT = -9
 # A patch must save this much import time (and its interval clear 1x) to be offered:
 # less is an interpreter's start-up noise, not what the rewrite did.
 MIN_SAVING_S = 0.05
+# ... and this share of the import: two imports of the same code, interleaved, differ by
+# a few percent on a busy machine, more than an interval over a few rounds shows.
+MIN_SAVING_SHARE = 0.1
 LOAD_TIMEOUT_S = 120.0  # loading a target; longer, and it is training at import
 # A wrong argument that every command-line parser rejects, in Hydra's and in
 # argparse's (click's, typer's) form.
@@ -184,7 +187,8 @@ def fix_imports(
     configuration (default: a bad Hydra override or option, when the target parses
     a command line; ``[]`` skips it). ``check``: a shell command that must pass on the
     original (run first) and with the rewritten file in place. A patch that imports no
-    faster (its interval reaching 1x, or under ``MIN_SAVING_S`` saved) is not offered.
+    faster (its interval reaching 1x, or under ``MIN_SAVING_S`` or ``MIN_SAVING_SHARE``
+    of the import saved) is not offered.
     Raises :class:`UsageError` for a target that cannot be read, is not Python, does not
     load as it is (within ``LOAD_TIMEOUT_S``), or a check that fails on the original."""
     from trainperf.fix.reach import read_program
@@ -263,7 +267,12 @@ def fix_imports(
             result.failure = timing
             return result
         result.timings.append(timing)
-        if timing.speedup.low <= 1.0 or timing.before_s - timing.after_s < MIN_SAVING_S:
+        saved = timing.before_s - timing.after_s
+        if (
+            timing.speedup.low <= 1.0
+            or saved < MIN_SAVING_S
+            or saved < MIN_SAVING_SHARE * timing.before_s
+        ):
             result.failure = (
                 f"the rewritten file imports no faster ({timing.describe()}): what stays at "
                 "import time loads the same packages"
