@@ -512,3 +512,27 @@ def test_the_anatomy_modules_import_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_stuck_sample_does_not_hold_the_program_at_its_exit(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A program ending on an exception may hold what a sample waits for: stopping the
+    sampler waits for it a bounded time, says so, and lets the program end."""
+    from trainperf.monitoring import anatomy
+
+    held = threading.Event()
+
+    class Stuck(anatomy.StackSampler):
+        def sample(self, late_s: float = 0.0) -> None:  # type: ignore[override]
+            held.set()
+            threading.Event().wait()  # what it waits for never comes
+
+    monkeypatch.setattr(anatomy, "JOIN_TIMEOUT_S", 0.2)
+    sampler = Stuck(thread_id=threading.get_ident(), clock=time.perf_counter, origin=0.0,
+                    interval_s=0.001)  # fmt: skip
+    sampler.start()
+    assert held.wait(10)
+    began = time.perf_counter()
+    sampler.stop()
+    assert time.perf_counter() - began < 5
+    assert isinstance(sampler.error, TimeoutError)
+    assert "did not stop within 0.2 s" in str(sampler.error)

@@ -242,6 +242,9 @@ class _Running:
         self.stop()
 
 
+JOIN_TIMEOUT_S = 5.0  # the longest a stopping program waits for its stack sampler
+
+
 class StackSampler(_Running):
     """Samples one thread's stack every ``interval_s`` seconds from a daemon thread.
 
@@ -282,10 +285,16 @@ class StackSampler(_Running):
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop sampling and join the thread."""
+        """Stop sampling and join the thread, for at most ``JOIN_TIMEOUT_S``: a program
+        ending on an exception may hold what a sample waits for, and its exit must not
+        wait on a profiler (the daemon thread ends with the process)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout=JOIN_TIMEOUT_S)
+            if self._thread.is_alive() and self.error is None:
+                self.error = TimeoutError(
+                    f"the stack sampler did not stop within {JOIN_TIMEOUT_S:g} s"
+                )
 
     def _run(self) -> None:
         # Scheduled on perf_counter, not the injected clock: this is real waiting.
