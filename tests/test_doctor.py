@@ -772,3 +772,31 @@ def test_a_failed_rank_s_own_error_is_named_not_the_launcher_s_summary() -> None
     assert _last_error(output) == "[rank1]: ValueError: corrupt sample 87"
     assert _last_error(["KeyError: 'x'", "====="]) == "KeyError: 'x'"
     assert _last_error(["it stopped", "-----"]) == "it stopped"
+
+
+def test_a_command_hanging_in_its_own_shutdown_is_stopped(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Its records and proofs written (trainperf's exit work done), a command whose
+    interpreter shutdown never ends (as torch's DataLoader can leave it when a worker
+    dies) is stopped a grace period later, and said to have hung."""
+    import time
+
+    from trainperf.doctor import diagnose
+
+    monkeypatch.setattr(diagnose, "EXIT_GRACE_S", 1.0)
+    script = tmp_path / "hangs.py"
+    script.write_text("import atexit, time\natexit.register(time.sleep, 600)\nprint('done')\n")
+    began = time.monotonic()
+    code, timed_out, hung = diagnose._monitored_run(
+        [sys.executable, str(script)], tmp_path / "run", None, None, False, lambda _: None
+    )
+    assert (timed_out, hung) == (False, True)
+    assert code == -9
+    assert time.monotonic() - began < 60
+    assert "done" in (tmp_path / "run" / "output.log").read_text()
+    # A command that ends by itself is not stopped.
+    quick = tmp_path / "quick.py"
+    quick.write_text("print('done')\n")
+    code, timed_out, hung = diagnose._monitored_run(
+        [sys.executable, str(quick)], tmp_path / "run2", None, None, False, lambda _: None
+    )
+    assert (code, timed_out, hung) == (0, False, False)

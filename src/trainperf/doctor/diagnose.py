@@ -57,6 +57,7 @@ BUNDLED_ARGS = (
 DEFAULT_BUDGET_S = 120.0  # from the process start to the limit of a user's command
 GRACE_S = 300.0  # after the limit: the proofs, and the command winding down
 NO_BUDGET_DEADLINE_S = 600.0  # with --steps alone: when a step never comes
+EXIT_GRACE_S = 60.0  # after its exit work is done: longer, its own shutdown hangs
 PAGE_FILE = "doctor.html"  # the report page, in the run folder
 # A Trainer run diagnosed with --apply: the TrainingArguments fields to change, as JSON.
 TRAINING_ARGUMENTS_FILE = "training_args.json"
@@ -197,7 +198,14 @@ def diagnose(
     if profile_startup and target is not None:
         startup = _startup(target, say)
 
-    returncode, timed_out = _monitored_run(argv, folder, steps, budget_s, apply, say)
+    returncode, timed_out, hung = _monitored_run(argv, folder, steps, budget_s, apply, say)
+    if hung:
+        notes.append(
+            f"the command did not end {EXIT_GRACE_S:.0f} s after its records and proofs were "
+            "written, in the interpreter's own shutdown, and was stopped (torch's DataLoader "
+            "can leave a multiprocessing queue's lock held when a worker dies, and its exit "
+            "then waits on it forever; run alone, the command would hang there too)"
+        )
     startup["markers"] = _markers(folder)
 
     say("analysis: the run's verdict and the proofs' measurements")
@@ -519,9 +527,11 @@ def _monitored_run(
     say: Callable[[str], None],
     *,
     proofs: bool = True,
-) -> tuple[int, bool]:
+) -> tuple[int, bool, bool]:
     """Run the command with the monitor and the doctor's child part injected;
-    ``proofs=False``: bounded and recorded only (``doctor --scale``)."""
+    ``proofs=False``: bounded and recorded only (``doctor --scale``). Returns its exit
+    code, whether it ran past the deadline (then stopped), and whether it hung in its
+    own shutdown ``EXIT_GRACE_S`` after trainperf's exit work was done (then killed)."""
     from trainperf.markers import MARKERS_VARIABLE
     from trainperf.startup.phases import bootstrap_env
 
@@ -564,9 +574,17 @@ def _monitored_run(
                 f"full path to an executable"
             ) from None
         timed_out = False
+        done_at: float | None = None  # when its trainperf exit work was done
         while process.poll() is None:
             time.sleep(0.25)
             say(_running_status(folder, log))
+            if done_at is None and _exit_done(folder / "markers.jsonl", process.pid):
+                done_at = time.monotonic()
+            if done_at is not None and time.monotonic() - done_at > EXIT_GRACE_S:
+                # Records and proofs are written; the interpreter's own shutdown hangs.
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+                return process.returncode, False, True
             if time.monotonic() > deadline and not timed_out:
                 timed_out = True
                 _signal_group(process, signal.SIGINT)  # a chance to write its records
@@ -574,7 +592,20 @@ def _monitored_run(
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     _signal_group(process, signal.SIGKILL)
-    return process.wait(), timed_out
+    return process.wait(), timed_out, False
+
+
+def _exit_done(markers: Path, pid: int) -> bool:
+    """Whether the process ``pid`` has done trainperf's work at its exit (its records
+    and proofs written): the ``exit_done`` marker, the file's last lines read."""
+    try:
+        with markers.open("rb") as handle:
+            handle.seek(max(0, markers.stat().st_size - 2048))
+            tail = handle.read()
+    except OSError:
+        return False
+    mine = f'"pid": {pid}}}'.encode()
+    return any(b'"exit_done"' in line and line.endswith(mine) for line in tail.splitlines())
 
 
 def _signal_group(process: subprocess.Popen[bytes], number: int) -> None:
@@ -625,7 +656,7 @@ def _markers(folder: Path) -> JsonObject:
     main = trained[0] if trained else found[0].pid if found else None
     out: JsonObject = {}
     for marker in found:
-        if marker.pid == main and marker.name != "exit_start":
+        if marker.pid == main and marker.name not in ("exit_start", "exit_done"):
             out.setdefault(marker.name, round(marker.time - origin, 4))
     return out
 

@@ -185,7 +185,9 @@ def _one_run(
     )
     from trainperf.monitoring.analyze import summarize_folder
 
-    returncode, timed_out = _monitored_run(argv, folder, steps, budget_s, False, say, proofs=False)
+    returncode, timed_out, _ = _monitored_run(
+        argv, folder, steps, budget_s, False, say, proofs=False
+    )
     tail = _tail(folder / "output.log")
     base = ScaleRun(n, r, str(folder), None if timed_out else returncode, None)
     failure = None

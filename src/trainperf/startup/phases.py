@@ -150,7 +150,7 @@ def _run_once(command: list[str], timeout: float | None) -> StartupRun:
     return StartupRun(
         wall_s=end - start,
         returncode=proc.returncode,
-        markers={k: v for k, v in firsts.items() if k != "exit_start"},
+        markers={k: v for k, v in firsts.items() if k not in ("exit_start", "exit_done")},
         exit_s=end - max(exit_at) if exit_at else None,
         output_tail="\n".join(text.strip().splitlines()[-5:]),
     )

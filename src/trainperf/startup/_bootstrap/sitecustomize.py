@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 _HERE = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100, PTH120 - no pathlib here
 
 
+EXIT_DONE = "exit_done"  # trainperf's own work at the process's exit is done
+
+
 def _mark(name: str) -> None:
     from trainperf.markers import mark
 
@@ -233,6 +236,10 @@ def _shutting_down() -> None:
             from trainperf.doctor.child import prove
 
             _guarded(lambda: prove(run, at_exit=True))
+    if os.environ.get("TRAINPERF_MARKERS"):
+        # Ours is done: what the process does from here is the interpreter's own shutdown
+        # (atexit handlers, multiprocessing's finalizers), which the doctor bounds.
+        _mark(EXIT_DONE)
 
 
 def _at_shutdown() -> None:
