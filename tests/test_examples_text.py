@@ -12,6 +12,7 @@ import pytest
 from _support import run_cli
 from trainperf.errors import UsageError
 from trainperf.examples.text.config import TRAINER_FIELDS, TextConfig, parse
+from trainperf.monitoring.analyze import NOT_MEASURED
 
 
 def test_fixed_switches_the_three_naive_settings() -> None:
@@ -110,9 +111,15 @@ def test_doctor_names_the_tokenising_collator_in_the_trainers_terms(tmp_path) ->
     assert "dataloader_num_workers" in finding["fix"]
     assert "set num_workers" not in finding["fix"]
     assert "keep num_workers" not in finding["fix"]
-    # The replay through the Trainer's step measured what input costs the step.
-    assert finding["gain_source"] == "measured"
-    assert "replaying" in finding["gain"]
+    disturbed = [r for r in step["reasons"] if r.startswith(NOT_MEASURED)]
+    if disturbed and report["conditions"]["contended"]:
+        # Beside busy loops the replay can run slower than the steps that waited for
+        # data: the doctor says so, and no gain is the replay's.
+        assert "replaying" not in finding["gain"]
+    else:
+        # The replay through the Trainer's step measured what input costs the step.
+        assert finding["gain_source"] == "measured"
+        assert "replaying" in finding["gain"]
     arguments = report["training_arguments"]
     if arguments:  # advised: the file is the advice, and the example takes it
         written = Path(report["run"]) / "training_args.json"

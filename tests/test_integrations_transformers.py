@@ -19,6 +19,7 @@ from trainperf.integrations.transformers import (  # noqa: E402
     _restored,
     _training_step,
 )
+from trainperf.monitoring.analyze import NOT_MEASURED  # noqa: E402
 from trainperf.monitoring.records import read_periods  # noqa: E402
 
 TOKENS_PER_ROW = LENGTH - PAD
@@ -77,9 +78,17 @@ def test_a_waiting_collator_is_input_bound_and_the_probe_measures_it(tmp_path) -
     assert summary.steps == 24
     assert summary.step.kind == "input-bound"
     confirmed = next(f for f in summary.findings if f.kind == "input-bound")
+    assert (tmp_path / "run" / "probe.json").is_file()
+    disturbed = [r for r in summary.step.reasons if r.startswith(NOT_MEASURED)]
+    if disturbed and summary.conditions is not None and summary.conditions.contended:
+        # Beside busy loops a stretch of replayed steps can run several times slower than
+        # the run's own (232 ms against 77 ms steps that waited 60 ms): the probe then
+        # says so and the finding keeps its estimate.
+        assert "replay_step_s" not in confirmed.evidence
+        assert confirmed.gain.startswith("if input were free")
+        return
     # The replay through the Trainer's own step: batches in memory step far faster.
     assert confirmed.evidence["replay_step_s"] < 0.5 * confirmed.evidence["step_s"]
-    assert (tmp_path / "run" / "probe.json").is_file()
 
 
 @pytest.mark.slow

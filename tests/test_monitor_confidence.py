@@ -210,3 +210,36 @@ def test_a_replay_no_faster_than_the_step_is_no_finding_but_a_reason() -> None:
     confirmed = summarize(periods, cpus=2.0, replayed=Replay(steps=16, step_s=0.04))
     (finding,) = [f for f in confirmed.findings if f.kind == "input-bound"]
     assert finding.gain.startswith("measured by replaying 16 cached batches")
+
+
+def test_a_replay_slower_than_the_step_it_would_free_keeps_the_estimate() -> None:
+    from trainperf.doctor.findings import compose
+    from trainperf.monitoring.probe import Replay
+
+    # Steps of 100 ms waiting 60 ms for data, replayed at 232 ms a step: slower than the
+    # step that waited, which in-memory batches cannot make (seen beside busy loops).
+    periods = loop([(0.1, 0.06)] * 40)
+    summary = summarize(periods, cpus=2.0, replayed=Replay(steps=16, step_s=0.232))
+    assert summary.step.kind == "input-bound"
+    assert summary.step.confidence == "low"
+    (reason,) = [r for r in summary.step.reasons if "replay" in r]
+    assert "232.0 ms a step, longer than the run's 100.0 ms steps" in reason
+    assert "estimated" in reason
+    (finding,) = [f for f in summary.findings if f.kind == "input-bound"]
+    assert finding.gain.startswith("if input were free")  # the estimate, not a measure
+    assert "replay_step_s" not in finding.evidence
+    findings, aside = compose(
+        startup={},
+        periods=periods,
+        summary=summary,
+        proofs=(),
+        loaders=(),
+        cpus=2.0,
+        bundled=False,
+    )
+    assert not [a for a in aside if a.startswith("input: ")]
+    (doctor,) = [f for f in findings if f.kind == "input-bound"]
+    assert doctor.gain_source == "estimated"
+    # At the step's own time the replay neither confirms nor is disturbed: unconfirmed.
+    same = summarize(periods, cpus=2.0, replayed=Replay(steps=16, step_s=0.105))
+    assert all(f.kind != "input-bound" for f in same.findings)
