@@ -347,11 +347,16 @@ def test_spawned_workers_reimport_a_heavy_main_module_and_are_sent_a_large_state
     assert "set_forkserver_preload" in finding["fix"]
 
 
-def _stages(tmp_path: Path, name: str, dataset: Dataset, collate: object) -> object:
+def _stages(
+    tmp_path: Path, name: str, dataset: Dataset, collate: object, workers: int = 1
+) -> object:
+    # One worker by default: workers started together on timer waits hand over their
+    # batches in pairs, every other step waits for nothing, and the median step's data
+    # wait sits on the input-bound threshold.
     loader = DataLoader(
         dataset,
         batch_size=4,
-        num_workers=2,
+        num_workers=workers,
         multiprocessing_context="fork",
         collate_fn=collate,  # type: ignore[arg-type]
     )
@@ -381,7 +386,10 @@ def test_a_collate_heavy_and_a_getitem_heavy_loader_get_their_own_finding(
     stages = collating.workers.stages  # type: ignore[attr-defined]
     assert stages.collate_share > 0.7
     assert stages.collate_s >= 0.04
-    assert {w for w, *_ in stages.per_worker} == {0, 1}
+    assert {w for w, *_ in stages.per_worker} == {0}
+    # Two workers: each one's stages are kept apart.
+    pair = _stages(tmp_path, "pair", Staged(16, 0.001), SlowCollate(0.01), workers=2)
+    assert {w for w, *_ in pair.workers.stages.per_worker} == {0, 1}  # type: ignore[attr-defined]
     stages = getting.workers.stages  # type: ignore[attr-defined]
     assert stages.collate_share < 0.3
     assert stages.slowest[0][0] == 5  # the planted slow sample, named first
